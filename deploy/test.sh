@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against a throwaway PostgreSQL cluster started for this run.
+# Extra arguments go to the test runner (e.g. ./deploy/test.sh -p keyward-validator).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=deploy/lib/pg.sh
+. deploy/lib/pg.sh
+
+pg_ensure_installed
+datadir=$(mktemp -d /tmp/keyward-test-pg.XXXXXX)
+chmod 755 "$datadir"
+cleanup() { pg_stop "$datadir"; rm -rf "$datadir"; }
+trap cleanup EXIT
+port=$(pg_free_port)
+pg_start "$datadir" "$port" test
+export KEYWARD_TEST_DATABASE_URL="postgres://keyward@127.0.0.1:$port/postgres"
+echo "keyward: test PostgreSQL on 127.0.0.1:$port" >&2
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi

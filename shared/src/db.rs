@@ -1,0 +1,147 @@
+//! Connections and migrations.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{Client, NoTls};
+
+use crate::error::{StoreError, StoreResult};
+
+/// Embedded, versioned migrations, applied in order, each in its own transaction.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("../migrations/0001_foundation.sql"),
+)];
+
+/// Arbitrary constant identifying Keyward's migration lock among advisory locks.
+const MIGRATION_LOCK: i64 = 0x6b65_7977_6172_6401;
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid database URL: {0}")]
+pub struct ConfigError(#[from] tokio_postgres::Error);
+
+/// Parses a `postgres://` URL (or key=value string) with Keyward's connection defaults: short
+/// connect timeout so an outage is detected quickly, and TCP keepalives so a half-open connection
+/// is noticed.
+pub fn pg_config(database_url: &str, application_name: &str) -> Result<tokio_postgres::Config, ConfigError> {
+    let mut cfg: tokio_postgres::Config = database_url.parse()?;
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(Duration::from_secs(3));
+    }
+    cfg.keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3);
+    if cfg.get_application_name().is_none() {
+        cfg.application_name(application_name);
+    }
+    Ok(cfg)
+}
+
+/// A query pool. Never used for LISTEN: pools drop notifications and recycle connections.
+pub fn pool(cfg: tokio_postgres::Config, max_size: usize) -> Pool {
+    let mgr = Manager::from_config(
+        cfg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    // Building only fails without a runtime for timeouts, which we always give.
+    Pool::builder(mgr)
+        .max_size(max_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(3)))
+        .recycle_timeout(Some(Duration::from_secs(2)))
+        .build()
+        .unwrap_or_else(|e| unreachable!("pool builder with runtime cannot fail: {e}"))
+}
+
+/// Opens a single connection whose driver runs in a background task.
+pub async fn connect(cfg: &tokio_postgres::Config) -> StoreResult<Client> {
+    let (client, connection) = cfg.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies pending migrations under an advisory lock so concurrent starters do not race.
+/// Returns the versions applied by this call.
+pub async fn migrate(client: &mut Client) -> StoreResult<Vec<i32>> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = apply_pending(client).await;
+    // Unlock even when a migration failed; the session ends soon anyway.
+    let unlock = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    let applied = result?;
+    unlock?;
+    Ok(applied)
+}
+
+async fn apply_pending(client: &mut Client) -> StoreResult<Vec<i32>> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version    integer PRIMARY KEY,
+                name       text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await?;
+    let done: Vec<i32> = client
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut applied = Vec::new();
+    for (version, name, sql) in MIGRATIONS {
+        if done.contains(version) {
+            continue;
+        }
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, name, "applied migration");
+        applied.push(*version);
+    }
+    Ok(applied)
+}
+
+/// The newest migration version embedded in this binary.
+pub fn latest_migration() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// Returns the named deployment secret, creating it with `len` random bytes the first time.
+pub async fn server_secret(client: &Client, name: &str, len: usize) -> StoreResult<Vec<u8>> {
+    let fresh: Vec<u8> = (0..len).map(|_| rand::random::<u8>()).collect();
+    client
+        .execute(
+            "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&name, &fresh],
+        )
+        .await?;
+    let row = client
+        .query_one("SELECT value FROM server_secrets WHERE name = $1", &[&name])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Maps a pool checkout failure.
+pub async fn checkout(pool: &Pool) -> StoreResult<deadpool_postgres::Client> {
+    pool.get().await.map_err(StoreError::from)
+}

@@ -1,0 +1,41 @@
+use thiserror::Error;
+
+/// Errors of the store layer. `Invalid`, `NotFound` and `Conflict` are caused by the caller's input
+/// and map to 4xx; `Database`/`Pool` are infrastructure failures and map to 5xx/503.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("database pool error: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+impl StoreError {
+    /// True when the failure means the database could not be reached (as opposed to a query that
+    /// the database rejected). Callers use this to answer 503 instead of 500.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Pool(_) => true,
+            StoreError::Database(e) => e.is_closed() || e.as_db_error().is_none(),
+            _ => false,
+        }
+    }
+
+    /// Maps a unique-violation into `Conflict` with the given message; other errors pass through.
+    pub fn conflict_on_unique(self, message: &str) -> StoreError {
+        if let StoreError::Database(e) = &self {
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                return StoreError::Conflict(message.to_string());
+            }
+        }
+        self
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,0 +1,22 @@
+//! Keyward's domain core, shared by the validator and the control-plane.
+//!
+//! Everything that decides something lives here once: the model, the validation rules
+//! ([`verdict::decide`]), key generation from masks, secret handling, the SQL of every resource
+//! ([`store`]) and the one write path that audits and invalidates in the same transaction
+//! ([`write::WriteTx`]). The services only translate wire formats to these calls.
+
+pub mod blacklist;
+pub mod db;
+pub mod error;
+pub mod invalidation;
+pub mod keygen;
+pub mod model;
+pub mod secrets;
+pub mod store;
+pub mod verdict;
+pub mod write;
+
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+pub use error::StoreError;

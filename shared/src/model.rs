@@ -1,0 +1,144 @@
+//! The typed model. Rows are read by [`crate::store`]; these types carry no IO.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use postgres_types::{FromSql, ToSql};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub type AccountId = Uuid;
+pub type AppId = Uuid;
+pub type LicenseId = Uuid;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub public_id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct App {
+    pub id: AppId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub secret: String,
+    pub version: String,
+    pub paused: bool,
+    /// When true, validations must carry a HWID and licenses bind up to their `hwid_limit`.
+    pub hwid_lock: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSql, FromSql)]
+#[postgres(name = "license_status")]
+#[serde(rename_all = "snake_case")]
+pub enum LicenseStatus {
+    #[postgres(name = "active")]
+    Active,
+    #[postgres(name = "banned")]
+    Banned,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BoundHwid {
+    pub hwid: String,
+    pub bound_at: DateTime<Utc>,
+    /// `validate` (bound by a client's first use) or `admin`.
+    pub bound_by: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct License {
+    pub id: LicenseId,
+    pub account_id: AccountId,
+    pub app_id: AppId,
+    pub key: String,
+    pub status: LicenseStatus,
+    pub level: i32,
+    pub note: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Expiry on first use: the validity that starts at the first validation.
+    pub duration_secs: Option<i64>,
+    /// Maximum number of bound HWIDs; 0 means unlimited.
+    pub hwid_limit: i32,
+    /// Maximum number of distinct client IPs; 0 means unlimited (and IPs are not recorded).
+    pub ip_limit: i32,
+    pub ban_reason: Option<String>,
+    pub hwids: Vec<BoundHwid>,
+    pub ips: Vec<IpAddr>,
+    pub last_validated_at: Option<DateTime<Utc>>,
+    pub validation_count: i64,
+}
+
+impl License {
+    pub fn has_hwid(&self, hwid: &str) -> bool {
+        self.hwids.iter().any(|h| h.hwid == hwid)
+    }
+
+    pub fn has_ip(&self, ip: IpAddr) -> bool {
+        self.ips.contains(&ip)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlacklistKind {
+    Ip,
+    Hwid,
+}
+
+impl BlacklistKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlacklistKind::Ip => "ip",
+            BlacklistKind::Hwid => "hwid",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ip" => Some(BlacklistKind::Ip),
+            "hwid" => Some(BlacklistKind::Hwid),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BlacklistEntry {
+    pub id: Uuid,
+    pub app_id: AppId,
+    pub kind: BlacklistKind,
+    pub value: String,
+    pub note: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub actor: String,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    pub details: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}

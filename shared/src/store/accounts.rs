@@ -1,0 +1,91 @@
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use crate::error::{StoreError, StoreResult};
+use crate::model::Account;
+use crate::secrets;
+
+const COLUMNS: &str = "id, public_id, username, email, created_at";
+
+fn from_row(r: &Row) -> Account {
+    Account {
+        id: r.get("id"),
+        public_id: r.get("public_id"),
+        username: r.get("username"),
+        email: r.get("email"),
+        created_at: r.get("created_at"),
+    }
+}
+
+pub fn validate_username(username: &str) -> Result<(), StoreError> {
+    let ok_len = (3..=64).contains(&username.len());
+    let ok_chars = username
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
+    if ok_len && ok_chars {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(
+            "username must be 3 to 64 characters of letters, digits, '_', '-', '.', '@'".into(),
+        ))
+    }
+}
+
+pub fn validate_password(password: &str) -> Result<(), StoreError> {
+    if (8..=256).contains(&password.chars().count()) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid("password must be 8 to 256 characters".into()))
+    }
+}
+
+/// Creates an account (a tenant). `password_hash` is an argon2id PHC string.
+pub async fn create<C: GenericClient + Sync>(
+    c: &C,
+    username: &str,
+    email: Option<&str>,
+    password_hash: &str,
+) -> StoreResult<Account> {
+    validate_username(username)?;
+    let row = c
+        .query_one(
+            &format!(
+                "INSERT INTO accounts (id, public_id, username, email, password_hash)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+            ),
+            &[
+                &Uuid::new_v4(),
+                &secrets::new_public_id(),
+                &username,
+                &email,
+                &password_hash,
+            ],
+        )
+        .await
+        .map_err(|e| StoreError::from(e).conflict_on_unique("username or email already taken"))?;
+    Ok(from_row(&row))
+}
+
+pub async fn get<C: GenericClient + Sync>(c: &C, id: Uuid) -> StoreResult<Account> {
+    c.query_opt(&format!("SELECT {COLUMNS} FROM accounts WHERE id = $1"), &[&id])
+        .await?
+        .map(|r| from_row(&r))
+        .ok_or(StoreError::NotFound("account"))
+}
+
+/// Looks an account up by username or email for login; returns it with its password hash.
+pub async fn find_for_login<C: GenericClient + Sync>(
+    c: &C,
+    login: &str,
+) -> StoreResult<Option<(Account, String)>> {
+    let row = c
+        .query_opt(
+            &format!(
+                "SELECT {COLUMNS}, password_hash FROM accounts
+                 WHERE username = $1 OR lower(email) = lower($1) LIMIT 1"
+            ),
+            &[&login],
+        )
+        .await?;
+    Ok(row.map(|r| (from_row(&r), r.get("password_hash"))))
+}

@@ -1,0 +1,128 @@
+use serde_json::json;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use crate::error::{StoreError, StoreResult};
+use crate::model::ApiKey;
+use crate::secrets;
+use crate::write::WriteTx;
+
+/// Scopes an API key may carry. `*` grants everything.
+pub const SCOPES: &[&str] = &[
+    "*",
+    "apps:read",
+    "apps:write",
+    "licenses:read",
+    "licenses:write",
+    "blacklist:read",
+    "blacklist:write",
+    "audit:read",
+    "api_keys:write",
+];
+
+const COLUMNS: &str = "id, name, prefix, scopes, created_at, last_used_at, revoked_at";
+
+fn from_row(r: &Row) -> ApiKey {
+    ApiKey {
+        id: r.get("id"),
+        name: r.get("name"),
+        prefix: r.get("prefix"),
+        scopes: r.get("scopes"),
+        created_at: r.get("created_at"),
+        last_used_at: r.get("last_used_at"),
+        revoked_at: r.get("revoked_at"),
+    }
+}
+
+/// True when `granted` includes `required` (or `*`).
+pub fn allows(granted: &[String], required: &str) -> bool {
+    granted.iter().any(|s| s == "*" || s == required)
+}
+
+/// Creates a key and returns it with its plaintext, which is never stored.
+pub async fn create(wtx: &mut WriteTx<'_>, name: &str, scopes: &[String]) -> StoreResult<(ApiKey, String)> {
+    if name.trim().is_empty() || name.len() > 100 {
+        return Err(StoreError::Invalid("name must be 1 to 100 characters".into()));
+    }
+    if scopes.is_empty() {
+        return Err(StoreError::Invalid("at least one scope is required".into()));
+    }
+    if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+        return Err(StoreError::Invalid(format!(
+            "unknown scope '{bad}'; known scopes: {}",
+            SCOPES.join(", ")
+        )));
+    }
+    let plaintext = secrets::new_api_key();
+    let prefix: String = plaintext.chars().take(7).collect();
+    let row = wtx
+        .tx()
+        .query_one(
+            &format!(
+                "INSERT INTO api_keys (id, account_id, name, prefix, key_hash, scopes)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+            ),
+            &[
+                &Uuid::new_v4(),
+                &wtx.account_id(),
+                &name.trim(),
+                &prefix,
+                &secrets::sha256(&plaintext),
+                &scopes,
+            ],
+        )
+        .await?;
+    let key = from_row(&row);
+    wtx.audit(
+        "api_key.create",
+        "api_key",
+        Some(key.id.to_string()),
+        json!({"name": key.name, "scopes": key.scopes, "prefix": key.prefix}),
+    );
+    Ok((key, plaintext))
+}
+
+pub async fn list<C: GenericClient + Sync>(c: &C, account_id: Uuid) -> StoreResult<Vec<ApiKey>> {
+    Ok(c
+        .query(
+            &format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY created_at DESC"),
+            &[&account_id],
+        )
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
+}
+
+pub async fn revoke(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<ApiKey> {
+    let row = wtx
+        .tx()
+        .query_opt(
+            &format!(
+                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
+                 WHERE id = $1 AND account_id = $2 RETURNING {COLUMNS}"
+            ),
+            &[&id, &wtx.account_id()],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("api key"))?;
+    wtx.audit("api_key.revoke", "api_key", Some(id.to_string()), json!({}));
+    Ok(from_row(&row))
+}
+
+/// Resolves a presented key to (account, key) when it exists and is not revoked.
+pub async fn authenticate<C: GenericClient + Sync>(
+    c: &C,
+    plaintext: &str,
+) -> StoreResult<Option<(Uuid, ApiKey)>> {
+    let row = c
+        .query_opt(
+            &format!(
+                "UPDATE api_keys SET last_used_at = now()
+                 WHERE key_hash = $1 AND revoked_at IS NULL RETURNING account_id, {COLUMNS}"
+            ),
+            &[&secrets::sha256(plaintext)],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get("account_id"), from_row(&r))))
+}

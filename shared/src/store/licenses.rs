@@ -1,0 +1,528 @@
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use crate::error::{StoreError, StoreResult};
+use crate::invalidation::Invalidation;
+use crate::keygen::{Mask, DEFAULT_MASK};
+use crate::model::{BoundHwid, License, LicenseStatus};
+use crate::verdict::Activation;
+use crate::write::WriteTx;
+
+pub const MAX_BATCH: i64 = 500;
+
+/// Columns of a full license, with its HWIDs and IPs as arrays (one round trip, no N+1).
+const SELECT: &str = "SELECT l.id, l.account_id, l.app_id, l.key, l.status, l.level, l.note, l.created_at,
+       l.used_at, l.expires_at, l.duration_secs, l.hwid_limit, l.ip_limit, l.ban_reason,
+       l.last_validated_at, l.validation_count,
+       ARRAY(SELECT h.hwid FROM license_hwids h WHERE h.license_id = l.id ORDER BY h.bound_at, h.hwid) AS hwids,
+       ARRAY(SELECT h.bound_at FROM license_hwids h WHERE h.license_id = l.id ORDER BY h.bound_at, h.hwid) AS hwid_bound_at,
+       ARRAY(SELECT h.bound_by FROM license_hwids h WHERE h.license_id = l.id ORDER BY h.bound_at, h.hwid) AS hwid_bound_by,
+       ARRAY(SELECT i.ip FROM license_ips i WHERE i.license_id = l.id ORDER BY i.first_seen, i.ip) AS ips
+  FROM licenses l";
+
+fn from_row(r: &Row) -> License {
+    let hwids: Vec<String> = r.get("hwids");
+    let bound_at: Vec<DateTime<Utc>> = r.get("hwid_bound_at");
+    let bound_by: Vec<String> = r.get("hwid_bound_by");
+    License {
+        id: r.get("id"),
+        account_id: r.get("account_id"),
+        app_id: r.get("app_id"),
+        key: r.get("key"),
+        status: r.get("status"),
+        level: r.get("level"),
+        note: r.get("note"),
+        created_at: r.get("created_at"),
+        used_at: r.get("used_at"),
+        expires_at: r.get("expires_at"),
+        duration_secs: r.get("duration_secs"),
+        hwid_limit: r.get("hwid_limit"),
+        ip_limit: r.get("ip_limit"),
+        ban_reason: r.get("ban_reason"),
+        hwids: hwids
+            .into_iter()
+            .zip(bound_at)
+            .zip(bound_by)
+            .map(|((hwid, bound_at), bound_by)| BoundHwid { hwid, bound_at, bound_by })
+            .collect(),
+        ips: r.get("ips"),
+        last_validated_at: r.get("last_validated_at"),
+        validation_count: r.get("validation_count"),
+    }
+}
+
+/// The license as validators cache it: by app and key. No tenant scope (validators address by
+/// app id; the tenant is the app's).
+pub async fn find_by_key<C: GenericClient + Sync>(c: &C, app_id: Uuid, key: &str) -> StoreResult<Option<License>> {
+    Ok(c
+        .query_opt(&format!("{SELECT} WHERE l.app_id = $1 AND l.key = $2"), &[&app_id, &key])
+        .await?
+        .map(|r| from_row(&r)))
+}
+
+pub async fn get<C: GenericClient + Sync>(c: &C, account_id: Uuid, id: Uuid) -> StoreResult<License> {
+    c.query_opt(&format!("{SELECT} WHERE l.id = $1 AND l.account_id = $2"), &[&id, &account_id])
+        .await?
+        .map(|r| from_row(&r))
+        .ok_or(StoreError::NotFound("license"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusFilter {
+    /// Not banned and not expired.
+    Active,
+    Banned,
+    Expired,
+    /// Never validated.
+    Unused,
+    Used,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub app_id: Option<Uuid>,
+    /// Substring of the key, note or a bound HWID (case-insensitive).
+    pub search: Option<String>,
+    pub status: Option<StatusFilter>,
+    pub limit: Option<i64>,
+    /// Keyset cursor returned as `next_cursor` by the previous page.
+    pub cursor: Option<String>,
+}
+
+pub struct Page {
+    pub items: Vec<License>,
+    pub next_cursor: Option<String>,
+}
+
+fn encode_cursor(l: &License) -> String {
+    format!("{}_{}", l.created_at.timestamp_micros(), l.id)
+}
+
+fn decode_cursor(s: &str) -> StoreResult<(DateTime<Utc>, Uuid)> {
+    let bad = || StoreError::Invalid("cursor is malformed".into());
+    let (micros, id) = s.split_once('_').ok_or_else(bad)?;
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    let at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(bad)?;
+    Ok((at, id.parse().map_err(|_| bad())?))
+}
+
+fn like_pattern(s: &str) -> String {
+    let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+pub async fn list<C: GenericClient + Sync>(c: &C, account_id: Uuid, q: &ListQuery) -> StoreResult<Page> {
+    let limit = super::page_size(q.limit, 50, 500);
+    let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let (after_at, after_id) = cursor.unzip();
+    let search = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(like_pattern);
+    let status = q.status.map(|s| match s {
+        StatusFilter::Active => "active",
+        StatusFilter::Banned => "banned",
+        StatusFilter::Expired => "expired",
+        StatusFilter::Unused => "unused",
+        StatusFilter::Used => "used",
+    });
+    let rows = c
+        .query(
+            &format!(
+                "{SELECT} WHERE l.account_id = $1
+                   AND ($2::uuid IS NULL OR l.app_id = $2)
+                   AND ($3::text IS NULL OR l.key ILIKE $3 OR l.note ILIKE $3
+                        OR EXISTS (SELECT 1 FROM license_hwids h WHERE h.license_id = l.id AND h.hwid ILIKE $3))
+                   AND ($4::text IS NULL
+                        OR ($4 = 'active' AND l.status = 'active' AND (l.expires_at IS NULL OR l.expires_at > now()))
+                        OR ($4 = 'banned' AND l.status = 'banned')
+                        OR ($4 = 'expired' AND l.status = 'active' AND l.expires_at <= now())
+                        OR ($4 = 'unused' AND l.used_at IS NULL)
+                        OR ($4 = 'used' AND l.used_at IS NOT NULL))
+                   AND ($5::timestamptz IS NULL OR (l.created_at, l.id) < ($5, $6::uuid))
+                 ORDER BY l.created_at DESC, l.id DESC LIMIT $7"
+            ),
+            &[&account_id, &q.app_id, &search, &status, &after_at, &after_id, &(limit + 1)],
+        )
+        .await?;
+    let mut items: Vec<License> = rows.iter().map(from_row).collect();
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(encode_cursor)
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+/// How to generate a batch of licenses.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateSpec {
+    /// 1 to 500 (default 1).
+    pub count: Option<i64>,
+    pub mask: Option<String>,
+    pub prefix: Option<String>,
+    /// Validity in days or seconds (at most one). Counted from creation, or from first use when
+    /// `expiry_on_first_use` is set.
+    pub duration_days: Option<i64>,
+    pub duration_secs: Option<i64>,
+    /// A fixed expiry instead of a duration.
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub expiry_on_first_use: bool,
+    pub level: Option<i32>,
+    pub note: Option<String>,
+    /// Default 1; 0 for unlimited.
+    pub hwid_limit: Option<i32>,
+    /// Default 0 (unlimited).
+    pub ip_limit: Option<i32>,
+}
+
+const MAX_DURATION_SECS: i64 = 100 * 366 * 86_400;
+
+struct Resolved {
+    count: i64,
+    mask: Mask,
+    expires_at: Option<DateTime<Utc>>,
+    duration_secs: Option<i64>,
+    level: i32,
+    note: Option<String>,
+    hwid_limit: i32,
+    ip_limit: i32,
+}
+
+fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
+    let invalid = |m: &str| Err(StoreError::Invalid(m.to_string()));
+    let count = spec.count.unwrap_or(1);
+    if !(1..=MAX_BATCH).contains(&count) {
+        return invalid("count must be between 1 and 500");
+    }
+    let mask = Mask::parse(spec.mask.as_deref().unwrap_or(DEFAULT_MASK), spec.prefix.as_deref())
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let duration = match (spec.duration_days, spec.duration_secs) {
+        (Some(_), Some(_)) => return invalid("give duration_days or duration_secs, not both"),
+        (Some(d), None) => Some(d.checked_mul(86_400).unwrap_or(i64::MAX)),
+        (None, s) => s,
+    };
+    if let Some(d) = duration {
+        if !(1..=MAX_DURATION_SECS).contains(&d) {
+            return invalid("duration must be positive and at most 100 years");
+        }
+    }
+    let (expires_at, duration_secs) = match (duration, spec.expires_at, spec.expiry_on_first_use) {
+        (Some(_), Some(_), _) => return invalid("give a duration or expires_at, not both"),
+        (None, Some(_), true) => return invalid("expiry_on_first_use needs a duration, not expires_at"),
+        (None, None, true) => return invalid("expiry_on_first_use needs duration_days or duration_secs"),
+        (None, Some(at), false) if at <= now => return invalid("expires_at must be in the future"),
+        (None, at, false) => (at, None),
+        (Some(d), None, true) => (None, Some(d)),
+        (Some(d), None, false) => (Some(now + Duration::seconds(d)), None),
+    };
+    let level = spec.level.unwrap_or(1);
+    if !(0..=1_000_000).contains(&level) {
+        return invalid("level must be between 0 and 1000000");
+    }
+    let note = spec.note.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(str::to_string);
+    if note.as_deref().is_some_and(|n| n.chars().count() > 1000) {
+        return invalid("note must be at most 1000 characters");
+    }
+    let hwid_limit = spec.hwid_limit.unwrap_or(1);
+    let ip_limit = spec.ip_limit.unwrap_or(0);
+    if !(0..=10_000).contains(&hwid_limit) || !(0..=10_000).contains(&ip_limit) {
+        return invalid("hwid_limit and ip_limit must be between 0 and 10000");
+    }
+    Ok(Resolved { count, mask, expires_at, duration_secs, level, note, hwid_limit, ip_limit })
+}
+
+/// Generates `count` licenses for one of the caller's apps. Keys are unique per app; collisions
+/// (astronomically rare with ≥ 8 random characters) are regenerated.
+pub async fn generate(wtx: &mut WriteTx<'_>, app_id: Uuid, spec: &GenerateSpec) -> StoreResult<Vec<License>> {
+    let r = resolve(spec, Utc::now())?;
+    let owned = wtx
+        .tx()
+        .query_opt("SELECT 1 FROM apps WHERE id = $1 AND account_id = $2 FOR SHARE", &[&app_id, &wtx.account_id()])
+        .await?;
+    if owned.is_none() {
+        return Err(StoreError::NotFound("app"));
+    }
+    let mut ids: Vec<Uuid> = Vec::with_capacity(r.count as usize);
+    for _attempt in 0..5 {
+        let missing = r.count as usize - ids.len();
+        if missing == 0 {
+            break;
+        }
+        let new_ids: Vec<Uuid> = (0..missing).map(|_| Uuid::new_v4()).collect();
+        let keys: Vec<String> = (0..missing).map(|_| r.mask.generate()).collect();
+        let rows = wtx
+            .tx()
+            .query(
+                "INSERT INTO licenses (id, account_id, app_id, key, level, note, expires_at, duration_secs, hwid_limit, ip_limit)
+                 SELECT u.id, $1, $2, u.key, $5, $6, $7, $8, $9, $10
+                   FROM unnest($3::uuid[], $4::text[]) AS u(id, key)
+                 ON CONFLICT (app_id, key) DO NOTHING RETURNING id",
+                &[
+                    &wtx.account_id(), &app_id, &new_ids, &keys, &r.level, &r.note, &r.expires_at,
+                    &r.duration_secs, &r.hwid_limit, &r.ip_limit,
+                ],
+            )
+            .await?;
+        ids.extend(rows.iter().map(|row| row.get::<_, Uuid>(0)));
+    }
+    if ids.len() as i64 != r.count {
+        return Err(StoreError::Conflict("could not generate unique keys; use a longer mask".into()));
+    }
+    let licenses: Vec<License> = wtx
+        .tx()
+        .query(&format!("{SELECT} WHERE l.id = ANY($1) ORDER BY l.key"), &[&ids])
+        .await?
+        .iter()
+        .map(from_row)
+        .collect();
+    // Validators may hold negative entries for these keys.
+    for l in &licenses {
+        wtx.invalidate(Invalidation::License { app: app_id, key: l.key.clone() });
+    }
+    wtx.audit(
+        "license.generate",
+        "app",
+        Some(app_id.to_string()),
+        json!({"count": r.count, "expires_at": r.expires_at, "duration_secs": r.duration_secs,
+               "level": r.level, "hwid_limit": r.hwid_limit, "ip_limit": r.ip_limit}),
+    );
+    Ok(licenses)
+}
+
+/// Runs an UPDATE/DELETE on one of the caller's licenses that returns `app_id, key`, then
+/// invalidates and audits it.
+async fn mutate_one(
+    wtx: &mut WriteTx<'_>,
+    id: Uuid,
+    sql: &str,
+    extra: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    action: &str,
+    details: serde_json::Value,
+) -> StoreResult<()> {
+    let account = wtx.account_id();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&id, &account];
+    params.extend_from_slice(extra);
+    let row = wtx
+        .tx()
+        .query_opt(sql, &params)
+        .await?
+        .ok_or(StoreError::NotFound("license"))?;
+    let app: Uuid = row.get("app_id");
+    let key: String = row.get("key");
+    wtx.invalidate(Invalidation::License { app, key: key.clone() });
+    wtx.audit(action, "license", Some(id.to_string()), {
+        let mut d = details;
+        if let Some(obj) = d.as_object_mut() {
+            obj.insert("key".into(), json!(key));
+        }
+        d
+    });
+    Ok(())
+}
+
+pub async fn ban(wtx: &mut WriteTx<'_>, id: Uuid, reason: Option<&str>) -> StoreResult<()> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    if reason.is_some_and(|r| r.chars().count() > 500) {
+        return Err(StoreError::Invalid("reason must be at most 500 characters".into()));
+    }
+    mutate_one(
+        wtx,
+        id,
+        "UPDATE licenses SET status = 'banned', ban_reason = $3 WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
+        &[&reason],
+        "license.ban",
+        json!({"reason": reason}),
+    )
+    .await
+}
+
+pub async fn unban(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    mutate_one(
+        wtx,
+        id,
+        "UPDATE licenses SET status = 'active', ban_reason = NULL WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
+        &[],
+        "license.unban",
+        json!({}),
+    )
+    .await
+}
+
+pub async fn delete(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    mutate_one(
+        wtx,
+        id,
+        "DELETE FROM licenses WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
+        &[],
+        "license.delete",
+        json!({}),
+    )
+    .await
+}
+
+pub async fn reset_hwids(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    mutate_one(
+        wtx,
+        id,
+        "WITH l AS (SELECT id, app_id, key FROM licenses WHERE id = $1 AND account_id = $2),
+              d AS (DELETE FROM license_hwids h USING l WHERE h.license_id = l.id)
+         SELECT app_id, key FROM l",
+        &[],
+        "license.reset_hwids",
+        json!({}),
+    )
+    .await
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Extension {
+    pub days: Option<i64>,
+    pub seconds: Option<i64>,
+}
+
+/// Extends validity. An expired license is extended from now, not from its past expiry; an unused
+/// expiry-on-first-use license gets a longer duration. A license that never expires is refused.
+pub async fn extend(wtx: &mut WriteTx<'_>, id: Uuid, ext: &Extension) -> StoreResult<()> {
+    let secs = match (ext.days, ext.seconds) {
+        (Some(d), None) => d.checked_mul(86_400),
+        (None, Some(s)) => Some(s),
+        _ => return Err(StoreError::Invalid("give exactly one of days or seconds".into())),
+    };
+    let secs = secs
+        .filter(|s| (1..=MAX_DURATION_SECS).contains(s))
+        .ok_or_else(|| StoreError::Invalid("extension must be positive and at most 100 years".into()))?;
+    let current = get(wtx.tx(), wtx.account_id(), id).await?;
+    if current.expires_at.is_none() && current.duration_secs.is_none() {
+        return Err(StoreError::Conflict("license never expires; nothing to extend".into()));
+    }
+    mutate_one(
+        wtx,
+        id,
+        "UPDATE licenses SET
+            expires_at = CASE WHEN expires_at IS NULL THEN NULL
+                              ELSE greatest(expires_at, now()) + make_interval(secs => $3) END,
+            duration_secs = CASE WHEN expires_at IS NULL THEN duration_secs + $4 ELSE duration_secs END
+          WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
+        &[&(secs as f64), &secs],
+        "license.extend",
+        json!({"seconds": secs}),
+    )
+    .await
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicensePatch {
+    pub note: Option<String>,
+    pub level: Option<i32>,
+    pub hwid_limit: Option<i32>,
+    pub ip_limit: Option<i32>,
+}
+
+pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreResult<()> {
+    if p.level.is_some_and(|l| !(0..=1_000_000).contains(&l)) {
+        return Err(StoreError::Invalid("level must be between 0 and 1000000".into()));
+    }
+    if p.hwid_limit.is_some_and(|l| !(0..=10_000).contains(&l)) || p.ip_limit.is_some_and(|l| !(0..=10_000).contains(&l)) {
+        return Err(StoreError::Invalid("hwid_limit and ip_limit must be between 0 and 10000".into()));
+    }
+    if p.note.as_deref().is_some_and(|n| n.chars().count() > 1000) {
+        return Err(StoreError::Invalid("note must be at most 1000 characters".into()));
+    }
+    mutate_one(
+        wtx,
+        id,
+        "UPDATE licenses SET note = coalesce($3, note), level = coalesce($4, level),
+                hwid_limit = coalesce($5, hwid_limit), ip_limit = coalesce($6, ip_limit)
+          WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
+        &[&p.note, &p.level, &p.hwid_limit, &p.ip_limit],
+        "license.update",
+        json!({"note": p.note, "level": p.level, "hwid_limit": p.hwid_limit, "ip_limit": p.ip_limit}),
+    )
+    .await
+}
+
+/// First-use write, atomic across validators: the license row is locked, then the HWID/IP limits
+/// are re-checked against the committed rows before inserting. Concurrent activations on any
+/// number of validators therefore never exceed a limit. Returns the fresh license (None when it
+/// was deleted meanwhile).
+pub async fn activate(wtx: &mut WriteTx<'_>, license_id: Uuid, act: &Activation) -> StoreResult<Option<License>> {
+    // Statement 1 takes the lock; statement 2 runs on a new snapshot that sees every binding
+    // committed before we got it (READ COMMITTED).
+    let Some(locked) = wtx
+        .tx()
+        .query_opt(
+            "SELECT app_id, key, status, hwid_limit, ip_limit FROM licenses WHERE id = $1 FOR UPDATE",
+            &[&license_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let app: Uuid = locked.get("app_id");
+    let key: String = locked.get("key");
+    let status: LicenseStatus = locked.get("status");
+    let mut changed = Vec::new();
+    if status == LicenseStatus::Active {
+        if let Some(hwid) = &act.bind_hwid {
+            let n = wtx
+                .tx()
+                .execute(
+                    "INSERT INTO license_hwids (license_id, hwid, bound_by)
+                     SELECT $1, $2, 'validate'
+                      WHERE $3 = 0 OR (SELECT count(*) FROM license_hwids WHERE license_id = $1) < $3
+                     ON CONFLICT DO NOTHING",
+                    &[&license_id, hwid, &(locked.get::<_, i32>("hwid_limit") as i64)],
+                )
+                .await?;
+            if n > 0 {
+                changed.push(json!({"hwid_bound": hwid}));
+            }
+        }
+        if let Some(ip) = act.record_ip {
+            let n = wtx
+                .tx()
+                .execute(
+                    "INSERT INTO license_ips (license_id, ip)
+                     SELECT $1, $2
+                      WHERE $3 = 0 OR (SELECT count(*) FROM license_ips WHERE license_id = $1) < $3
+                     ON CONFLICT DO NOTHING",
+                    &[&license_id, &ip, &(locked.get::<_, i32>("ip_limit") as i64)],
+                )
+                .await?;
+            if n > 0 {
+                changed.push(json!({"ip_recorded": ip.to_string()}));
+            }
+        }
+        let n = wtx
+            .tx()
+            .execute(
+                "UPDATE licenses SET used_at = now(),
+                        expires_at = CASE WHEN expires_at IS NULL AND duration_secs IS NOT NULL
+                                          THEN now() + make_interval(secs => duration_secs) ELSE expires_at END
+                  WHERE id = $1 AND used_at IS NULL",
+                &[&license_id],
+            )
+            .await?;
+        if n > 0 {
+            changed.push(json!({"first_use": true}));
+        }
+    }
+    if !changed.is_empty() {
+        wtx.invalidate(Invalidation::License { app, key });
+        wtx.audit("license.activate", "license", Some(license_id.to_string()), json!({"changes": changed}));
+    }
+    let fresh = wtx
+        .tx()
+        .query_opt(&format!("{SELECT} WHERE l.id = $1"), &[&license_id])
+        .await?
+        .map(|r| from_row(&r));
+    Ok(fresh)
+}

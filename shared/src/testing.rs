@@ -1,0 +1,209 @@
+//! Test support (feature `test-support`): a fresh database per test cloned from a migrated
+//! template, and an in-process TCP proxy that can cut the network to PostgreSQL.
+//!
+//! The test command (`deploy/test.sh`) starts a throwaway cluster and exports
+//! `KEYWARD_TEST_DATABASE_URL` (a `postgres://` URL of its maintenance database).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+use crate::db;
+
+pub const ENV: &str = "KEYWARD_TEST_DATABASE_URL";
+const TEMPLATE_LOCK: i64 = 0x6b65_7977_6172_6402;
+
+/// A database of its own for one test.
+pub struct TestDb {
+    /// URL of the fresh database.
+    pub url: String,
+    pub name: String,
+}
+
+fn base_url() -> String {
+    std::env::var(ENV).unwrap_or_else(|_| {
+        panic!("{ENV} is not set: run the tests with ./deploy/test.sh, which starts a throwaway PostgreSQL")
+    })
+}
+
+/// Replaces the database name of a `postgres://` URL.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (without_query, query) = match url.split_once('?') {
+        Some((u, q)) => (u, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = without_query.find("://").map_or(0, |i| i + 3);
+    let base = match without_query[scheme_end..].find('/') {
+        Some(i) => &without_query[..scheme_end + i],
+        None => without_query,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+fn template_name() -> String {
+    let mut h = Sha256::new();
+    h.update(include_str!("../migrations/0001_foundation.sql"));
+    let digest = hex::encode(h.finalize());
+    format!("keyward_tmpl_{}_{}", db::latest_migration(), &digest[..12])
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let base = base_url();
+        let cfg = db::pg_config(&base, "keyward-test").expect("test database URL");
+        let admin = db::connect(&cfg).await.expect("connect to test cluster");
+        let template = template_name();
+        admin.execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK]).await.expect("lock");
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
+            .await
+            .expect("query pg_database")
+            .is_some();
+        if !exists {
+            admin
+                .batch_execute(&format!("CREATE DATABASE {template}"))
+                .await
+                .expect("create template");
+            let tcfg = db::pg_config(&with_database(&base, &template), "keyward-test").expect("url");
+            let mut t = db::connect(&tcfg).await.expect("connect template");
+            db::migrate(&mut t).await.expect("migrate template");
+            drop(t);
+        }
+        admin.execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK]).await.expect("unlock");
+
+        let name = format!("keyward_test_{}", crate::secrets::random_token(12).to_lowercase());
+        let mut last_err = None;
+        // The template may still show the migrating session for a moment after it closed.
+        for _ in 0..50 {
+            match admin
+                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+                .await
+            {
+                Ok(()) => {
+                    last_err = None;
+                    break;
+                }
+                Err(e) => {
+                    last_err = Some(e);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        if let Some(e) = last_err {
+            panic!("create test database: {e}");
+        }
+        TestDb { url: with_database(&base, &name), name }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let cfg = db::pg_config(&self.url, "keyward-test").expect("url");
+        db::connect(&cfg).await.expect("connect test database")
+    }
+
+    /// The database's TCP address, for putting a [`ChaosProxy`] in front of it.
+    pub fn socket_addr(&self) -> SocketAddr {
+        let cfg: tokio_postgres::Config = self.url.parse().expect("url");
+        let host = match cfg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => panic!("the test cluster must listen on TCP for the chaos proxy"),
+        };
+        let port = cfg.get_ports().first().copied().unwrap_or(5432);
+        format!("{host}:{port}").parse().expect("ip address host")
+    }
+
+    /// The URL of this database reached through `proxy`.
+    pub fn url_via(&self, proxy: &ChaosProxy) -> String {
+        let real = self.socket_addr().to_string();
+        self.url.replacen(&real, &proxy.addr().to_string(), 1)
+    }
+}
+
+/// Forwards TCP to a target until told to break the network, which closes every forwarded
+/// connection and refuses new ones until restored. (The idea of crates.io's chaos proxy.)
+pub struct ChaosProxy {
+    addr: SocketAddr,
+    broken: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<AbortHandle>>>,
+    accept: AbortHandle,
+}
+
+impl ChaosProxy {
+    pub async fn start(target: SocketAddr) -> ChaosProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let broken = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let (b, c) = (broken.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                if b.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                if let Ok(mut list) = c.lock() {
+                    list.retain(|h| !h.is_finished());
+                    list.push(task.abort_handle());
+                }
+            }
+        })
+        .abort_handle();
+        ChaosProxy { addr, broken, conns, accept }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn break_networking(&self) {
+        self.broken.store(true, Ordering::SeqCst);
+        if let Ok(mut list) = self.conns.lock() {
+            for h in list.drain(..) {
+                h.abort();
+            }
+        }
+    }
+
+    pub fn restore_networking(&self) {
+        self.broken.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for ChaosProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.break_networking();
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `deadline`. Tests use this instead of
+/// sleeping.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> (T, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return (v, start.elapsed());
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -1,0 +1,250 @@
+//! The validation decision: one pure function of (app, license, blacklist, request facts, now).
+//!
+//! Rules are ordered and the first failing one wins. A license that would be valid but has not
+//! yet recorded this client (first use, a new HWID within the limit, a new IP within the limit)
+//! yields [`Decision::Activate`]: the caller performs the atomic write
+//! ([`crate::store::licenses::activate`]) and decides again on the row it returns.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::blacklist::BlacklistView;
+use crate::model::{App, License, LicenseStatus};
+
+/// Stable verdict codes. Clients branch on these; never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Code {
+    Valid,
+    NotFound,
+    AppPaused,
+    Blacklisted,
+    Banned,
+    Expired,
+    HwidRequired,
+    HwidMismatch,
+    TooManyHwids,
+    IpLimit,
+}
+
+impl Code {
+    pub const ALL: [Code; 10] = [
+        Code::Valid,
+        Code::NotFound,
+        Code::AppPaused,
+        Code::Blacklisted,
+        Code::Banned,
+        Code::Expired,
+        Code::HwidRequired,
+        Code::HwidMismatch,
+        Code::TooManyHwids,
+        Code::IpLimit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Valid => "VALID",
+            Code::NotFound => "NOT_FOUND",
+            Code::AppPaused => "APP_PAUSED",
+            Code::Blacklisted => "BLACKLISTED",
+            Code::Banned => "BANNED",
+            Code::Expired => "EXPIRED",
+            Code::HwidRequired => "HWID_REQUIRED",
+            Code::HwidMismatch => "HWID_MISMATCH",
+            Code::TooManyHwids => "TOO_MANY_HWIDS",
+            Code::IpLimit => "IP_LIMIT",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub valid: bool,
+    pub code: Code,
+    pub detail: String,
+}
+
+impl Verdict {
+    fn fail(code: Code, detail: impl Into<String>) -> Self {
+        Verdict {
+            valid: false,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    fn valid() -> Self {
+        Verdict {
+            valid: true,
+            code: Code::Valid,
+            detail: "license is valid".to_string(),
+        }
+    }
+}
+
+/// What the client told us (or the socket did).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestFacts<'a> {
+    pub hwid: Option<&'a str>,
+    pub ip: Option<IpAddr>,
+}
+
+/// The atomic write needed before a license can be answered as valid.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Activation {
+    /// Bind this HWID (the SQL re-checks the limit under a row lock).
+    pub bind_hwid: Option<String>,
+    /// Record this client IP (the SQL re-checks the limit under a row lock).
+    pub record_ip: Option<IpAddr>,
+    /// First use: set `used_at` and start expiry-on-first-use.
+    pub first_use: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Final(Verdict),
+    Activate(Activation),
+}
+
+pub fn decide(
+    app: &App,
+    license: Option<&License>,
+    blacklist: &BlacklistView,
+    facts: RequestFacts<'_>,
+    now: DateTime<Utc>,
+) -> Decision {
+    use Decision::Final;
+
+    if app.paused {
+        return Final(Verdict::fail(Code::AppPaused, "application is paused"));
+    }
+    if let Some(ip) = facts.ip {
+        if blacklist.blocks_ip(ip) {
+            return Final(Verdict::fail(Code::Blacklisted, "client IP is blacklisted"));
+        }
+    }
+    if let Some(hwid) = facts.hwid {
+        if blacklist.blocks_hwid(hwid) {
+            return Final(Verdict::fail(Code::Blacklisted, "hwid is blacklisted"));
+        }
+    }
+    let Some(license) = license else {
+        return Final(Verdict::fail(Code::NotFound, "license key does not exist"));
+    };
+    if license.status == LicenseStatus::Banned {
+        let detail = match &license.ban_reason {
+            Some(reason) if !reason.is_empty() => format!("license is banned: {reason}"),
+            _ => "license is banned".to_string(),
+        };
+        return Final(Verdict::fail(Code::Banned, detail));
+    }
+    if let Some(expires_at) = license.expires_at {
+        if expires_at <= now {
+            return Final(Verdict::fail(Code::Expired, "license has expired"));
+        }
+    }
+
+    let mut activation = Activation {
+        first_use: license.used_at.is_none(),
+        ..Activation::default()
+    };
+
+    if app.hwid_lock {
+        let Some(hwid) = facts.hwid else {
+            return Final(Verdict::fail(
+                Code::HwidRequired,
+                "this application requires a hwid",
+            ));
+        };
+        if !license.has_hwid(hwid) {
+            let bound = license.hwids.len();
+            let limit = license.hwid_limit;
+            if limit == 0 || bound < limit as usize {
+                activation.bind_hwid = Some(hwid.to_string());
+            } else if limit == 1 {
+                return Final(Verdict::fail(
+                    Code::HwidMismatch,
+                    "hwid does not match the one bound to this license",
+                ));
+            } else {
+                return Final(Verdict::fail(
+                    Code::TooManyHwids,
+                    format!("license is already bound to its limit of {limit} hwids"),
+                ));
+            }
+        }
+    }
+
+    if license.ip_limit > 0 {
+        if let Some(ip) = facts.ip {
+            if !license.has_ip(ip) {
+                if license.ips.len() < license.ip_limit as usize {
+                    activation.record_ip = Some(ip);
+                } else {
+                    return Final(Verdict::fail(
+                        Code::IpLimit,
+                        format!(
+                            "license has been used from its limit of {} IP addresses",
+                            license.ip_limit
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    if activation == Activation::default() {
+        Final(Verdict::valid())
+    } else {
+        Decision::Activate(activation)
+    }
+}
+
+/// Decides on a license row fresh from the activation write. Any activation still pending means
+/// the write was refused by the limit re-check under the row lock (another validator won the race),
+/// so the answer is the corresponding limit verdict rather than another write.
+pub fn decide_after_activation(
+    app: &App,
+    license: &License,
+    blacklist: &BlacklistView,
+    facts: RequestFacts<'_>,
+    now: DateTime<Utc>,
+) -> Verdict {
+    match decide(app, Some(license), blacklist, facts, now) {
+        Decision::Final(v) => v,
+        Decision::Activate(a) if a.bind_hwid.is_some() => {
+            if license.hwid_limit == 1 {
+                Verdict::fail(
+                    Code::HwidMismatch,
+                    "hwid does not match the one bound to this license",
+                )
+            } else {
+                Verdict::fail(
+                    Code::TooManyHwids,
+                    format!(
+                        "license is already bound to its limit of {} hwids",
+                        license.hwid_limit
+                    ),
+                )
+            }
+        }
+        Decision::Activate(a) if a.record_ip.is_some() => Verdict::fail(
+            Code::IpLimit,
+            format!(
+                "license has been used from its limit of {} IP addresses",
+                license.ip_limit
+            ),
+        ),
+        // Only `first_use` left: the row says unused although we just marked it; answer valid.
+        Decision::Activate(_) => Verdict::valid(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
