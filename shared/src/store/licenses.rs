@@ -477,7 +477,7 @@ pub async fn activate(wtx: &mut WriteTx<'_>, license_id: Uuid, act: &Activation)
                 .execute(
                     "INSERT INTO license_hwids (license_id, hwid, bound_by)
                      SELECT $1, $2, 'validate'
-                      WHERE $3 = 0 OR (SELECT count(*) FROM license_hwids WHERE license_id = $1) < $3
+                      WHERE $3::bigint = 0 OR (SELECT count(*) FROM license_hwids WHERE license_id = $1) < $3::bigint
                      ON CONFLICT DO NOTHING",
                     &[&license_id, hwid, &(locked.get::<_, i32>("hwid_limit") as i64)],
                 )
@@ -492,7 +492,7 @@ pub async fn activate(wtx: &mut WriteTx<'_>, license_id: Uuid, act: &Activation)
                 .execute(
                     "INSERT INTO license_ips (license_id, ip)
                      SELECT $1, $2
-                      WHERE $3 = 0 OR (SELECT count(*) FROM license_ips WHERE license_id = $1) < $3
+                      WHERE $3::bigint = 0 OR (SELECT count(*) FROM license_ips WHERE license_id = $1) < $3::bigint
                      ON CONFLICT DO NOTHING",
                     &[&license_id, &ip, &(locked.get::<_, i32>("ip_limit") as i64)],
                 )

@@ -1,0 +1,216 @@
+//! The store against a real PostgreSQL: migrations, the write helper's NOTIFY semantics, key
+//! generation and the atomic first-use write.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use keyward_shared::invalidation::{self, Invalidation};
+use keyward_shared::model::{App, LicenseStatus};
+use keyward_shared::store::{accounts, apps, licenses};
+use keyward_shared::testing::TestDb;
+use keyward_shared::verdict::Activation;
+use keyward_shared::write::{Actor, WriteTx};
+use keyward_shared::{db, StoreError};
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+async fn tenant(c: &mut tokio_postgres::Client) -> (Actor, App) {
+    let acct = accounts::create(&*c, &format!("t{}", keyward_shared::secrets::random_token(8)), None, "x")
+        .await
+        .unwrap();
+    let actor = Actor { account_id: acct.id, label: "test".into() };
+    let mut w = WriteTx::begin(c, actor.clone()).await.unwrap();
+    let app = apps::create(&mut w, &apps::AppPatch { name: Some("app".into()), ..Default::default() })
+        .await
+        .unwrap();
+    w.commit().await.unwrap();
+    (actor, app)
+}
+
+/// A LISTEN connection whose notifications arrive on a channel.
+async fn listen(url: &str) -> (tokio_postgres::Client, mpsc::UnboundedReceiver<String>) {
+    let cfg = db::pg_config(url, "store-test-listener").unwrap();
+    let (client, mut conn) = cfg.connect(NoTls).await.unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(msg)) = stream.next().await {
+            if let AsyncMessage::Notification(n) = msg {
+                let _ = tx.send(n.payload().to_string());
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {}", invalidation::CHANNEL)).await.unwrap();
+    (client, rx)
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    assert!(db::migrate(&mut c).await.unwrap().is_empty());
+    let v: i32 = c.query_one("SELECT max(version) FROM schema_migrations", &[]).await.unwrap().get(0);
+    assert_eq!(v, db::latest_migration());
+}
+
+#[tokio::test]
+async fn notify_is_sent_on_commit_and_never_on_rollback() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let (actor, app) = tenant(&mut c).await;
+    let (_l, mut rx) = listen(&db.url).await;
+
+    let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
+    let generated = licenses::generate(&mut w, app.id, &licenses::GenerateSpec::default()).await.unwrap();
+    drop(w); // rolled back
+    let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
+    licenses::generate(&mut w, app.id, &licenses::GenerateSpec::default()).await.unwrap();
+    w.commit().await.unwrap();
+
+    let payload = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    let p = invalidation::decode(&payload).unwrap();
+    assert_eq!(p.i.len(), 1);
+    match &p.i[0] {
+        Invalidation::License { app: a, key } => {
+            assert_eq!(*a, app.id);
+            assert_ne!(key, &generated[0].key, "the rolled-back key must not be announced");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The generation announced is the one committed.
+    let g: i64 = c.query_one("SELECT generation FROM cache_epoch", &[]).await.unwrap().get(0);
+    assert_eq!(p.g, g);
+    assert!(rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn large_batches_split_into_payloads_under_the_limit() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let (actor, app) = tenant(&mut c).await;
+    let (_l, mut rx) = listen(&db.url).await;
+    let mut w = WriteTx::begin(&mut c, actor).await.unwrap();
+    let spec = licenses::GenerateSpec {
+        count: Some(500),
+        mask: Some("XXXXXXXX-XXXXXXXX-XXXXXXXX-XXXXXXXX".into()),
+        ..Default::default()
+    };
+    let made = licenses::generate(&mut w, app.id, &spec).await.unwrap();
+    w.commit().await.unwrap();
+    let mut seen = 0;
+    while seen < made.len() {
+        let payload = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        assert!(payload.len() < 8000);
+        seen += invalidation::decode(&payload).unwrap().i.len();
+    }
+    assert_eq!(seen, 500);
+}
+
+#[tokio::test]
+async fn generation_respects_mask_limits_and_tenancy() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let (actor, app) = tenant(&mut c).await;
+    let (other, _) = tenant(&mut c).await;
+
+    let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
+    let spec = licenses::GenerateSpec {
+        count: Some(20),
+        mask: Some("KW-XXXX-XXXX".into()),
+        duration_days: Some(30),
+        hwid_limit: Some(3),
+        ..Default::default()
+    };
+    let made = licenses::generate(&mut w, app.id, &spec).await.unwrap();
+    w.commit().await.unwrap();
+    let mask = keyward_shared::keygen::Mask::parse("KW-XXXX-XXXX", None).unwrap();
+    assert_eq!(made.len(), 20);
+    assert!(made.iter().all(|l| mask.matches(&l.key) && l.hwid_limit == 3 && l.expires_at.is_some()));
+
+    for bad in [
+        licenses::GenerateSpec { count: Some(501), ..Default::default() },
+        licenses::GenerateSpec { count: Some(0), ..Default::default() },
+        licenses::GenerateSpec { mask: Some("XX".into()), ..Default::default() },
+        licenses::GenerateSpec { expiry_on_first_use: true, ..Default::default() },
+        licenses::GenerateSpec { duration_days: Some(1), duration_secs: Some(1), ..Default::default() },
+    ] {
+        let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
+        assert!(matches!(licenses::generate(&mut w, app.id, &bad).await, Err(StoreError::Invalid(_))), "{bad:?}");
+    }
+    // Another tenant cannot generate into, read, or ban this app's licenses.
+    let mut w = WriteTx::begin(&mut c, other.clone()).await.unwrap();
+    assert!(matches!(licenses::generate(&mut w, app.id, &spec).await, Err(StoreError::NotFound(_))));
+    drop(w);
+    assert!(matches!(licenses::get(&c, other.account_id, made[0].id).await, Err(StoreError::NotFound(_))));
+    let mut w = WriteTx::begin(&mut c, other).await.unwrap();
+    assert!(matches!(licenses::ban(&mut w, made[0].id, None).await, Err(StoreError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn concurrent_activations_never_exceed_the_hwid_limit() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let (actor, app) = tenant(&mut c).await;
+    let mut w = WriteTx::begin(&mut c, actor).await.unwrap();
+    let spec = licenses::GenerateSpec { hwid_limit: Some(2), ..Default::default() };
+    let lic = licenses::generate(&mut w, app.id, &spec).await.unwrap().remove(0);
+    w.commit().await.unwrap();
+
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let url = db.url.clone();
+        let account_id = lic.account_id;
+        tasks.push(tokio::spawn(async move {
+            let cfg = db::pg_config(&url, "activation-test").unwrap();
+            let mut c = db::connect(&cfg).await.unwrap();
+            let mut w = WriteTx::begin(&mut c, Actor { account_id, label: "validator".into() }).await.unwrap();
+            let act = Activation { bind_hwid: Some(format!("HWID-{i}")), first_use: true, ..Default::default() };
+            let fresh = licenses::activate(&mut w, lic.id, &act).await.unwrap().unwrap();
+            w.commit().await.unwrap();
+            fresh.has_hwid(&format!("HWID-{i}"))
+        }));
+    }
+    let mut bound = 0;
+    for t in tasks {
+        bound += t.await.unwrap() as usize;
+    }
+    assert_eq!(bound, 2);
+    let fresh = licenses::get(&c, lic.account_id, lic.id).await.unwrap();
+    assert_eq!(fresh.hwids.len(), 2);
+    assert!(fresh.used_at.is_some());
+    assert_eq!(fresh.status, LicenseStatus::Active);
+}
+
+#[tokio::test]
+async fn first_use_starts_expiry_once() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let (actor, app) = tenant(&mut c).await;
+    let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
+    let spec = licenses::GenerateSpec { duration_secs: Some(3600), expiry_on_first_use: true, ..Default::default() };
+    let lic = licenses::generate(&mut w, app.id, &spec).await.unwrap().remove(0);
+    w.commit().await.unwrap();
+    assert!(lic.expires_at.is_none() && lic.used_at.is_none());
+
+    let act = Activation { first_use: true, ..Default::default() };
+    let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
+    let fresh = licenses::activate(&mut w, lic.id, &act).await.unwrap().unwrap();
+    w.commit().await.unwrap();
+    let (used, exp) = (fresh.used_at.unwrap(), fresh.expires_at.unwrap());
+    assert_eq!((exp - used).num_seconds(), 3600);
+
+    // A second activation does not move the clock.
+    let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
+    let again = licenses::activate(&mut w, lic.id, &act).await.unwrap().unwrap();
+    w.commit().await.unwrap();
+    assert_eq!(again.expires_at, Some(exp));
+
+    // Extending an expired license counts from now.
+    c.execute("UPDATE licenses SET expires_at = now() - interval '10 days' WHERE id = $1", &[&lic.id]).await.unwrap();
+    let mut w = WriteTx::begin(&mut c, actor).await.unwrap();
+    licenses::extend(&mut w, lic.id, &licenses::Extension { days: Some(1), seconds: None }).await.unwrap();
+    w.commit().await.unwrap();
+    let ext = licenses::get(&c, lic.account_id, lic.id).await.unwrap();
+    let left = ext.expires_at.unwrap() - chrono::Utc::now();
+    assert!(left.num_hours() >= 23 && left.num_hours() <= 24, "{left:?}");
+}
