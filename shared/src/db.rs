@@ -24,7 +24,10 @@ pub struct ConfigError(#[from] tokio_postgres::Error);
 /// Parses a `postgres://` URL (or key=value string) with Keyward's connection defaults: short
 /// connect timeout so an outage is detected quickly, and TCP keepalives so a half-open connection
 /// is noticed.
-pub fn pg_config(database_url: &str, application_name: &str) -> Result<tokio_postgres::Config, ConfigError> {
+pub fn pg_config(
+    database_url: &str,
+    application_name: &str,
+) -> Result<tokio_postgres::Config, ConfigError> {
     let mut cfg: tokio_postgres::Config = database_url.parse()?;
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(Duration::from_secs(3));

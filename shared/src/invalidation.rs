@@ -37,7 +37,9 @@ pub fn encode(generation: i64, items: &[Invalidation]) -> Vec<String> {
     let mut batch: Vec<Invalidation> = Vec::new();
     let mut size = 0;
     for item in items {
-        let item_len = serde_json::to_string(item).map(|s| s.len()).unwrap_or(MAX_PAYLOAD);
+        let item_len = serde_json::to_string(item)
+            .map(|s| s.len())
+            .unwrap_or(MAX_PAYLOAD);
         if !batch.is_empty() && size + item_len + 1 > MAX_PAYLOAD - 40 {
             out.push(render(generation, std::mem::take(&mut batch)));
             size = 0;
@@ -57,8 +59,11 @@ pub fn encode(generation: i64, items: &[Invalidation]) -> Vec<String> {
 }
 
 fn render(generation: i64, items: Vec<Invalidation>) -> String {
-    serde_json::to_string(&Payload { g: generation, i: items })
-        .unwrap_or_else(|_| format!("{{\"g\":{generation},\"i\":[{{\"k\":\"all\"}}]}}"))
+    serde_json::to_string(&Payload {
+        g: generation,
+        i: items,
+    })
+    .unwrap_or_else(|_| format!("{{\"g\":{generation},\"i\":[{{\"k\":\"all\"}}]}}"))
 }
 
 /// Parses a payload; an unreadable one is answered with a full flush by the caller.
@@ -74,7 +79,10 @@ mod tests {
     fn roundtrip_and_split() {
         let app = Uuid::new_v4();
         let items: Vec<Invalidation> = (0..500)
-            .map(|i| Invalidation::License { app, key: format!("KEY-{i:05}-XXXXXXXXXXXXXXXXXXXX") })
+            .map(|i| Invalidation::License {
+                app,
+                key: format!("KEY-{i:05}-XXXXXXXXXXXXXXXXXXXX"),
+            })
             .collect();
         let payloads = encode(7, &items);
         assert!(payloads.len() > 1);
@@ -96,7 +104,13 @@ mod tests {
 
     #[test]
     fn oversized_entry_becomes_flush() {
-        let p = encode(1, &[Invalidation::License { app: Uuid::nil(), key: "k".repeat(9000) }]);
+        let p = encode(
+            1,
+            &[Invalidation::License {
+                app: Uuid::nil(),
+                key: "k".repeat(9000),
+            }],
+        );
         assert_eq!(decode(&p[0]).unwrap().i, vec![Invalidation::All]);
     }
 }

@@ -47,7 +47,10 @@ impl Mask {
         if !mask.bytes().all(|b| printable(&b)) || !prefix.bytes().all(|b| printable(&b)) {
             return Err(MaskError::BadCharacter);
         }
-        let random = mask.bytes().filter(|b| matches!(b, b'X' | b'x' | b'#')).count();
+        let random = mask
+            .bytes()
+            .filter(|b| matches!(b, b'X' | b'x' | b'#'))
+            .count();
         if random < MIN_RANDOM_CHARS {
             return Err(MaskError::TooFewRandom(random));
         }
@@ -79,12 +82,16 @@ impl Mask {
     /// True when `key` could have been produced by this mask.
     pub fn matches(&self, key: &str) -> bool {
         key.len() == self.template.len()
-            && self.template.iter().zip(key.bytes()).all(|(&t, k)| match t {
-                b'X' => UPPER.contains(&k),
-                b'x' => LOWER.contains(&k),
-                b'#' => k.is_ascii_digit(),
-                lit => (lit & 0x7f) == k,
-            })
+            && self
+                .template
+                .iter()
+                .zip(key.bytes())
+                .all(|(&t, k)| match t {
+                    b'X' => UPPER.contains(&k),
+                    b'x' => LOWER.contains(&k),
+                    b'#' => k.is_ascii_digit(),
+                    lit => (lit & 0x7f) == k,
+                })
     }
 }
 
@@ -117,7 +124,10 @@ mod tests {
         assert_eq!(Mask::parse("", None), Err(MaskError::Empty));
         assert_eq!(Mask::parse("XXXX", None), Err(MaskError::TooFewRandom(4)));
         assert_eq!(Mask::parse("XXXX XXXX", None), Err(MaskError::BadCharacter));
-        assert!(matches!(Mask::parse(&"X".repeat(200), None), Err(MaskError::TooLong(200))));
+        assert!(matches!(
+            Mask::parse(&"X".repeat(200), None),
+            Err(MaskError::TooLong(200))
+        ));
     }
 
     #[test]

@@ -61,7 +61,10 @@ impl TestDb {
         let cfg = db::pg_config(&base, "keyward-test").expect("test database URL");
         let admin = db::connect(&cfg).await.expect("connect to test cluster");
         let template = template_name();
-        admin.execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK]).await.expect("lock");
+        admin
+            .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
+            .await
+            .expect("lock");
         let exists = admin
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
             .await
@@ -72,14 +75,21 @@ impl TestDb {
                 .batch_execute(&format!("CREATE DATABASE {template}"))
                 .await
                 .expect("create template");
-            let tcfg = db::pg_config(&with_database(&base, &template), "keyward-test").expect("url");
+            let tcfg =
+                db::pg_config(&with_database(&base, &template), "keyward-test").expect("url");
             let mut t = db::connect(&tcfg).await.expect("connect template");
             db::migrate(&mut t).await.expect("migrate template");
             drop(t);
         }
-        admin.execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK]).await.expect("unlock");
+        admin
+            .execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK])
+            .await
+            .expect("unlock");
 
-        let name = format!("keyward_test_{}", crate::secrets::random_token(12).to_lowercase());
+        let name = format!(
+            "keyward_test_{}",
+            crate::secrets::random_token(12).to_lowercase()
+        );
         let mut last_err = None;
         // The template may still show the migrating session for a moment after it closed.
         for _ in 0..50 {
@@ -100,7 +110,10 @@ impl TestDb {
         if let Some(e) = last_err {
             panic!("create test database: {e}");
         }
-        TestDb { url: with_database(&base, &name), name }
+        TestDb {
+            url: with_database(&base, &name),
+            name,
+        }
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
@@ -144,7 +157,9 @@ impl ChaosProxy {
         let (b, c) = (broken.clone(), conns.clone());
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
                 if b.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
@@ -161,7 +176,12 @@ impl ChaosProxy {
             }
         })
         .abort_handle();
-        ChaosProxy { addr, broken, conns, accept }
+        ChaosProxy {
+            addr,
+            broken,
+            conns,
+            accept,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -5,6 +5,7 @@
 //! yields [`Decision::Activate`]: the caller performs the atomic write
 //! ([`crate::store::licenses::activate`]) and decides again on the row it returns.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
@@ -67,11 +68,12 @@ impl Code {
 pub struct Verdict {
     pub valid: bool,
     pub code: Code,
-    pub detail: String,
+    /// Static for the common answers so the hot path does not allocate.
+    pub detail: Cow<'static, str>,
 }
 
 impl Verdict {
-    fn fail(code: Code, detail: impl Into<String>) -> Self {
+    fn fail(code: Code, detail: impl Into<Cow<'static, str>>) -> Self {
         Verdict {
             valid: false,
             code,
@@ -83,7 +85,7 @@ impl Verdict {
         Verdict {
             valid: true,
             code: Code::Valid,
-            detail: "license is valid".to_string(),
+            detail: Cow::Borrowed("license is valid"),
         }
     }
 }
@@ -140,7 +142,7 @@ pub fn decide(
     if license.status == LicenseStatus::Banned {
         let detail = match &license.ban_reason {
             Some(reason) if !reason.is_empty() => format!("license is banned: {reason}"),
-            _ => "license is banned".to_string(),
+            _ => "license is banned".into(),
         };
         return Final(Verdict::fail(Code::Banned, detail));
     }

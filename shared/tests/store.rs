@@ -15,14 +15,28 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 async fn tenant(c: &mut tokio_postgres::Client) -> (Actor, App) {
-    let acct = accounts::create(&*c, &format!("t{}", keyward_shared::secrets::random_token(8)), None, "x")
-        .await
-        .unwrap();
-    let actor = Actor { account_id: acct.id, label: "test".into() };
+    let acct = accounts::create(
+        &*c,
+        &format!("t{}", keyward_shared::secrets::random_token(8)),
+        None,
+        "x",
+    )
+    .await
+    .unwrap();
+    let actor = Actor {
+        account_id: acct.id,
+        label: "test".into(),
+    };
     let mut w = WriteTx::begin(c, actor.clone()).await.unwrap();
-    let app = apps::create(&mut w, &apps::AppPatch { name: Some("app".into()), ..Default::default() })
-        .await
-        .unwrap();
+    let app = apps::create(
+        &mut w,
+        &apps::AppPatch {
+            name: Some("app".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     w.commit().await.unwrap();
     (actor, app)
 }
@@ -40,7 +54,10 @@ async fn listen(url: &str) -> (tokio_postgres::Client, mpsc::UnboundedReceiver<S
             }
         }
     });
-    client.batch_execute(&format!("LISTEN {}", invalidation::CHANNEL)).await.unwrap();
+    client
+        .batch_execute(&format!("LISTEN {}", invalidation::CHANNEL))
+        .await
+        .unwrap();
     (client, rx)
 }
 
@@ -49,7 +66,11 @@ async fn migrations_are_idempotent() {
     let db = TestDb::new().await;
     let mut c = db.client().await;
     assert!(db::migrate(&mut c).await.unwrap().is_empty());
-    let v: i32 = c.query_one("SELECT max(version) FROM schema_migrations", &[]).await.unwrap().get(0);
+    let v: i32 = c
+        .query_one("SELECT max(version) FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(v, db::latest_migration());
 }
 
@@ -61,24 +82,38 @@ async fn notify_is_sent_on_commit_and_never_on_rollback() {
     let (_l, mut rx) = listen(&db.url).await;
 
     let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
-    let generated = licenses::generate(&mut w, app.id, &licenses::GenerateSpec::default()).await.unwrap();
+    let generated = licenses::generate(&mut w, app.id, &licenses::GenerateSpec::default())
+        .await
+        .unwrap();
     drop(w); // rolled back
     let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
-    licenses::generate(&mut w, app.id, &licenses::GenerateSpec::default()).await.unwrap();
+    licenses::generate(&mut w, app.id, &licenses::GenerateSpec::default())
+        .await
+        .unwrap();
     w.commit().await.unwrap();
 
-    let payload = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    let payload = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     let p = invalidation::decode(&payload).unwrap();
     assert_eq!(p.i.len(), 1);
     match &p.i[0] {
         Invalidation::License { app: a, key } => {
             assert_eq!(*a, app.id);
-            assert_ne!(key, &generated[0].key, "the rolled-back key must not be announced");
+            assert_ne!(
+                key, &generated[0].key,
+                "the rolled-back key must not be announced"
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
     // The generation announced is the one committed.
-    let g: i64 = c.query_one("SELECT generation FROM cache_epoch", &[]).await.unwrap().get(0);
+    let g: i64 = c
+        .query_one("SELECT generation FROM cache_epoch", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(p.g, g);
     assert!(rx.try_recv().is_err());
 }
@@ -99,7 +134,10 @@ async fn large_batches_split_into_payloads_under_the_limit() {
     w.commit().await.unwrap();
     let mut seen = 0;
     while seen < made.len() {
-        let payload = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        let payload = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(payload.len() < 8000);
         seen += invalidation::decode(&payload).unwrap().i.len();
     }
@@ -125,25 +163,58 @@ async fn generation_respects_mask_limits_and_tenancy() {
     w.commit().await.unwrap();
     let mask = keyward_shared::keygen::Mask::parse("KW-XXXX-XXXX", None).unwrap();
     assert_eq!(made.len(), 20);
-    assert!(made.iter().all(|l| mask.matches(&l.key) && l.hwid_limit == 3 && l.expires_at.is_some()));
+    assert!(made
+        .iter()
+        .all(|l| mask.matches(&l.key) && l.hwid_limit == 3 && l.expires_at.is_some()));
 
     for bad in [
-        licenses::GenerateSpec { count: Some(501), ..Default::default() },
-        licenses::GenerateSpec { count: Some(0), ..Default::default() },
-        licenses::GenerateSpec { mask: Some("XX".into()), ..Default::default() },
-        licenses::GenerateSpec { expiry_on_first_use: true, ..Default::default() },
-        licenses::GenerateSpec { duration_days: Some(1), duration_secs: Some(1), ..Default::default() },
+        licenses::GenerateSpec {
+            count: Some(501),
+            ..Default::default()
+        },
+        licenses::GenerateSpec {
+            count: Some(0),
+            ..Default::default()
+        },
+        licenses::GenerateSpec {
+            mask: Some("XX".into()),
+            ..Default::default()
+        },
+        licenses::GenerateSpec {
+            expiry_on_first_use: true,
+            ..Default::default()
+        },
+        licenses::GenerateSpec {
+            duration_days: Some(1),
+            duration_secs: Some(1),
+            ..Default::default()
+        },
     ] {
         let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
-        assert!(matches!(licenses::generate(&mut w, app.id, &bad).await, Err(StoreError::Invalid(_))), "{bad:?}");
+        assert!(
+            matches!(
+                licenses::generate(&mut w, app.id, &bad).await,
+                Err(StoreError::Invalid(_))
+            ),
+            "{bad:?}"
+        );
     }
     // Another tenant cannot generate into, read, or ban this app's licenses.
     let mut w = WriteTx::begin(&mut c, other.clone()).await.unwrap();
-    assert!(matches!(licenses::generate(&mut w, app.id, &spec).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        licenses::generate(&mut w, app.id, &spec).await,
+        Err(StoreError::NotFound(_))
+    ));
     drop(w);
-    assert!(matches!(licenses::get(&c, other.account_id, made[0].id).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        licenses::get(&c, other.account_id, made[0].id).await,
+        Err(StoreError::NotFound(_))
+    ));
     let mut w = WriteTx::begin(&mut c, other).await.unwrap();
-    assert!(matches!(licenses::ban(&mut w, made[0].id, None).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        licenses::ban(&mut w, made[0].id, None).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -152,8 +223,14 @@ async fn concurrent_activations_never_exceed_the_hwid_limit() {
     let mut c = db.client().await;
     let (actor, app) = tenant(&mut c).await;
     let mut w = WriteTx::begin(&mut c, actor).await.unwrap();
-    let spec = licenses::GenerateSpec { hwid_limit: Some(2), ..Default::default() };
-    let lic = licenses::generate(&mut w, app.id, &spec).await.unwrap().remove(0);
+    let spec = licenses::GenerateSpec {
+        hwid_limit: Some(2),
+        ..Default::default()
+    };
+    let lic = licenses::generate(&mut w, app.id, &spec)
+        .await
+        .unwrap()
+        .remove(0);
     w.commit().await.unwrap();
 
     let mut tasks = Vec::new();
@@ -163,9 +240,24 @@ async fn concurrent_activations_never_exceed_the_hwid_limit() {
         tasks.push(tokio::spawn(async move {
             let cfg = db::pg_config(&url, "activation-test").unwrap();
             let mut c = db::connect(&cfg).await.unwrap();
-            let mut w = WriteTx::begin(&mut c, Actor { account_id, label: "validator".into() }).await.unwrap();
-            let act = Activation { bind_hwid: Some(format!("HWID-{i}")), first_use: true, ..Default::default() };
-            let fresh = licenses::activate(&mut w, lic.id, &act).await.unwrap().unwrap();
+            let mut w = WriteTx::begin(
+                &mut c,
+                Actor {
+                    account_id,
+                    label: "validator".into(),
+                },
+            )
+            .await
+            .unwrap();
+            let act = Activation {
+                bind_hwid: Some(format!("HWID-{i}")),
+                first_use: true,
+                ..Default::default()
+            };
+            let fresh = licenses::activate(&mut w, lic.id, &act)
+                .await
+                .unwrap()
+                .unwrap();
             w.commit().await.unwrap();
             fresh.has_hwid(&format!("HWID-{i}"))
         }));
@@ -187,28 +279,58 @@ async fn first_use_starts_expiry_once() {
     let mut c = db.client().await;
     let (actor, app) = tenant(&mut c).await;
     let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
-    let spec = licenses::GenerateSpec { duration_secs: Some(3600), expiry_on_first_use: true, ..Default::default() };
-    let lic = licenses::generate(&mut w, app.id, &spec).await.unwrap().remove(0);
+    let spec = licenses::GenerateSpec {
+        duration_secs: Some(3600),
+        expiry_on_first_use: true,
+        ..Default::default()
+    };
+    let lic = licenses::generate(&mut w, app.id, &spec)
+        .await
+        .unwrap()
+        .remove(0);
     w.commit().await.unwrap();
     assert!(lic.expires_at.is_none() && lic.used_at.is_none());
 
-    let act = Activation { first_use: true, ..Default::default() };
+    let act = Activation {
+        first_use: true,
+        ..Default::default()
+    };
     let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
-    let fresh = licenses::activate(&mut w, lic.id, &act).await.unwrap().unwrap();
+    let fresh = licenses::activate(&mut w, lic.id, &act)
+        .await
+        .unwrap()
+        .unwrap();
     w.commit().await.unwrap();
     let (used, exp) = (fresh.used_at.unwrap(), fresh.expires_at.unwrap());
     assert_eq!((exp - used).num_seconds(), 3600);
 
     // A second activation does not move the clock.
     let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
-    let again = licenses::activate(&mut w, lic.id, &act).await.unwrap().unwrap();
+    let again = licenses::activate(&mut w, lic.id, &act)
+        .await
+        .unwrap()
+        .unwrap();
     w.commit().await.unwrap();
     assert_eq!(again.expires_at, Some(exp));
 
     // Extending an expired license counts from now.
-    c.execute("UPDATE licenses SET expires_at = now() - interval '10 days' WHERE id = $1", &[&lic.id]).await.unwrap();
+    c.execute(
+        "UPDATE licenses SET expires_at = now() - interval '10 days' WHERE id = $1",
+        &[&lic.id],
+    )
+    .await
+    .unwrap();
     let mut w = WriteTx::begin(&mut c, actor).await.unwrap();
-    licenses::extend(&mut w, lic.id, &licenses::Extension { days: Some(1), seconds: None }).await.unwrap();
+    licenses::extend(
+        &mut w,
+        lic.id,
+        &licenses::Extension {
+            days: Some(1),
+            seconds: None,
+        },
+    )
+    .await
+    .unwrap();
     w.commit().await.unwrap();
     let ext = licenses::get(&c, lic.account_id, lic.id).await.unwrap();
     let left = ext.expires_at.unwrap() - chrono::Utc::now();

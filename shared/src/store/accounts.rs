@@ -35,7 +35,9 @@ pub fn validate_password(password: &str) -> Result<(), StoreError> {
     if (8..=256).contains(&password.chars().count()) {
         Ok(())
     } else {
-        Err(StoreError::Invalid("password must be 8 to 256 characters".into()))
+        Err(StoreError::Invalid(
+            "password must be 8 to 256 characters".into(),
+        ))
     }
 }
 
@@ -67,10 +69,13 @@ pub async fn create<C: GenericClient + Sync>(
 }
 
 pub async fn get<C: GenericClient + Sync>(c: &C, id: Uuid) -> StoreResult<Account> {
-    c.query_opt(&format!("SELECT {COLUMNS} FROM accounts WHERE id = $1"), &[&id])
-        .await?
-        .map(|r| from_row(&r))
-        .ok_or(StoreError::NotFound("account"))
+    c.query_opt(
+        &format!("SELECT {COLUMNS} FROM accounts WHERE id = $1"),
+        &[&id],
+    )
+    .await?
+    .map(|r| from_row(&r))
+    .ok_or(StoreError::NotFound("account"))
 }
 
 /// Looks an account up by username or email for login; returns it with its password hash.

@@ -40,9 +40,15 @@ pub fn allows(granted: &[String], required: &str) -> bool {
 }
 
 /// Creates a key and returns it with its plaintext, which is never stored.
-pub async fn create(wtx: &mut WriteTx<'_>, name: &str, scopes: &[String]) -> StoreResult<(ApiKey, String)> {
+pub async fn create(
+    wtx: &mut WriteTx<'_>,
+    name: &str,
+    scopes: &[String],
+) -> StoreResult<(ApiKey, String)> {
     if name.trim().is_empty() || name.len() > 100 {
-        return Err(StoreError::Invalid("name must be 1 to 100 characters".into()));
+        return Err(StoreError::Invalid(
+            "name must be 1 to 100 characters".into(),
+        ));
     }
     if scopes.is_empty() {
         return Err(StoreError::Invalid("at least one scope is required".into()));
@@ -83,15 +89,14 @@ pub async fn create(wtx: &mut WriteTx<'_>, name: &str, scopes: &[String]) -> Sto
 }
 
 pub async fn list<C: GenericClient + Sync>(c: &C, account_id: Uuid) -> StoreResult<Vec<ApiKey>> {
-    Ok(c
-        .query(
-            &format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY created_at DESC"),
-            &[&account_id],
-        )
-        .await?
-        .iter()
-        .map(from_row)
-        .collect())
+    Ok(c.query(
+        &format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY created_at DESC"),
+        &[&account_id],
+    )
+    .await?
+    .iter()
+    .map(from_row)
+    .collect())
 }
 
 pub async fn revoke(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<ApiKey> {

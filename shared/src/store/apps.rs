@@ -9,7 +9,8 @@ use crate::model::App;
 use crate::secrets;
 use crate::write::WriteTx;
 
-const COLUMNS: &str = "id, account_id, name, secret, version, paused, hwid_lock, created_at, updated_at";
+const COLUMNS: &str =
+    "id, account_id, name, secret, version, paused, hwid_lock, created_at, updated_at";
 
 fn from_row(r: &Row) -> App {
     App {
@@ -38,7 +39,9 @@ pub struct AppPatch {
 fn check_name(name: &str) -> StoreResult<String> {
     let n = name.trim();
     if n.is_empty() || n.chars().count() > 100 {
-        return Err(StoreError::Invalid("name must be 1 to 100 characters".into()));
+        return Err(StoreError::Invalid(
+            "name must be 1 to 100 characters".into(),
+        ));
     }
     Ok(n.to_string())
 }
@@ -46,7 +49,9 @@ fn check_name(name: &str) -> StoreResult<String> {
 fn check_version(v: &str) -> StoreResult<String> {
     let v = v.trim();
     if v.is_empty() || v.len() > 32 {
-        return Err(StoreError::Invalid("version must be 1 to 32 characters".into()));
+        return Err(StoreError::Invalid(
+            "version must be 1 to 32 characters".into(),
+        ));
     }
     Ok(v.to_string())
 }
@@ -72,24 +77,30 @@ pub async fn create(wtx: &mut WriteTx<'_>, patch: &AppPatch) -> StoreResult<App>
             ],
         )
         .await
-        .map_err(|e| StoreError::from(e).conflict_on_unique("an app with this name already exists"))?;
+        .map_err(|e| {
+            StoreError::from(e).conflict_on_unique("an app with this name already exists")
+        })?;
     let app = from_row(&row);
     // A validator may hold a negative entry for this id (clients probing before it existed).
     wtx.invalidate(Invalidation::App { app: app.id });
-    wtx.audit("app.create", "app", Some(app.id.to_string()), json!({"name": app.name}));
+    wtx.audit(
+        "app.create",
+        "app",
+        Some(app.id.to_string()),
+        json!({"name": app.name}),
+    );
     Ok(app)
 }
 
 pub async fn list<C: GenericClient + Sync>(c: &C, account_id: Uuid) -> StoreResult<Vec<App>> {
-    Ok(c
-        .query(
-            &format!("SELECT {COLUMNS} FROM apps WHERE account_id = $1 ORDER BY created_at, id"),
-            &[&account_id],
-        )
-        .await?
-        .iter()
-        .map(from_row)
-        .collect())
+    Ok(c.query(
+        &format!("SELECT {COLUMNS} FROM apps WHERE account_id = $1 ORDER BY created_at, id"),
+        &[&account_id],
+    )
+    .await?
+    .iter()
+    .map(from_row)
+    .collect())
 }
 
 /// Tenant-scoped lookup: another account's app is simply not found.
@@ -105,10 +116,11 @@ pub async fn get<C: GenericClient + Sync>(c: &C, account_id: Uuid, id: Uuid) -> 
 
 /// Unscoped lookup for the validator, whose callers address apps by id.
 pub async fn find<C: GenericClient + Sync>(c: &C, id: Uuid) -> StoreResult<Option<App>> {
-    Ok(c
-        .query_opt(&format!("SELECT {COLUMNS} FROM apps WHERE id = $1"), &[&id])
-        .await?
-        .map(|r| from_row(&r)))
+    Ok(
+        c.query_opt(&format!("SELECT {COLUMNS} FROM apps WHERE id = $1"), &[&id])
+            .await?
+            .map(|r| from_row(&r)),
+    )
 }
 
 pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &AppPatch) -> StoreResult<App> {
@@ -123,10 +135,19 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &AppPatch) -> StoreR
                         updated_at = now()
                  WHERE id = $1 AND account_id = $2 RETURNING {COLUMNS}"
             ),
-            &[&id, &wtx.account_id(), &name, &version, &patch.paused, &patch.hwid_lock],
+            &[
+                &id,
+                &wtx.account_id(),
+                &name,
+                &version,
+                &patch.paused,
+                &patch.hwid_lock,
+            ],
         )
         .await
-        .map_err(|e| StoreError::from(e).conflict_on_unique("an app with this name already exists"))?
+        .map_err(|e| {
+            StoreError::from(e).conflict_on_unique("an app with this name already exists")
+        })?
         .ok_or(StoreError::NotFound("app"))?;
     wtx.invalidate(Invalidation::App { app: id });
     wtx.audit(
@@ -167,6 +188,11 @@ pub async fn delete(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
         .ok_or(StoreError::NotFound("app"))?;
     let name: String = row.get(0);
     wtx.invalidate(Invalidation::App { app: id });
-    wtx.audit("app.delete", "app", Some(id.to_string()), json!({"name": name}));
+    wtx.audit(
+        "app.delete",
+        "app",
+        Some(id.to_string()),
+        json!({"name": name}),
+    );
     Ok(())
 }

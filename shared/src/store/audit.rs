@@ -28,8 +28,15 @@ pub async fn list<C: GenericClient + Sync>(
 ) -> StoreResult<Vec<AuditEntry>> {
     let limit = super::page_size(f.limit, 50, 500);
     let action_pattern = f.action.as_ref().map(|a| {
-        let escaped = a.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        if a.ends_with('.') { format!("{escaped}%") } else { escaped }
+        let escaped = a
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        if a.ends_with('.') {
+            format!("{escaped}%")
+        } else {
+            escaped
+        }
     });
     let rows = c
         .query(

@@ -32,14 +32,20 @@ pub struct NewEntry {
     pub note: Option<String>,
 }
 
-pub async fn add(wtx: &mut WriteTx<'_>, app_id: Uuid, entry: &NewEntry) -> StoreResult<BlacklistEntry> {
+pub async fn add(
+    wtx: &mut WriteTx<'_>,
+    app_id: Uuid,
+    entry: &NewEntry,
+) -> StoreResult<BlacklistEntry> {
     let value = match entry.kind {
         BlacklistKind::Ip => normalize_ip_value(&entry.value),
         BlacklistKind::Hwid => normalize_hwid_value(&entry.value),
     }
     .map_err(StoreError::Invalid)?;
     if entry.note.as_deref().is_some_and(|n| n.len() > 1000) {
-        return Err(StoreError::Invalid("note must be at most 1000 characters".into()));
+        return Err(StoreError::Invalid(
+            "note must be at most 1000 characters".into(),
+        ));
     }
     // Selecting from apps scopes the insert to the caller's tenant.
     let row = wtx
@@ -86,13 +92,18 @@ pub async fn list<C: GenericClient + Sync>(
 }
 
 /// Everything blacklisted for an app, for the validator.
-pub async fn for_app<C: GenericClient + Sync>(c: &C, app_id: Uuid) -> StoreResult<Vec<BlacklistEntry>> {
-    Ok(c
-        .query(&format!("SELECT {COLUMNS} FROM blacklist WHERE app_id = $1"), &[&app_id])
-        .await?
-        .iter()
-        .map(from_row)
-        .collect())
+pub async fn for_app<C: GenericClient + Sync>(
+    c: &C,
+    app_id: Uuid,
+) -> StoreResult<Vec<BlacklistEntry>> {
+    Ok(c.query(
+        &format!("SELECT {COLUMNS} FROM blacklist WHERE app_id = $1"),
+        &[&app_id],
+    )
+    .await?
+    .iter()
+    .map(from_row)
+    .collect())
 }
 
 pub async fn delete(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<BlacklistEntry> {

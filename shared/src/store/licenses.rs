@@ -46,7 +46,11 @@ fn from_row(r: &Row) -> License {
             .into_iter()
             .zip(bound_at)
             .zip(bound_by)
-            .map(|((hwid, bound_at), bound_by)| BoundHwid { hwid, bound_at, bound_by })
+            .map(|((hwid, bound_at), bound_by)| BoundHwid {
+                hwid,
+                bound_at,
+                bound_by,
+            })
             .collect(),
         ips: r.get("ips"),
         last_validated_at: r.get("last_validated_at"),
@@ -56,18 +60,31 @@ fn from_row(r: &Row) -> License {
 
 /// The license as validators cache it: by app and key. No tenant scope (validators address by
 /// app id; the tenant is the app's).
-pub async fn find_by_key<C: GenericClient + Sync>(c: &C, app_id: Uuid, key: &str) -> StoreResult<Option<License>> {
-    Ok(c
-        .query_opt(&format!("{SELECT} WHERE l.app_id = $1 AND l.key = $2"), &[&app_id, &key])
-        .await?
-        .map(|r| from_row(&r)))
+pub async fn find_by_key<C: GenericClient + Sync>(
+    c: &C,
+    app_id: Uuid,
+    key: &str,
+) -> StoreResult<Option<License>> {
+    Ok(c.query_opt(
+        &format!("{SELECT} WHERE l.app_id = $1 AND l.key = $2"),
+        &[&app_id, &key],
+    )
+    .await?
+    .map(|r| from_row(&r)))
 }
 
-pub async fn get<C: GenericClient + Sync>(c: &C, account_id: Uuid, id: Uuid) -> StoreResult<License> {
-    c.query_opt(&format!("{SELECT} WHERE l.id = $1 AND l.account_id = $2"), &[&id, &account_id])
-        .await?
-        .map(|r| from_row(&r))
-        .ok_or(StoreError::NotFound("license"))
+pub async fn get<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    id: Uuid,
+) -> StoreResult<License> {
+    c.query_opt(
+        &format!("{SELECT} WHERE l.id = $1 AND l.account_id = $2"),
+        &[&id, &account_id],
+    )
+    .await?
+    .map(|r| from_row(&r))
+    .ok_or(StoreError::NotFound("license"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -112,15 +129,27 @@ fn decode_cursor(s: &str) -> StoreResult<(DateTime<Utc>, Uuid)> {
 }
 
 fn like_pattern(s: &str) -> String {
-    let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
     format!("%{escaped}%")
 }
 
-pub async fn list<C: GenericClient + Sync>(c: &C, account_id: Uuid, q: &ListQuery) -> StoreResult<Page> {
+pub async fn list<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    q: &ListQuery,
+) -> StoreResult<Page> {
     let limit = super::page_size(q.limit, 50, 500);
     let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let (after_at, after_id) = cursor.unzip();
-    let search = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(like_pattern);
+    let search = q
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(like_pattern);
     let status = q.status.map(|s| match s {
         StatusFilter::Active => "active",
         StatusFilter::Banned => "banned",
@@ -200,8 +229,11 @@ fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
     if !(1..=MAX_BATCH).contains(&count) {
         return invalid("count must be between 1 and 500");
     }
-    let mask = Mask::parse(spec.mask.as_deref().unwrap_or(DEFAULT_MASK), spec.prefix.as_deref())
-        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let mask = Mask::parse(
+        spec.mask.as_deref().unwrap_or(DEFAULT_MASK),
+        spec.prefix.as_deref(),
+    )
+    .map_err(|e| StoreError::Invalid(e.to_string()))?;
     let duration = match (spec.duration_days, spec.duration_secs) {
         (Some(_), Some(_)) => return invalid("give duration_days or duration_secs, not both"),
         (Some(d), None) => Some(d.checked_mul(86_400).unwrap_or(i64::MAX)),
@@ -214,8 +246,12 @@ fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
     }
     let (expires_at, duration_secs) = match (duration, spec.expires_at, spec.expiry_on_first_use) {
         (Some(_), Some(_), _) => return invalid("give a duration or expires_at, not both"),
-        (None, Some(_), true) => return invalid("expiry_on_first_use needs a duration, not expires_at"),
-        (None, None, true) => return invalid("expiry_on_first_use needs duration_days or duration_secs"),
+        (None, Some(_), true) => {
+            return invalid("expiry_on_first_use needs a duration, not expires_at")
+        }
+        (None, None, true) => {
+            return invalid("expiry_on_first_use needs duration_days or duration_secs")
+        }
         (None, Some(at), false) if at <= now => return invalid("expires_at must be in the future"),
         (None, at, false) => (at, None),
         (Some(d), None, true) => (None, Some(d)),
@@ -225,7 +261,12 @@ fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
     if !(0..=1_000_000).contains(&level) {
         return invalid("level must be between 0 and 1000000");
     }
-    let note = spec.note.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(str::to_string);
+    let note = spec
+        .note
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
     if note.as_deref().is_some_and(|n| n.chars().count() > 1000) {
         return invalid("note must be at most 1000 characters");
     }
@@ -234,16 +275,32 @@ fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
     if !(0..=10_000).contains(&hwid_limit) || !(0..=10_000).contains(&ip_limit) {
         return invalid("hwid_limit and ip_limit must be between 0 and 10000");
     }
-    Ok(Resolved { count, mask, expires_at, duration_secs, level, note, hwid_limit, ip_limit })
+    Ok(Resolved {
+        count,
+        mask,
+        expires_at,
+        duration_secs,
+        level,
+        note,
+        hwid_limit,
+        ip_limit,
+    })
 }
 
 /// Generates `count` licenses for one of the caller's apps. Keys are unique per app; collisions
 /// (astronomically rare with ≥ 8 random characters) are regenerated.
-pub async fn generate(wtx: &mut WriteTx<'_>, app_id: Uuid, spec: &GenerateSpec) -> StoreResult<Vec<License>> {
+pub async fn generate(
+    wtx: &mut WriteTx<'_>,
+    app_id: Uuid,
+    spec: &GenerateSpec,
+) -> StoreResult<Vec<License>> {
     let r = resolve(spec, Utc::now())?;
     let owned = wtx
         .tx()
-        .query_opt("SELECT 1 FROM apps WHERE id = $1 AND account_id = $2 FOR SHARE", &[&app_id, &wtx.account_id()])
+        .query_opt(
+            "SELECT 1 FROM apps WHERE id = $1 AND account_id = $2 FOR SHARE",
+            &[&app_id, &wtx.account_id()],
+        )
         .await?;
     if owned.is_none() {
         return Err(StoreError::NotFound("app"));
@@ -272,18 +329,26 @@ pub async fn generate(wtx: &mut WriteTx<'_>, app_id: Uuid, spec: &GenerateSpec) 
         ids.extend(rows.iter().map(|row| row.get::<_, Uuid>(0)));
     }
     if ids.len() as i64 != r.count {
-        return Err(StoreError::Conflict("could not generate unique keys; use a longer mask".into()));
+        return Err(StoreError::Conflict(
+            "could not generate unique keys; use a longer mask".into(),
+        ));
     }
     let licenses: Vec<License> = wtx
         .tx()
-        .query(&format!("{SELECT} WHERE l.id = ANY($1) ORDER BY l.key"), &[&ids])
+        .query(
+            &format!("{SELECT} WHERE l.id = ANY($1) ORDER BY l.key"),
+            &[&ids],
+        )
         .await?
         .iter()
         .map(from_row)
         .collect();
     // Validators may hold negative entries for these keys.
     for l in &licenses {
-        wtx.invalidate(Invalidation::License { app: app_id, key: l.key.clone() });
+        wtx.invalidate(Invalidation::License {
+            app: app_id,
+            key: l.key.clone(),
+        });
     }
     wtx.audit(
         "license.generate",
@@ -315,7 +380,10 @@ async fn mutate_one(
         .ok_or(StoreError::NotFound("license"))?;
     let app: Uuid = row.get("app_id");
     let key: String = row.get("key");
-    wtx.invalidate(Invalidation::License { app, key: key.clone() });
+    wtx.invalidate(Invalidation::License {
+        app,
+        key: key.clone(),
+    });
     wtx.audit(action, "license", Some(id.to_string()), {
         let mut d = details;
         if let Some(obj) = d.as_object_mut() {
@@ -329,7 +397,9 @@ async fn mutate_one(
 pub async fn ban(wtx: &mut WriteTx<'_>, id: Uuid, reason: Option<&str>) -> StoreResult<()> {
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
     if reason.is_some_and(|r| r.chars().count() > 500) {
-        return Err(StoreError::Invalid("reason must be at most 500 characters".into()));
+        return Err(StoreError::Invalid(
+            "reason must be at most 500 characters".into(),
+        ));
     }
     mutate_one(
         wtx,
@@ -393,14 +463,22 @@ pub async fn extend(wtx: &mut WriteTx<'_>, id: Uuid, ext: &Extension) -> StoreRe
     let secs = match (ext.days, ext.seconds) {
         (Some(d), None) => d.checked_mul(86_400),
         (None, Some(s)) => Some(s),
-        _ => return Err(StoreError::Invalid("give exactly one of days or seconds".into())),
+        _ => {
+            return Err(StoreError::Invalid(
+                "give exactly one of days or seconds".into(),
+            ))
+        }
     };
     let secs = secs
         .filter(|s| (1..=MAX_DURATION_SECS).contains(s))
-        .ok_or_else(|| StoreError::Invalid("extension must be positive and at most 100 years".into()))?;
+        .ok_or_else(|| {
+            StoreError::Invalid("extension must be positive and at most 100 years".into())
+        })?;
     let current = get(wtx.tx(), wtx.account_id(), id).await?;
     if current.expires_at.is_none() && current.duration_secs.is_none() {
-        return Err(StoreError::Conflict("license never expires; nothing to extend".into()));
+        return Err(StoreError::Conflict(
+            "license never expires; nothing to extend".into(),
+        ));
     }
     mutate_one(
         wtx,
@@ -428,13 +506,21 @@ pub struct LicensePatch {
 
 pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreResult<()> {
     if p.level.is_some_and(|l| !(0..=1_000_000).contains(&l)) {
-        return Err(StoreError::Invalid("level must be between 0 and 1000000".into()));
+        return Err(StoreError::Invalid(
+            "level must be between 0 and 1000000".into(),
+        ));
     }
-    if p.hwid_limit.is_some_and(|l| !(0..=10_000).contains(&l)) || p.ip_limit.is_some_and(|l| !(0..=10_000).contains(&l)) {
-        return Err(StoreError::Invalid("hwid_limit and ip_limit must be between 0 and 10000".into()));
+    if p.hwid_limit.is_some_and(|l| !(0..=10_000).contains(&l))
+        || p.ip_limit.is_some_and(|l| !(0..=10_000).contains(&l))
+    {
+        return Err(StoreError::Invalid(
+            "hwid_limit and ip_limit must be between 0 and 10000".into(),
+        ));
     }
     if p.note.as_deref().is_some_and(|n| n.chars().count() > 1000) {
-        return Err(StoreError::Invalid("note must be at most 1000 characters".into()));
+        return Err(StoreError::Invalid(
+            "note must be at most 1000 characters".into(),
+        ));
     }
     mutate_one(
         wtx,
@@ -453,7 +539,11 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreR
 /// are re-checked against the committed rows before inserting. Concurrent activations on any
 /// number of validators therefore never exceed a limit. Returns the fresh license (None when it
 /// was deleted meanwhile).
-pub async fn activate(wtx: &mut WriteTx<'_>, license_id: Uuid, act: &Activation) -> StoreResult<Option<License>> {
+pub async fn activate(
+    wtx: &mut WriteTx<'_>,
+    license_id: Uuid,
+    act: &Activation,
+) -> StoreResult<Option<License>> {
     // Statement 1 takes the lock; statement 2 runs on a new snapshot that sees every binding
     // committed before we got it (READ COMMITTED).
     let Some(locked) = wtx
@@ -517,7 +607,12 @@ pub async fn activate(wtx: &mut WriteTx<'_>, license_id: Uuid, act: &Activation)
     }
     if !changed.is_empty() {
         wtx.invalidate(Invalidation::License { app, key });
-        wtx.audit("license.activate", "license", Some(license_id.to_string()), json!({"changes": changed}));
+        wtx.audit(
+            "license.activate",
+            "license",
+            Some(license_id.to_string()),
+            json!({"changes": changed}),
+        );
     }
     let fresh = wtx
         .tx()

@@ -69,7 +69,13 @@ fn empty() -> BlacklistView {
 
 #[test]
 fn valid_when_bound_hwid_matches() {
-    let d = decide(&app(), Some(&license()), &empty(), facts(Some("H1"), None), Utc::now());
+    let d = decide(
+        &app(),
+        Some(&license()),
+        &empty(),
+        facts(Some("H1"), None),
+        Utc::now(),
+    );
     assert_eq!(d, Decision::Final(Verdict::valid()));
 }
 
@@ -85,8 +91,20 @@ fn paused_app_wins_over_everything() {
     a.paused = true;
     let mut l = license();
     l.status = LicenseStatus::Banned;
-    assert_eq!(code(decide(&a, Some(&l), &empty(), facts(None, None), Utc::now())), Code::AppPaused);
-    assert_eq!(code(decide(&a, None, &empty(), facts(None, None), Utc::now())), Code::AppPaused);
+    assert_eq!(
+        code(decide(
+            &a,
+            Some(&l),
+            &empty(),
+            facts(None, None),
+            Utc::now()
+        )),
+        Code::AppPaused
+    );
+    assert_eq!(
+        code(decide(&a, None, &empty(), facts(None, None), Utc::now())),
+        Code::AppPaused
+    );
 }
 
 #[test]
@@ -111,10 +129,46 @@ fn blacklist_precedes_license_rules() {
     ];
     let bl = BlacklistView::from_entries(&entries);
     let l = license();
-    assert_eq!(code(decide(&app(), Some(&l), &bl, facts(Some("H1"), Some("10.9.8.7")), Utc::now())), Code::Blacklisted);
-    assert_eq!(code(decide(&app(), Some(&l), &bl, facts(Some("EVIL"), Some("192.0.2.1")), Utc::now())), Code::Blacklisted);
-    assert_eq!(code(decide(&app(), None, &bl, facts(Some("EVIL"), None), Utc::now())), Code::Blacklisted);
-    assert_eq!(code(decide(&app(), Some(&l), &bl, facts(Some("H1"), Some("192.0.2.1")), Utc::now())), Code::Valid);
+    assert_eq!(
+        code(decide(
+            &app(),
+            Some(&l),
+            &bl,
+            facts(Some("H1"), Some("10.9.8.7")),
+            Utc::now()
+        )),
+        Code::Blacklisted
+    );
+    assert_eq!(
+        code(decide(
+            &app(),
+            Some(&l),
+            &bl,
+            facts(Some("EVIL"), Some("192.0.2.1")),
+            Utc::now()
+        )),
+        Code::Blacklisted
+    );
+    assert_eq!(
+        code(decide(
+            &app(),
+            None,
+            &bl,
+            facts(Some("EVIL"), None),
+            Utc::now()
+        )),
+        Code::Blacklisted
+    );
+    assert_eq!(
+        code(decide(
+            &app(),
+            Some(&l),
+            &bl,
+            facts(Some("H1"), Some("192.0.2.1")),
+            Utc::now()
+        )),
+        Code::Valid
+    );
 }
 
 #[test]
@@ -123,7 +177,13 @@ fn banned_reports_reason_and_precedes_expiry() {
     l.status = LicenseStatus::Banned;
     l.ban_reason = Some("chargeback".into());
     l.expires_at = Some(Utc::now() - Duration::days(1));
-    match decide(&app(), Some(&l), &empty(), facts(Some("H1"), None), Utc::now()) {
+    match decide(
+        &app(),
+        Some(&l),
+        &empty(),
+        facts(Some("H1"), None),
+        Utc::now(),
+    ) {
         Decision::Final(v) => {
             assert_eq!(v.code, Code::Banned);
             assert!(v.detail.contains("chargeback"));
@@ -138,30 +198,99 @@ fn expiry_is_exclusive_of_the_instant() {
     let now = Utc::now();
     let mut l = license();
     l.expires_at = Some(now);
-    assert_eq!(code(decide(&app(), Some(&l), &empty(), facts(Some("H1"), None), now)), Code::Expired);
+    assert_eq!(
+        code(decide(
+            &app(),
+            Some(&l),
+            &empty(),
+            facts(Some("H1"), None),
+            now
+        )),
+        Code::Expired
+    );
     l.expires_at = Some(now + Duration::seconds(1));
-    assert_eq!(code(decide(&app(), Some(&l), &empty(), facts(Some("H1"), None), now)), Code::Valid);
+    assert_eq!(
+        code(decide(
+            &app(),
+            Some(&l),
+            &empty(),
+            facts(Some("H1"), None),
+            now
+        )),
+        Code::Valid
+    );
 }
 
 #[test]
 fn hwid_rules() {
     let a = app();
     let mut l = license();
-    assert_eq!(code(decide(&a, Some(&l), &empty(), facts(None, None), Utc::now())), Code::HwidRequired);
-    assert_eq!(code(decide(&a, Some(&l), &empty(), facts(Some("H2"), None), Utc::now())), Code::HwidMismatch);
+    assert_eq!(
+        code(decide(
+            &a,
+            Some(&l),
+            &empty(),
+            facts(None, None),
+            Utc::now()
+        )),
+        Code::HwidRequired
+    );
+    assert_eq!(
+        code(decide(
+            &a,
+            Some(&l),
+            &empty(),
+            facts(Some("H2"), None),
+            Utc::now()
+        )),
+        Code::HwidMismatch
+    );
     l.hwid_limit = 2;
     assert_eq!(
         decide(&a, Some(&l), &empty(), facts(Some("H2"), None), Utc::now()),
-        Decision::Activate(Activation { bind_hwid: Some("H2".into()), ..Default::default() })
+        Decision::Activate(Activation {
+            bind_hwid: Some("H2".into()),
+            ..Default::default()
+        })
     );
     l.hwids.push(bound("H2"));
-    assert_eq!(code(decide(&a, Some(&l), &empty(), facts(Some("H3"), None), Utc::now())), Code::TooManyHwids);
+    assert_eq!(
+        code(decide(
+            &a,
+            Some(&l),
+            &empty(),
+            facts(Some("H3"), None),
+            Utc::now()
+        )),
+        Code::TooManyHwids
+    );
     l.hwid_limit = 0;
-    assert!(matches!(decide(&a, Some(&l), &empty(), facts(Some("H3"), None), Utc::now()), Decision::Activate(_)));
+    assert!(matches!(
+        decide(&a, Some(&l), &empty(), facts(Some("H3"), None), Utc::now()),
+        Decision::Activate(_)
+    ));
     let mut unlocked = app();
     unlocked.hwid_lock = false;
-    assert_eq!(code(decide(&unlocked, Some(&license()), &empty(), facts(None, None), Utc::now())), Code::Valid);
-    assert_eq!(code(decide(&unlocked, Some(&license()), &empty(), facts(Some("other"), None), Utc::now())), Code::Valid);
+    assert_eq!(
+        code(decide(
+            &unlocked,
+            Some(&license()),
+            &empty(),
+            facts(None, None),
+            Utc::now()
+        )),
+        Code::Valid
+    );
+    assert_eq!(
+        code(decide(
+            &unlocked,
+            Some(&license()),
+            &empty(),
+            facts(Some("other"), None),
+            Utc::now()
+        )),
+        Code::Valid
+    );
 }
 
 #[test]
@@ -170,12 +299,39 @@ fn ip_limit_rules() {
     l.ip_limit = 1;
     let a = app();
     assert_eq!(
-        decide(&a, Some(&l), &empty(), facts(Some("H1"), Some("192.0.2.1")), Utc::now()),
-        Decision::Activate(Activation { record_ip: Some("192.0.2.1".parse().unwrap()), ..Default::default() })
+        decide(
+            &a,
+            Some(&l),
+            &empty(),
+            facts(Some("H1"), Some("192.0.2.1")),
+            Utc::now()
+        ),
+        Decision::Activate(Activation {
+            record_ip: Some("192.0.2.1".parse().unwrap()),
+            ..Default::default()
+        })
     );
     l.ips.push("192.0.2.1".parse().unwrap());
-    assert_eq!(code(decide(&a, Some(&l), &empty(), facts(Some("H1"), Some("192.0.2.1")), Utc::now())), Code::Valid);
-    assert_eq!(code(decide(&a, Some(&l), &empty(), facts(Some("H1"), Some("192.0.2.2")), Utc::now())), Code::IpLimit);
+    assert_eq!(
+        code(decide(
+            &a,
+            Some(&l),
+            &empty(),
+            facts(Some("H1"), Some("192.0.2.1")),
+            Utc::now()
+        )),
+        Code::Valid
+    );
+    assert_eq!(
+        code(decide(
+            &a,
+            Some(&l),
+            &empty(),
+            facts(Some("H1"), Some("192.0.2.2")),
+            Utc::now()
+        )),
+        Code::IpLimit
+    );
 }
 
 #[test]
@@ -184,8 +340,17 @@ fn first_use_requests_activation() {
     l.used_at = None;
     l.duration_secs = Some(3600);
     assert_eq!(
-        decide(&app(), Some(&l), &empty(), facts(Some("H1"), None), Utc::now()),
-        Decision::Activate(Activation { first_use: true, ..Default::default() })
+        decide(
+            &app(),
+            Some(&l),
+            &empty(),
+            facts(Some("H1"), None),
+            Utc::now()
+        ),
+        Decision::Activate(Activation {
+            first_use: true,
+            ..Default::default()
+        })
     );
 }
 
@@ -198,14 +363,23 @@ fn refused_activation_becomes_limit_verdict() {
     l.hwid_limit = 0;
     l.ip_limit = 1;
     l.ips.push("192.0.2.1".parse().unwrap());
-    let v = decide_after_activation(&app(), &l, &empty(), facts(Some("H1"), Some("192.0.2.7")), Utc::now());
+    let v = decide_after_activation(
+        &app(),
+        &l,
+        &empty(),
+        facts(Some("H1"), Some("192.0.2.7")),
+        Utc::now(),
+    );
     assert_eq!(v.code, Code::IpLimit);
 }
 
 #[test]
 fn code_strings_match_serde() {
     for c in Code::ALL {
-        assert_eq!(serde_json::to_value(c).unwrap(), serde_json::Value::String(c.as_str().into()));
+        assert_eq!(
+            serde_json::to_value(c).unwrap(),
+            serde_json::Value::String(c.as_str().into())
+        );
         assert_eq!(Code::ALL[c.index()], c);
     }
 }

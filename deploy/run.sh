@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Runs the whole system locally: a private PostgreSQL cluster (data in .keyward/pg; or the
+# database at $DATABASE_URL when set), migrations, the control-plane, one validator and a demo
+# tenant whose credentials and a ready-to-paste curl are printed. Ctrl-C stops everything.
+#
+#   ./deploy/run.sh            debug build
+#   ./deploy/run.sh --release  optimised build
+#
+# Ports: KEYWARD_CP_PORT (8080), KEYWARD_VALIDATOR_PORT (8081), KEYWARD_PG_PORT (54329).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=deploy/lib/pg.sh
+. deploy/lib/pg.sh
+
+profile=debug
+cargo_flags=()
+if [ "${1:-}" = "--release" ]; then profile=release; cargo_flags=(--release); fi
+cp_port=${KEYWARD_CP_PORT:-8080}
+v_port=${KEYWARD_VALIDATOR_PORT:-8081}
+state=$PWD/.keyward
+mkdir -p "$state/logs"
+
+pids=()
+own_pg=""
+cleanup() {
+  trap - EXIT INT TERM
+  if [ ${#pids[@]} -gt 0 ]; then
+    echo; echo "keyward: stopping services"
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+  if [ -n "$own_pg" ]; then echo "keyward: stopping PostgreSQL"; pg_stop "$own_pg"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# GET /readyz over bash's /dev/tcp so that no HTTP client needs to be installed.
+ready() {
+  local reply
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf 'GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
+  IFS= read -r -t 2 reply <&3 || true
+  exec 3<&- 3>&-
+  [[ "$reply" == *" 200"* ]]
+}
+
+wait_ready() {
+  local port=$1 name=$2 log=$3
+  for _ in $(seq 1 300); do
+    if ready "$port" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "keyward: $name did not become ready; last log lines:" >&2
+  tail -n 30 "$log" >&2
+  return 1
+}
+
+for p in "$cp_port" "$v_port"; do
+  if port_busy "$p"; then echo "keyward: port $p is in use (set KEYWARD_CP_PORT / KEYWARD_VALIDATOR_PORT)" >&2; exit 1; fi
+done
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  pg_ensure_installed
+  pg_port=${KEYWARD_PG_PORT:-54329}
+  pg_stop "$state/pg"   # a cluster left running by an interrupted run
+  if port_busy "$pg_port"; then echo "keyward: port $pg_port is in use (set KEYWARD_PG_PORT)" >&2; exit 1; fi
+  chmod 755 "$state"
+  pg_start "$state/pg" "$pg_port" run
+  own_pg="$state/pg"
+  bin=$(pg_bin_dir)
+  if ! pg_as_user "$bin/psql" -h 127.0.0.1 -p "$pg_port" -U keyward -d postgres -tAc \
+      "SELECT 1 FROM pg_database WHERE datname = 'keyward'" | grep -q 1; then
+    pg_as_user "$bin/createdb" -h 127.0.0.1 -p "$pg_port" -U keyward keyward
+  fi
+  export DATABASE_URL="postgres://keyward@127.0.0.1:$pg_port/keyward"
+  echo "keyward: PostgreSQL on 127.0.0.1:$pg_port (data in .keyward/pg)"
+fi
+
+echo "keyward: building ($profile)"
+cargo build -q "${cargo_flags[@]}" -p keyward-control-plane -p keyward-validator
+target=target/$profile
+
+"$target/control-plane" migrate
+demo=$("$target/control-plane" demo --control-plane-url "http://127.0.0.1:$cp_port" \
+  --validator-url "http://127.0.0.1:$v_port")
+
+KEYWARD_CP_LISTEN="127.0.0.1:$cp_port" "$target/control-plane" serve >"$state/logs/control-plane.log" 2>&1 &
+pids+=($!)
+KEYWARD_VALIDATOR_LISTEN="127.0.0.1:$v_port" "$target/validator" >"$state/logs/validator.log" 2>&1 &
+pids+=($!)
+wait_ready "$cp_port" control-plane "$state/logs/control-plane.log"
+wait_ready "$v_port" validator "$state/logs/validator.log"
+
+echo
+echo "$demo" | grep -v '^KEYWARD_DEMO_CURL='
+echo
+echo "Logs: .keyward/logs/control-plane.log, .keyward/logs/validator.log"
+echo "Keyward is running. Press Ctrl-C to stop."
+# Returns when a service exits (or on Ctrl-C through the trap).
+wait -n "${pids[@]}" || true
+echo "keyward: a service exited; see the logs above" >&2
+exit 1
