@@ -1,0 +1,131 @@
+//! Every knob of the validator: a flag with an environment variable and a default that suits a
+//! local run.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// PostgreSQL URL (the same database as the control-plane's).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    /// Address to serve on.
+    #[arg(
+        long,
+        env = "KEYWARD_VALIDATOR_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub listen: SocketAddr,
+
+    /// Maximum connections of the query pool (cache misses, first-use writes, usage flushes).
+    #[arg(long, env = "KEYWARD_VALIDATOR_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: usize,
+
+    /// Maximum number of cached licenses (known and unknown keys together).
+    #[arg(
+        long,
+        env = "KEYWARD_LICENSE_CACHE_CAPACITY",
+        default_value_t = 1_000_000
+    )]
+    pub license_cache_capacity: u64,
+
+    /// Maximum number of cached apps.
+    #[arg(long, env = "KEYWARD_APP_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub app_cache_capacity: u64,
+
+    /// Age after which a cached entry is re-read even without an invalidation (safety net only:
+    /// invalidations normally arrive within milliseconds).
+    #[arg(long, env = "KEYWARD_CACHE_TTL_SECS", default_value_t = 300)]
+    pub cache_ttl_secs: u64,
+
+    /// Age after which an "unknown key" entry is re-read.
+    #[arg(long, env = "KEYWARD_NEGATIVE_TTL_SECS", default_value_t = 30)]
+    pub negative_ttl_secs: u64,
+
+    /// How long cached answers keep being served while PostgreSQL is unreachable; afterwards
+    /// every validation answers 503.
+    #[arg(long, env = "KEYWARD_OUTAGE_GRACE_SECS", default_value_t = 300)]
+    pub outage_grace_secs: u64,
+
+    /// Sustained validations per second allowed per client IP (IPv6 per /64); 0 disables.
+    #[arg(long, env = "KEYWARD_RATE_LIMIT_PER_SEC", default_value_t = 20)]
+    pub rate_limit_per_sec: u32,
+
+    /// Burst allowed per client IP above the sustained rate.
+    #[arg(long, env = "KEYWARD_RATE_LIMIT_BURST", default_value_t = 60)]
+    pub rate_limit_burst: u32,
+
+    /// Number of tracked client IPs above which idle rate-limiter state is purged at once
+    /// (otherwise it is purged every 10 s).
+    #[arg(
+        long,
+        env = "KEYWARD_RATE_LIMIT_MAX_TRACKED",
+        default_value_t = 200_000
+    )]
+    pub rate_limit_max_tracked: usize,
+
+    /// Peers whose `X-Forwarded-For` is trusted (comma-separated IPs or CIDRs). Empty: the socket
+    /// address is always the client IP.
+    #[arg(long, env = "KEYWARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Interval between writes of the batched usage counters.
+    #[arg(long, env = "KEYWARD_USAGE_FLUSH_MS", default_value_t = 5_000)]
+    pub usage_flush_ms: u64,
+
+    /// Interval of the cache-generation check that catches a lost notification.
+    #[arg(long, env = "KEYWARD_EPOCH_CHECK_MS", default_value_t = 2_000)]
+    pub epoch_check_ms: u64,
+
+    /// First delay before the invalidation listener reconnects (doubles up to 5 s).
+    #[arg(long, env = "KEYWARD_LISTENER_BACKOFF_MS", default_value_t = 100)]
+    pub listener_backoff_ms: u64,
+
+    /// Largest accepted request body.
+    #[arg(long, env = "KEYWARD_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How long shutdown waits for in-flight requests.
+    #[arg(long, env = "KEYWARD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Config {
+    /// All defaults, listening on an ephemeral loopback port.
+    pub fn new(database_url: impl Into<String>) -> Config {
+        Config {
+            database_url: database_url.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            pool_size: 16,
+            license_cache_capacity: 1_000_000,
+            app_cache_capacity: 100_000,
+            cache_ttl_secs: 300,
+            negative_ttl_secs: 30,
+            outage_grace_secs: 300,
+            rate_limit_per_sec: 20,
+            rate_limit_burst: 60,
+            rate_limit_max_tracked: 200_000,
+            trusted_proxies: Vec::new(),
+            usage_flush_ms: 5_000,
+            epoch_check_ms: 2_000,
+            listener_backoff_ms: 100,
+            max_body_bytes: 16 * 1024,
+            shutdown_grace_secs: 10,
+        }
+    }
+
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_secs)
+    }
+
+    pub fn negative_ttl(&self) -> Duration {
+        Duration::from_secs(self.negative_ttl_secs)
+    }
+
+    pub fn outage_grace(&self) -> Duration {
+        Duration::from_secs(self.outage_grace_secs)
+    }
+}

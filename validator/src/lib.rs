@@ -1,0 +1,152 @@
+//! Keyward's validator: answers `POST /v1/validate` from memory on bare hyper.
+//!
+//! [`start`] builds the caches, starts the invalidation listener, the maintenance task (usage
+//! write-behind, rate-limiter purge) and the HTTP server, and returns a [`Running`] handle.
+
+mod cache;
+mod client_ip;
+pub mod config;
+mod error;
+mod health;
+mod listener;
+mod metrics;
+mod rate_limit;
+mod routes;
+mod server;
+mod usage;
+mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::Pool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+pub use listener::APPLICATION_NAME as LISTENER_APPLICATION_NAME;
+
+use cache::Caches;
+use health::Health;
+use metrics::Metrics;
+use rate_limit::ClientLimiter;
+use usage::Usage;
+
+/// Everything a request handler needs, shared by all connections.
+pub(crate) struct State {
+    cfg: Config,
+    pool: Pool,
+    caches: Caches,
+    health: Arc<Health>,
+    limiter: ClientLimiter,
+    usage: Usage,
+    metrics: Arc<Metrics>,
+}
+
+/// A started validator.
+pub struct Running {
+    addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+pub async fn start(cfg: Config) -> anyhow::Result<Running> {
+    let pg = keyward_shared::db::pg_config(&cfg.database_url, "keyward-validator")
+        .context("DATABASE_URL")?;
+    let pool = keyward_shared::db::pool(pg, cfg.pool_size);
+    let health = Arc::new(Health::new(cfg.outage_grace()));
+    let metrics = Arc::new(Metrics::new());
+    let caches = Caches::new(&cfg, pool.clone(), health.clone(), metrics.clone());
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(State {
+        limiter: ClientLimiter::new(
+            cfg.rate_limit_per_sec,
+            cfg.rate_limit_burst,
+            cfg.rate_limit_max_tracked,
+        ),
+        cfg,
+        pool,
+        caches,
+        health,
+        usage: Usage::default(),
+        metrics,
+    });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(listener::run(state.clone(), shutdown_rx.clone())),
+        tokio::spawn(maintain(state.clone(), shutdown_rx.clone())),
+        tokio::spawn(server::serve(listener, state.clone(), shutdown_rx)),
+    ];
+    tracing::info!(%addr, "validator listening");
+    Ok(Running {
+        addr,
+        state,
+        shutdown,
+        tasks,
+    })
+}
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits until the listener is connected and the caches flushed (what `/readyz` reports).
+    pub async fn wait_ready(&self, deadline: Duration) -> anyhow::Result<()> {
+        let start = tokio::time::Instant::now();
+        while !self.state.health.is_ready() {
+            if start.elapsed() > deadline {
+                anyhow::bail!("validator not ready after {deadline:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
+    /// Graceful stop: not ready, stop accepting, finish in-flight requests (bounded), write the
+    /// pending usage counters.
+    pub async fn shutdown(self) {
+        self.state.health.begin_shutdown();
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        if let Err(e) = self.state.usage.flush(&self.state.pool).await {
+            tracing::warn!(error = %e, "could not write usage counters at shutdown");
+        }
+        tracing::info!("validator stopped");
+    }
+}
+
+/// Usage write-behind and rate-limiter purging.
+async fn maintain(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    let mut usage_tick =
+        tokio::time::interval(Duration::from_millis(state.cfg.usage_flush_ms.max(10)));
+    let mut purge_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut seconds: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = usage_tick.tick() => {
+                if state.health.is_connected() {
+                    if let Err(e) = state.usage.flush(&state.pool).await {
+                        state.metrics.usage_flush_failures.inc();
+                        tracing::warn!(error = %e, "could not write usage counters; will retry");
+                    }
+                }
+            }
+            _ = purge_tick.tick() => {
+                seconds += 1;
+                if seconds.is_multiple_of(10) || state.limiter.over_bound() {
+                    state.limiter.purge_idle();
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

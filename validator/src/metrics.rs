@@ -1,0 +1,168 @@
+//! Prometheus metrics. Hot-path counters are resolved once at start-up, so counting a validation
+//! is one atomic add.
+
+use keyward_shared::verdict::Code;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+pub struct Metrics {
+    registry: Registry,
+    verdicts: Vec<Counter>,
+    errors: Family<Labels, Counter>,
+    cache_hits: Counter,
+    cache_misses: Family<Labels, Counter>,
+    invalidations: Family<Labels, Counter>,
+    pub listener_reconnects: Counter,
+    pub cache_flushes: Counter,
+    pub activations: Counter,
+    pub usage_flush_failures: Counter,
+    pub listener_connected: Gauge,
+    pub license_cache_entries: Gauge,
+    pub rate_limiter_tracked: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("keyward_validator");
+        let verdict_family = Family::<Labels, Counter>::default();
+        registry.register(
+            "verdicts",
+            "Validation verdicts by code",
+            verdict_family.clone(),
+        );
+        let verdicts = Code::ALL
+            .iter()
+            .map(|c| {
+                verdict_family
+                    .get_or_create(&vec![("code", c.as_str())])
+                    .clone()
+            })
+            .collect();
+        let errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "errors",
+            "Requests answered with a transport error, by error code",
+            errors.clone(),
+        );
+        let cache_hits = Counter::default();
+        registry.register(
+            "license_cache_hits",
+            "License cache hits",
+            cache_hits.clone(),
+        );
+        let cache_misses = Family::<Labels, Counter>::default();
+        registry.register(
+            "cache_misses",
+            "Cache misses (reads from PostgreSQL) by cache",
+            cache_misses.clone(),
+        );
+        let invalidations = Family::<Labels, Counter>::default();
+        registry.register(
+            "invalidations",
+            "Invalidations applied, by kind",
+            invalidations.clone(),
+        );
+        let listener_reconnects = Counter::default();
+        registry.register(
+            "listener_reconnects",
+            "Times the invalidation listener lost its connection",
+            listener_reconnects.clone(),
+        );
+        let cache_flushes = Counter::default();
+        registry.register(
+            "cache_flushes",
+            "Full cache flushes (listener (re)connects, lost notifications)",
+            cache_flushes.clone(),
+        );
+        let activations = Counter::default();
+        registry.register(
+            "activations",
+            "First-use writes (HWID binds, IP records, expiry starts)",
+            activations.clone(),
+        );
+        let usage_flush_failures = Counter::default();
+        registry.register(
+            "usage_flush_failures",
+            "Failed writes of the batched usage counters",
+            usage_flush_failures.clone(),
+        );
+        let listener_connected = Gauge::default();
+        registry.register(
+            "listener_connected",
+            "1 while the invalidation listener is connected",
+            listener_connected.clone(),
+        );
+        let license_cache_entries = Gauge::default();
+        registry.register(
+            "license_cache_entries",
+            "Licenses cached (including unknown keys)",
+            license_cache_entries.clone(),
+        );
+        let rate_limiter_tracked = Gauge::default();
+        registry.register(
+            "rate_limiter_tracked_clients",
+            "Client addresses with rate-limiter state",
+            rate_limiter_tracked.clone(),
+        );
+        Metrics {
+            registry,
+            verdicts,
+            errors,
+            cache_hits,
+            cache_misses,
+            invalidations,
+            listener_reconnects,
+            cache_flushes,
+            activations,
+            usage_flush_failures,
+            listener_connected,
+            license_cache_entries,
+            rate_limiter_tracked,
+        }
+    }
+
+    pub fn verdict(&self, code: Code) {
+        if let Some(c) = self.verdicts.get(code.index()) {
+            c.inc();
+        }
+    }
+
+    pub fn error(&self, code: &'static str) {
+        self.errors.get_or_create(&vec![("code", code)]).inc();
+    }
+
+    pub fn cache_hit(&self) {
+        self.cache_hits.inc();
+    }
+
+    pub fn cache_miss(&self, cache: &'static str) {
+        self.cache_misses
+            .get_or_create(&vec![("cache", cache)])
+            .inc();
+    }
+
+    pub fn invalidation(&self, kind: &'static str) {
+        self.invalidations
+            .get_or_create(&vec![("kind", kind)])
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
