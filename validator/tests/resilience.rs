@@ -41,7 +41,7 @@ async fn killed_listener_reconnects_flushes_and_sees_changes_made_in_the_gap() {
     .await;
     let http = reqwest::Client::new();
     let a = v.addr();
-    warm(&http, a, &t.app, &l.key, Some("m")).await;
+    warm(&http, a, t.app.id, &l.key, Some("m")).await;
 
     let old_pid = listener_pid(&c).await.expect("listener session");
     let killed: bool = c
@@ -64,16 +64,16 @@ async fn killed_listener_reconnects_flushes_and_sees_changes_made_in_the_gap() {
     licenses::ban(&mut w, l.id, None).await.unwrap();
     w.commit().await.unwrap();
     // Within the grace the cached (stale) answer is still served...
-    assert_eq!(code(&http, a, &t.app, &l.key, Some("m")).await, "VALID");
+    assert_eq!(code(&http, a, t.app.id, &l.key, Some("m")).await, "VALID");
 
     // ...until the listener is back: it flushed, so the ban is seen.
     let (_, took) = eventually(
         Duration::from_secs(10),
         "listener back and ban seen",
         || {
-            let (http, app, key) = (http.clone(), t.app.clone(), l.key.clone());
+            let (http, app, key) = (http.clone(), t.app.id, l.key.clone());
             async move {
-                (ready(&http, a).await && code(&http, a, &app, &key, Some("m")).await == "BANNED")
+                (ready(&http, a).await && code(&http, a, app, &key, Some("m")).await == "BANNED")
                     .then_some(())
             }
         },
@@ -94,7 +94,7 @@ async fn lost_notification_is_caught_by_the_epoch_check() {
     let v = validator(&db.url, |cfg| cfg.epoch_check_ms = 100).await;
     let http = reqwest::Client::new();
     let a = v.addr();
-    assert_eq!(code(&http, a, &t.app, &l.key, Some("m")).await, "VALID");
+    assert_eq!(code(&http, a, t.app.id, &l.key, Some("m")).await, "VALID");
     // A write that bypasses NOTIFY (as if the notification were lost) but bumps the generation.
     c.batch_execute(&format!(
         "UPDATE licenses SET status = 'banned' WHERE id = '{}';
@@ -104,8 +104,8 @@ async fn lost_notification_is_caught_by_the_epoch_check() {
     .await
     .unwrap();
     eventually(Duration::from_secs(5), "epoch check flush", || {
-        let (http, app, key) = (http.clone(), t.app.clone(), l.key.clone());
-        async move { (code(&http, a, &app, &key, Some("m")).await == "BANNED").then_some(()) }
+        let (http, app, key) = (http.clone(), t.app.id, l.key.clone());
+        async move { (code(&http, a, app, &key, Some("m")).await == "BANNED").then_some(()) }
     })
     .await;
     v.shutdown().await;
@@ -126,7 +126,7 @@ async fn outage_serves_cached_keys_for_the_grace_and_503_for_the_rest() {
     .await;
     let http = reqwest::Client::new();
     let a = v.addr();
-    warm(&http, a, &t.app, &cached.key, Some("m")).await;
+    warm(&http, a, t.app.id, &cached.key, Some("m")).await;
 
     proxy.break_networking();
     eventually(Duration::from_secs(5), "outage noticed", || {
@@ -137,18 +137,18 @@ async fn outage_serves_cached_keys_for_the_grace_and_503_for_the_rest() {
     // Within the grace: the cached key still answers; the uncached one is "unavailable", never
     // "invalid".
     assert_eq!(
-        code(&http, a, &t.app, &cached.key, Some("m")).await,
+        code(&http, a, t.app.id, &cached.key, Some("m")).await,
         "VALID"
     );
-    let r = validate(&http, a, &t.app, &uncached.key, Some("m")).await;
+    let r = validate(&http, a, t.app.id, &uncached.key, Some("m")).await;
     assert_eq!((r.status, r.code()), (503, "UNAVAILABLE"), "{:?}", r.body);
     assert_eq!(r.body["success"], false);
     // After the grace even cached keys are refused with 503.
     let (_, took) =
         eventually(Duration::from_secs(10), "grace runs out", || {
-            let (http, app, key) = (http.clone(), t.app.clone(), cached.key.clone());
+            let (http, app, key) = (http.clone(), t.app.id, cached.key.clone());
             async move {
-                (code(&http, a, &app, &key, Some("m")).await == "503:UNAVAILABLE").then_some(())
+                (code(&http, a, app, &key, Some("m")).await == "503:UNAVAILABLE").then_some(())
             }
         })
         .await;
@@ -156,8 +156,8 @@ async fn outage_serves_cached_keys_for_the_grace_and_503_for_the_rest() {
 
     proxy.restore_networking();
     eventually(Duration::from_secs(15), "recovery", || {
-        let (http, app, key) = (http.clone(), t.app.clone(), uncached.key.clone());
-        async move { (code(&http, a, &app, &key, Some("m")).await == "VALID").then_some(()) }
+        let (http, app, key) = (http.clone(), t.app.id, uncached.key.clone());
+        async move { (code(&http, a, app, &key, Some("m")).await == "VALID").then_some(()) }
     })
     .await;
     v.shutdown().await;
@@ -175,10 +175,8 @@ async fn concurrent_first_uses_on_two_validators_never_exceed_the_hwid_limit() {
     let tasks: Vec<_> = (0..50)
         .map(|i| {
             let addr = if i % 2 == 0 { v1.addr() } else { v2.addr() };
-            let (http, app, key) = (http.clone(), t.app.clone(), l.key.clone());
-            tokio::spawn(
-                async move { code(&http, addr, &app, &key, Some(&format!("hw{i}"))).await },
-            )
+            let (http, app, key) = (http.clone(), t.app.id, l.key.clone());
+            tokio::spawn(async move { code(&http, addr, app, &key, Some(&format!("hw{i}"))).await })
         })
         .collect();
     let mut codes = Vec::new();

@@ -23,35 +23,38 @@ async fn verdicts_for_every_rule() {
 
     // Valid, and the HWID is bound on first use.
     let l = one_license(&mut c, &t, 1).await;
-    let r = validate(&http, a, &t.app, &l.key, Some("m1")).await;
+    let r = validate(&http, a, t.app.id, &l.key, Some("m1")).await;
     assert_eq!((r.status, r.code()), (200, "VALID"), "{:?}", r.body);
     assert_eq!(r.body["valid"], true);
     assert_eq!(r.body["license"]["hwids_bound"], 1);
     assert_eq!(r.content_type.as_deref(), Some("application/json"));
     // Same machine again: a pure cache hit; another machine: mismatch; no HWID: required.
-    assert_eq!(code(&http, a, &t.app, &l.key, Some("m1")).await, "VALID");
+    assert_eq!(code(&http, a, t.app.id, &l.key, Some("m1")).await, "VALID");
     assert_eq!(
-        code(&http, a, &t.app, &l.key, Some("m2")).await,
+        code(&http, a, t.app.id, &l.key, Some("m2")).await,
         "HWID_MISMATCH"
     );
-    assert_eq!(code(&http, a, &t.app, &l.key, None).await, "HWID_REQUIRED");
+    assert_eq!(
+        code(&http, a, t.app.id, &l.key, None).await,
+        "HWID_REQUIRED"
+    );
 
     // Unknown key (and a second ask, served from the negative cache).
     assert_eq!(
-        code(&http, a, &t.app, "NOPE-NOPE", Some("m1")).await,
+        code(&http, a, t.app.id, "NOPE-NOPE", Some("m1")).await,
         "NOT_FOUND"
     );
     assert_eq!(
-        code(&http, a, &t.app, "NOPE-NOPE", Some("m1")).await,
+        code(&http, a, t.app.id, "NOPE-NOPE", Some("m1")).await,
         "NOT_FOUND"
     );
 
     // HWID limit 2.
     let two = one_license(&mut c, &t, 2).await;
     for m in ["a", "b", "a", "b"] {
-        assert_eq!(code(&http, a, &t.app, &two.key, Some(m)).await, "VALID");
+        assert_eq!(code(&http, a, t.app.id, &two.key, Some(m)).await, "VALID");
     }
-    let r = validate(&http, a, &t.app, &two.key, Some("c")).await;
+    let r = validate(&http, a, t.app.id, &two.key, Some("c")).await;
     assert_eq!(r.code(), "TOO_MANY_HWIDS");
     assert_eq!(r.body["valid"], false);
     assert!(
@@ -72,7 +75,7 @@ async fn verdicts_for_every_rule() {
     .await
     .remove(0);
     eventually(Duration::from_secs(5), "fixed expiry", || {
-        let (http, app, key) = (&http, &t.app, expired.key.clone());
+        let (http, app, key) = (&http, t.app.id, expired.key.clone());
         async move { (code(http, a, app, &key, Some("m")).await == "EXPIRED").then_some(()) }
     })
     .await;
@@ -91,7 +94,7 @@ async fn verdicts_for_every_rule() {
     .await
     .remove(0);
     assert!(on_first_use.expires_at.is_none());
-    let r = validate(&http, a, &t.app, &on_first_use.key, Some("m")).await;
+    let r = validate(&http, a, t.app.id, &on_first_use.key, Some("m")).await;
     assert_eq!(r.code(), "VALID");
     let first_used: chrono::DateTime<Utc> =
         serde_json::from_value(r.body["license"]["first_used_at"].clone()).unwrap();
@@ -99,7 +102,7 @@ async fn verdicts_for_every_rule() {
         serde_json::from_value(r.body["license"]["expires_at"].clone()).unwrap();
     assert_eq!((expires - first_used).num_seconds(), 1);
     eventually(Duration::from_secs(5), "expiry after first use", || {
-        let (http, app, key) = (&http, &t.app, on_first_use.key.clone());
+        let (http, app, key) = (&http, t.app.id, on_first_use.key.clone());
         async move { (code(http, a, app, &key, Some("m")).await == "EXPIRED").then_some(()) }
     })
     .await;
@@ -111,7 +114,7 @@ async fn verdicts_for_every_rule() {
         .await
         .unwrap();
     w.commit().await.unwrap();
-    let r = validate(&http, a, &t.app, &banned.key, Some("m")).await;
+    let r = validate(&http, a, t.app.id, &banned.key, Some("m")).await;
     assert_eq!(r.code(), "BANNED");
     assert!(r.body["detail"].as_str().unwrap().contains("chargeback"));
     v.shutdown().await;
@@ -245,7 +248,7 @@ async fn paused_app_and_unknown_app() {
     let http = reqwest::Client::new();
     let a = v.addr();
     // hwid_lock off: no HWID needed.
-    assert_eq!(code(&http, a, &t.app, &l.key, None).await, "VALID");
+    assert_eq!(code(&http, a, t.app.id, &l.key, None).await, "VALID");
     let mut w = WriteTx::begin(&mut c, t.actor.clone()).await.unwrap();
     apps::update(
         &mut w,
@@ -259,14 +262,14 @@ async fn paused_app_and_unknown_app() {
     .unwrap();
     w.commit().await.unwrap();
     eventually(Duration::from_secs(2), "pause", || {
-        let (http, app, key) = (&http, &t.app, l.key.clone());
+        let (http, app, key) = (&http, t.app.id, l.key.clone());
         async move { (code(http, a, app, &key, None).await == "APP_PAUSED").then_some(()) }
     })
     .await;
 
     let mut ghost = t.app.clone();
     ghost.id = uuid::Uuid::new_v4();
-    let r = validate(&http, a, &ghost, &l.key, None).await;
+    let r = validate(&http, a, ghost.id, &l.key, None).await;
     assert_eq!((r.status, r.code()), (404, "APP_NOT_FOUND"));
     assert_eq!(r.body["success"], false);
     v.shutdown().await;
@@ -415,7 +418,7 @@ async fn usage_is_written_behind_and_ops_endpoints_answer() {
     let http = reqwest::Client::new();
     let a = v.addr();
     for _ in 0..7 {
-        assert_eq!(code(&http, a, &t.app, &l.key, Some("m")).await, "VALID");
+        assert_eq!(code(&http, a, t.app.id, &l.key, Some("m")).await, "VALID");
     }
     let get = |path: &'static str| {
         let http = http.clone();

@@ -94,3 +94,21 @@ pub async fn find_for_login<C: GenericClient + Sync>(
         .await?;
     Ok(row.map(|r| (from_row(&r), r.get("password_hash"))))
 }
+
+/// Replaces an account's password hash (an argon2id PHC string).
+pub async fn set_password<C: GenericClient + Sync>(
+    c: &C,
+    id: Uuid,
+    password_hash: &str,
+) -> StoreResult<()> {
+    let n = c
+        .execute(
+            "UPDATE accounts SET password_hash = $2 WHERE id = $1",
+            &[&id, &password_hash],
+        )
+        .await?;
+    if n == 0 {
+        return Err(StoreError::NotFound("account"));
+    }
+    Ok(())
+}

@@ -10,6 +10,7 @@ use keyward_shared::store::{accounts, apps, licenses};
 use keyward_shared::write::{Actor, WriteTx};
 use keyward_validator::{Config, Running};
 use serde_json::Value;
+use uuid::Uuid;
 
 pub struct Tenant {
     pub actor: Actor,
@@ -143,11 +144,11 @@ pub async fn reply(resp: reqwest::Response) -> Reply {
 pub async fn validate(
     http: &reqwest::Client,
     addr: SocketAddr,
-    app: &App,
+    app: Uuid,
     key: &str,
     hwid: Option<&str>,
 ) -> Reply {
-    let mut body = serde_json::json!({"app": app.id, "key": key});
+    let mut body = serde_json::json!({"app": app, "key": key});
     if let Some(h) = hwid {
         body["hwid"] = h.into();
     }
@@ -158,7 +159,7 @@ pub async fn validate(
 pub async fn code(
     http: &reqwest::Client,
     addr: SocketAddr,
-    app: &App,
+    app: Uuid,
     key: &str,
     hwid: Option<&str>,
 ) -> String {
@@ -190,7 +191,7 @@ pub async fn license_cache_hits(http: &reqwest::Client, addr: SocketAddr) -> u64
 pub async fn warm(
     http: &reqwest::Client,
     addr: SocketAddr,
-    app: &App,
+    app: Uuid,
     key: &str,
     hwid: Option<&str>,
 ) {

@@ -1,0 +1,166 @@
+//! Keyward's control-plane: the admin REST API. Every write goes through the core's `WriteTx`, so
+//! it is audited and announced to the validators in the same transaction.
+//!
+//! [`start`] migrates the database, binds and serves; [`create_admin`] creates an account.
+
+mod auth;
+pub mod config;
+pub mod demo;
+mod error;
+mod extract;
+mod metrics;
+mod routes;
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::Pool;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use keyward_shared::model::Account;
+use keyward_shared::{db, secrets, store};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+
+use auth::JwtKeys;
+use error::{ApiError, ApiResult};
+use metrics::Metrics;
+
+/// Shared by all handlers.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    pool: Pool,
+    jwt: JwtKeys,
+    login_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    clock: DefaultClock,
+    metrics: Metrics,
+}
+
+impl AppState {
+    async fn client(&self) -> ApiResult<deadpool_postgres::Client> {
+        Ok(db::checkout(&self.0.pool).await?)
+    }
+
+    fn jwt(&self) -> &JwtKeys {
+        &self.0.jwt
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    fn check_login_rate(&self, ip: IpAddr) -> ApiResult<()> {
+        self.0
+            .login_limiter
+            .check_key(&ip.to_canonical())
+            .map_err(|not_until| {
+                ApiError::rate_limited(not_until.wait_time_from(self.0.clock.now()))
+            })
+    }
+}
+
+/// A started control-plane.
+pub struct Running {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    janitor: JoinHandle<()>,
+}
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        self.janitor.abort();
+    }
+}
+
+/// Migrates, binds `cfg.listen` and serves in the background.
+pub async fn start(cfg: Config) -> anyhow::Result<Running> {
+    let pg = db::pg_config(&cfg.database_url, "keyward-control-plane").context("DATABASE_URL")?;
+    {
+        let mut c = db::connect(&pg).await.context("connecting to PostgreSQL")?;
+        db::migrate(&mut c).await.context("applying migrations")?;
+    }
+    let pool = db::pool(pg, cfg.pool_size);
+    let secret = match &cfg.jwt_secret {
+        Some(s) if s.len() >= 32 => s.as_bytes().to_vec(),
+        Some(_) => anyhow::bail!("KEYWARD_JWT_SECRET must be at least 32 bytes"),
+        None => {
+            let c = db::checkout(&pool).await?;
+            db::server_secret(&c, "jwt", 32).await?
+        }
+    };
+    let per_minute = NonZeroU32::new(cfg.login_rate_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+    let state = AppState(Arc::new(Inner {
+        pool,
+        jwt: JwtKeys::new(&secret, Duration::from_secs(cfg.jwt_ttl_secs)),
+        login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        clock: DefaultClock::default(),
+        metrics: Metrics::new(),
+    }));
+    let app = routes::router(state.clone(), cfg.max_body_bytes);
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let (shutdown, mut shutdown_rx) = watch::channel(false);
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = shutdown_rx.changed().await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "control-plane server failed");
+        }
+    });
+    // Login limiter state of idle addresses is dropped, so it stays bounded.
+    let janitor = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            state.0.login_limiter.retain_recent();
+            state.0.login_limiter.shrink_to_fit();
+        }
+    });
+    tracing::info!(%addr, "control-plane listening");
+    Ok(Running {
+        addr,
+        shutdown,
+        server,
+        janitor,
+    })
+}
+
+/// Creates an admin account (a tenant).
+pub async fn create_admin(
+    database_url: &str,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<Account> {
+    store::accounts::validate_password(password)?;
+    store::accounts::validate_username(username)?;
+    let hash = hash_password(password).await?;
+    let c = db::connect(&db::pg_config(database_url, "keyward-control-plane")?).await?;
+    Ok(store::accounts::create(&c, username, None, &hash).await?)
+}
+
+async fn hash_password(password: &str) -> anyhow::Result<String> {
+    let password = password.to_string();
+    Ok(tokio::task::spawn_blocking(move || secrets::hash_password(&password)).await??)
+}

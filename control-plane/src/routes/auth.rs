@@ -1,0 +1,69 @@
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use keyward_shared::model::Account;
+use keyward_shared::secrets;
+use keyward_shared::store::accounts;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Json;
+use crate::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Username or email.
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+pub struct LoginResponse {
+    token: String,
+    token_type: &'static str,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    account: Account,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(req): Json<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    state.check_login_rate(peer.ip())?;
+    if req.username.len() > 256 || req.password.len() > 1024 {
+        return Err(ApiError::bad_request("username or password is too long"));
+    }
+    let found = {
+        let client = state.client().await?;
+        accounts::find_for_login(&**client, req.username.trim()).await?
+    };
+    // Unknown accounts are verified against a dummy hash so both cost the same time. argon2 is
+    // CPU-heavy: keep it off the async workers.
+    let hash = found.as_ref().map_or_else(
+        || secrets::dummy_password_hash().to_string(),
+        |(_, h)| h.clone(),
+    );
+    let password = req.password;
+    let ok = tokio::task::spawn_blocking(move || secrets::verify_password(&password, &hash))
+        .await
+        .map_err(|e| ApiError::internal(format!("password check failed: {e}")))?;
+    let account = match found {
+        Some((account, _)) if ok => account,
+        _ => return Err(ApiError::unauthorized("wrong username or password")),
+    };
+    let (token, expires_at) = state.jwt().issue(account.id, &account.username)?;
+    Ok(Json(LoginResponse {
+        token,
+        token_type: "Bearer",
+        expires_at,
+        account,
+    }))
+}
+
+pub async fn account(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Account>> {
+    let client = state.client().await?;
+    Ok(Json(accounts::get(&**client, auth.account_id()).await?))
+}

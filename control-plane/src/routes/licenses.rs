@@ -1,0 +1,140 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use keyward_shared::model::License;
+use keyward_shared::store::licenses::{self, Extension, GenerateSpec, LicensePatch, ListQuery};
+use keyward_shared::write::WriteTx;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::Auth;
+use crate::error::ApiResult;
+use crate::extract::{Json, Path, Query};
+use crate::AppState;
+
+#[derive(Serialize)]
+pub struct Generated {
+    licenses: Vec<License>,
+}
+
+#[derive(Serialize)]
+pub struct Page {
+    items: Vec<License>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BanRequest {
+    reason: Option<String>,
+}
+
+pub async fn generate(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(app_id): Path<Uuid>,
+    Json(spec): Json<GenerateSpec>,
+) -> ApiResult<(StatusCode, Json<Generated>)> {
+    auth.require("licenses:write")?;
+    let mut client = state.client().await?;
+    let mut w = WriteTx::begin(&mut client, auth.actor).await?;
+    let licenses = licenses::generate(&mut w, app_id, &spec).await?;
+    w.commit().await?;
+    Ok((StatusCode::CREATED, Json(Generated { licenses })))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Page>> {
+    auth.require("licenses:read")?;
+    let client = state.client().await?;
+    let page = licenses::list(&**client, auth.account_id(), &q).await?;
+    Ok(Json(Page {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<License>> {
+    auth.require("licenses:read")?;
+    let client = state.client().await?;
+    Ok(Json(licenses::get(&**client, auth.account_id(), id).await?))
+}
+
+/// Runs one license write in its own transaction and answers the license as it now is.
+macro_rules! license_write {
+    ($state:expr, $auth:expr, $id:expr, |$w:ident| $write:expr) => {{
+        $auth.require("licenses:write")?;
+        let account = $auth.account_id();
+        let mut client = $state.client().await?;
+        let mut $w = WriteTx::begin(&mut client, $auth.actor).await?;
+        $write.await?;
+        $w.commit().await?;
+        Ok(Json(licenses::get(&**client, account, $id).await?))
+    }};
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+    Json(patch): Json<LicensePatch>,
+) -> ApiResult<Json<License>> {
+    license_write!(state, auth, id, |w| licenses::update(&mut w, id, &patch))
+}
+
+pub async fn ban(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+    Json(req): Json<BanRequest>,
+) -> ApiResult<Json<License>> {
+    license_write!(state, auth, id, |w| licenses::ban(
+        &mut w,
+        id,
+        req.reason.as_deref()
+    ))
+}
+
+pub async fn unban(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<License>> {
+    license_write!(state, auth, id, |w| licenses::unban(&mut w, id))
+}
+
+pub async fn extend(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+    Json(ext): Json<Extension>,
+) -> ApiResult<Json<License>> {
+    license_write!(state, auth, id, |w| licenses::extend(&mut w, id, &ext))
+}
+
+pub async fn reset_hwids(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<License>> {
+    license_write!(state, auth, id, |w| licenses::reset_hwids(&mut w, id))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    auth.require("licenses:write")?;
+    let mut client = state.client().await?;
+    let mut w = WriteTx::begin(&mut client, auth.actor).await?;
+    licenses::delete(&mut w, id).await?;
+    w.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

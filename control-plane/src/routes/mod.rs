@@ -1,0 +1,73 @@
+//! The REST API: one module per resource. Handlers translate JSON to `keyward_shared::store`
+//! calls (writes inside a `WriteTx`) and back; they hold no business rule.
+
+mod api_keys;
+mod apps;
+mod audit;
+mod auth;
+mod blacklist;
+mod licenses;
+mod ops;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/auth/login", post(auth::login))
+        .route("/v1/account", get(auth::account))
+        .route("/v1/api-keys", post(api_keys::create).get(api_keys::list))
+        .route("/v1/api-keys/{id}", delete(api_keys::revoke))
+        .route("/v1/apps", post(apps::create).get(apps::list))
+        .route(
+            "/v1/apps/{id}",
+            get(apps::get).patch(apps::update).delete(apps::delete),
+        )
+        .route("/v1/apps/{id}/reset-secret", post(apps::reset_secret))
+        .route("/v1/apps/{id}/licenses", post(licenses::generate))
+        .route(
+            "/v1/apps/{id}/blacklist",
+            post(blacklist::add).get(blacklist::list),
+        )
+        .route("/v1/blacklist/{id}", delete(blacklist::delete))
+        .route("/v1/licenses", get(licenses::list))
+        .route(
+            "/v1/licenses/{id}",
+            get(licenses::get)
+                .patch(licenses::update)
+                .delete(licenses::delete),
+        )
+        .route("/v1/licenses/{id}/ban", post(licenses::ban))
+        .route("/v1/licenses/{id}/unban", post(licenses::unban))
+        .route("/v1/licenses/{id}/extend", post(licenses::extend))
+        .route("/v1/licenses/{id}/reset-hwids", post(licenses::reset_hwids))
+        .route("/v1/audit-log", get(audit::list))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "method not allowed on this route",
+    )
+}

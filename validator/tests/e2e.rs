@@ -1,0 +1,265 @@
+//! The whole system end to end: everything is done through the control-plane's REST API and
+//! observed on two validators, as an admin and a client fleet would.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use keyward_shared::testing::TestDb;
+use serde_json::{json, Value};
+
+/// Propagation must beat this; the measured time is printed.
+const PROPAGATION_DEADLINE: Duration = Duration::from_secs(1);
+
+struct Admin {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Admin {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = reply(req.send().await.expect("control-plane request")).await;
+        (r.status, r.body)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, body) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert!(matches!(status, 200 | 201), "POST {path} → {status} {body}");
+        body
+    }
+}
+
+/// Polls both validators until each gives `expected`; returns the slowest one's delay.
+async fn on_both(
+    http: &reqwest::Client,
+    validators: [SocketAddr; 2],
+    app: uuid::Uuid,
+    key: &str,
+    hwid: &str,
+    expected: &str,
+    what: &str,
+) -> Duration {
+    let start = Instant::now();
+    let mut pending: Vec<SocketAddr> = validators.to_vec();
+    let mut last = String::new();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for addr in pending {
+            last = code(http, addr, app, key, Some(hwid)).await;
+            if last != expected {
+                still.push(addr);
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            assert!(
+                start.elapsed() < PROPAGATION_DEADLINE,
+                "{what}: validators {pending:?} still say {last}, expected {expected}, after {:?}",
+                start.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let took = start.elapsed();
+    println!("{what}: both validators say {expected} after {took:?}");
+    took
+}
+
+#[tokio::test]
+async fn control_plane_changes_reach_every_validator_within_a_second() {
+    let db = TestDb::new().await;
+    keyward_control_plane::create_admin(&db.url, "alice", "correct horse battery")
+        .await
+        .expect("admin");
+    let cp = keyward_control_plane::start(keyward_control_plane::Config::new(db.url.clone()))
+        .await
+        .expect("control-plane");
+    let v1 = validator(&db.url, |_| {}).await;
+    let v2 = validator(&db.url, |_| {}).await;
+    let validators = [v1.addr(), v2.addr()];
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", cp.addr());
+    let login = reply(
+        http.post(format!("{base}/v1/auth/login"))
+            .json(&json!({"username": "alice", "password": "correct horse battery"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let admin = Admin {
+        http: http.clone(),
+        base,
+        token: login.body["token"].as_str().unwrap().to_string(),
+    };
+
+    // App and licenses, created over REST.
+    let app_json = admin.post("/v1/apps", json!({"name": "E2E Tool"})).await;
+    let app: uuid::Uuid = app_json["id"].as_str().unwrap().parse().unwrap();
+    let generated = admin
+        .post(
+            &format!("/v1/apps/{}/licenses", app),
+            json!({"count": 3, "mask": "E2E-XXXX-XXXX-XXXX", "hwid_limit": 1, "duration_days": 30}),
+        )
+        .await;
+    let licenses = generated["licenses"].as_array().expect("licenses").clone();
+    assert_eq!(licenses.len(), 3);
+    let key = |i: usize| licenses[i]["key"].as_str().unwrap().to_string();
+    let id = |i: usize| licenses[i]["id"].as_str().unwrap().to_string();
+    assert!(key(0).starts_with("E2E-"));
+
+    for addr in validators {
+        assert_eq!(code(&http, addr, app, &key(0), Some("pc-1")).await, "VALID");
+    }
+    let mut timings = Vec::new();
+
+    // Ban → BANNED on both; unban → VALID again.
+    admin
+        .post(
+            &format!("/v1/licenses/{}/ban", id(0)),
+            json!({"reason": "chargeback"}),
+        )
+        .await;
+    timings.push(on_both(&http, validators, app, &key(0), "pc-1", "BANNED", "ban").await);
+    admin
+        .post(&format!("/v1/licenses/{}/unban", id(0)), json!({}))
+        .await;
+    timings.push(on_both(&http, validators, app, &key(0), "pc-1", "VALID", "unban").await);
+
+    // Delete → NOT_FOUND on both.
+    for addr in validators {
+        assert_eq!(code(&http, addr, app, &key(1), Some("pc-2")).await, "VALID");
+    }
+    let (status, _) = admin
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/licenses/{}", id(1)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    timings.push(
+        on_both(
+            &http,
+            validators,
+            app,
+            &key(1),
+            "pc-2",
+            "NOT_FOUND",
+            "delete",
+        )
+        .await,
+    );
+
+    // Extend: an expired license becomes valid again.
+    let short = admin
+        .post(
+            &format!("/v1/apps/{}/licenses", app),
+            json!({"count": 1, "hwid_limit": 0, "duration_secs": 1}),
+        )
+        .await;
+    let short_key = short["licenses"][0]["key"].as_str().unwrap().to_string();
+    let short_id = short["licenses"][0]["id"].as_str().unwrap().to_string();
+    keyward_shared::testing::eventually(Duration::from_secs(5), "license expires", || {
+        let (http, app, k) = (http.clone(), app, short_key.clone());
+        async move {
+            let mut all = true;
+            for addr in validators {
+                all &= code(&http, addr, app, &k, Some("pc-3")).await == "EXPIRED";
+            }
+            all.then_some(())
+        }
+    })
+    .await;
+    admin
+        .post(
+            &format!("/v1/licenses/{short_id}/extend"),
+            json!({"days": 1}),
+        )
+        .await;
+    timings.push(
+        on_both(
+            &http, validators, app, &short_key, "pc-3", "VALID", "extend",
+        )
+        .await,
+    );
+
+    // Blacklist add/remove (the HWID of a working license).
+    let entry = admin
+        .post(
+            &format!("/v1/apps/{}/blacklist", app),
+            json!({"kind": "hwid", "value": "pc-1"}),
+        )
+        .await;
+    timings.push(
+        on_both(
+            &http,
+            validators,
+            app,
+            &key(0),
+            "pc-1",
+            "BLACKLISTED",
+            "blacklist add",
+        )
+        .await,
+    );
+    let (status, _) = admin
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/blacklist/{}", entry["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    timings.push(
+        on_both(
+            &http,
+            validators,
+            app,
+            &key(0),
+            "pc-1",
+            "VALID",
+            "blacklist remove",
+        )
+        .await,
+    );
+
+    // Pausing the app.
+    let (status, body) = admin
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/apps/{}", app),
+            Some(json!({"paused": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    timings.push(
+        on_both(
+            &http,
+            validators,
+            app,
+            &key(0),
+            "pc-1",
+            "APP_PAUSED",
+            "pause",
+        )
+        .await,
+    );
+
+    let max = timings.iter().max().copied().unwrap_or_default();
+    println!("slowest propagation to both validators: {max:?}");
+    v1.shutdown().await;
+    v2.shutdown().await;
+    cp.shutdown().await;
+}
