@@ -7,6 +7,7 @@
 #   ./deploy/run.sh --release  optimised build
 #
 # Ports: KEYWARD_CP_PORT (8080), KEYWARD_VALIDATOR_PORT (8081), KEYWARD_PG_PORT (54329).
+# State (cluster, logs): KEYWARD_STATE_DIR (.keyward).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=deploy/lib/pg.sh
@@ -17,7 +18,7 @@ cargo_flags=()
 if [ "${1:-}" = "--release" ]; then profile=release; cargo_flags=(--release); fi
 cp_port=${KEYWARD_CP_PORT:-8080}
 v_port=${KEYWARD_VALIDATOR_PORT:-8081}
-state=$PWD/.keyward
+state=${KEYWARD_STATE_DIR:-$PWD/.keyward}
 mkdir -p "$state/logs"
 
 pids=()
@@ -32,7 +33,7 @@ cleanup() {
   if [ -n "$own_pg" ]; then echo "keyward: stopping PostgreSQL"; pg_stop "$own_pg"; fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -75,7 +76,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
     pg_as_user "$bin/createdb" -h 127.0.0.1 -p "$pg_port" -U keyward keyward
   fi
   export DATABASE_URL="postgres://keyward@127.0.0.1:$pg_port/keyward"
-  echo "keyward: PostgreSQL on 127.0.0.1:$pg_port (data in .keyward/pg)"
+  echo "keyward: PostgreSQL on 127.0.0.1:$pg_port (data in $state/pg)"
 fi
 
 echo "keyward: building ($profile)"
@@ -86,9 +87,10 @@ target=target/$profile
 demo=$("$target/control-plane" demo --control-plane-url "http://127.0.0.1:$cp_port" \
   --validator-url "http://127.0.0.1:$v_port")
 
-KEYWARD_CP_LISTEN="127.0.0.1:$cp_port" "$target/control-plane" serve >"$state/logs/control-plane.log" 2>&1 &
+# Own sessions (setsid): Ctrl-C reaches only this script, which stops the services in order.
+KEYWARD_CP_LISTEN="127.0.0.1:$cp_port" setsid "$target/control-plane" serve >"$state/logs/control-plane.log" 2>&1 &
 pids+=($!)
-KEYWARD_VALIDATOR_LISTEN="127.0.0.1:$v_port" "$target/validator" >"$state/logs/validator.log" 2>&1 &
+KEYWARD_VALIDATOR_LISTEN="127.0.0.1:$v_port" setsid "$target/validator" >"$state/logs/validator.log" 2>&1 &
 pids+=($!)
 wait_ready "$cp_port" control-plane "$state/logs/control-plane.log"
 wait_ready "$v_port" validator "$state/logs/validator.log"
@@ -96,7 +98,7 @@ wait_ready "$v_port" validator "$state/logs/validator.log"
 echo
 echo "$demo" | grep -v '^KEYWARD_DEMO_CURL='
 echo
-echo "Logs: .keyward/logs/control-plane.log, .keyward/logs/validator.log"
+echo "Logs: $state/logs/control-plane.log, $state/logs/validator.log"
 echo "Keyward is running. Press Ctrl-C to stop."
 # Returns when a service exits (or on Ctrl-C through the trap).
 wait -n "${pids[@]}" || true
