@@ -15,6 +15,8 @@ pub fn app() -> App {
         version: "1.0".into(),
         paused: false,
         hwid_lock: true,
+        anti_vpn: false,
+        hash_check: false,
         created_at: Utc::now(),
         updated_at: Utc::now(),
     }
@@ -45,6 +47,9 @@ pub fn license(hwid: &str) -> License {
         ips: vec![],
         last_validated_at: None,
         validation_count: 0,
+        max_uses: 1,
+        uses: 0,
+        used_by: None,
     }
 }
 

@@ -8,11 +8,18 @@ use tokio_postgres::{Client, NoTls};
 use crate::error::{StoreError, StoreResult};
 
 /// Embedded, versioned migrations, applied in order, each in its own transaction.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../migrations/0001_foundation.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../migrations/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "keyauth_data",
+        include_str!("../migrations/0002_keyauth_data.sql"),
+    ),
+];
 
 /// Arbitrary constant identifying Keyward's migration lock among advisory locks.
 const MIGRATION_LOCK: i64 = 0x6b65_7977_6172_6401;
@@ -122,6 +129,11 @@ async fn apply_pending(client: &mut Client) -> StoreResult<Vec<i32>> {
         applied.push(*version);
     }
     Ok(applied)
+}
+
+/// The SQL of every embedded migration, in order (tests key their template database on it).
+pub fn migration_sources() -> impl Iterator<Item = &'static str> {
+    MIGRATIONS.iter().map(|m| m.2)
 }
 
 /// The newest migration version embedded in this binary.

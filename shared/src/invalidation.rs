@@ -20,6 +20,10 @@ pub enum Invalidation {
     App { app: Uuid },
     /// The app's blacklist changed.
     Blacklist { app: Uuid },
+    /// One end user (their subscriptions, variables, HWID, ban) changed.
+    User { app: Uuid, username: String },
+    /// The app's global variables changed.
+    Vars { app: Uuid },
     /// Drop everything.
     All,
 }

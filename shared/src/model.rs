@@ -17,6 +17,8 @@ pub struct Account {
     pub public_id: String,
     pub username: String,
     pub email: Option<String>,
+    pub plan: String,
+    pub role: String,
     pub created_at: DateTime<Utc>,
 }
 
@@ -41,6 +43,8 @@ pub struct App {
     pub paused: bool,
     /// When true, validations must carry a HWID and licenses bind up to their `hwid_limit`.
     pub hwid_lock: bool,
+    pub anti_vpn: bool,
+    pub hash_check: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -86,6 +90,11 @@ pub struct License {
     pub ips: Vec<IpAddr>,
     pub last_validated_at: Option<DateTime<Utc>>,
     pub validation_count: i64,
+    /// How many times the key may be redeemed by KeyAuth `register`/`upgrade`/`license`.
+    pub max_uses: i32,
+    pub uses: i32,
+    /// The end user who redeemed it (KeyAuth's `used_by`).
+    pub used_by: Option<String>,
 }
 
 impl License {
@@ -140,5 +149,91 @@ pub struct AuditEntry {
     pub target_type: String,
     pub target_id: Option<String>,
     pub details: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A subscription tier of an app (KeyAuth "subscription"): a name, a level and a default length.
+#[derive(Debug, Clone, Serialize)]
+pub struct Subscription {
+    pub id: Uuid,
+    pub app_id: AppId,
+    pub name: String,
+    pub level: i32,
+    pub duration_days: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One subscription an end user holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserSubscription {
+    pub name: String,
+    pub level: i32,
+    pub expires_at: DateTime<Utc>,
+    /// The license key that granted it, if any.
+    pub key: Option<String>,
+}
+
+/// An end user of an app: who logs in through the KeyAuth client API.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppUser {
+    pub id: Uuid,
+    pub app_id: AppId,
+    pub username: String,
+    pub email: Option<String>,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub hwid: Option<String>,
+    pub ip: Option<String>,
+    pub banned: bool,
+    pub ban_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub subscriptions: Vec<UserSubscription>,
+}
+
+impl AppUser {
+    /// The latest expiry over the user's subscriptions.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.subscriptions.iter().map(|s| s.expires_at).max()
+    }
+}
+
+/// A variable: global to an app (`user_id` none) or one user's.
+#[derive(Debug, Clone, Serialize)]
+pub struct Variable {
+    pub id: Uuid,
+    pub app_id: AppId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
+    pub key: String,
+    pub value: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Webhook {
+    pub id: Uuid,
+    pub app_id: AppId,
+    pub name: String,
+    pub url: String,
+    pub user_agent: Option<String>,
+    pub body: Option<String>,
+    /// Whether an Authorization value is configured (the value itself is never returned).
+    pub has_auth_header: bool,
+    #[serde(skip)]
+    pub auth_header: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A log line sent by a client application, or an event of the client API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientLog {
+    pub id: i64,
+    pub app_id: AppId,
+    pub action: String,
+    pub username: Option<String>,
+    pub ip: Option<String>,
+    pub data: Option<String>,
     pub created_at: DateTime<Utc>,
 }

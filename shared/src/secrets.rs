@@ -26,6 +26,11 @@ pub fn new_api_key() -> String {
     format!("kw_{}", random_token(40))
 }
 
+/// A new seller key: `ka_` + 40 random characters, as KeyAux's seller keys look.
+pub fn new_seller_key() -> String {
+    format!("ka_{}", random_token(40))
+}
+
 /// Public account id: 10 alphanumeric characters (KeyAuth clients check the length).
 pub fn new_public_id() -> String {
     random_token(10)

@@ -50,7 +50,9 @@ pub fn with_database(url: &str, name: &str) -> String {
 
 fn template_name() -> String {
     let mut h = Sha256::new();
-    h.update(include_str!("../migrations/0001_foundation.sql"));
+    for sql in db::migration_sources() {
+        h.update(sql);
+    }
     let digest = hex::encode(h.finalize());
     format!("keyward_tmpl_{}_{}", db::latest_migration(), &digest[..12])
 }

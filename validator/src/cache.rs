@@ -275,6 +275,8 @@ impl Caches {
                 self.generations.apps.fetch_add(1, Ordering::SeqCst);
                 self.blacklists.remove(app);
             }
+            // Nothing of end users or variables is cached by the native route.
+            Invalidation::User { .. } | Invalidation::Vars { .. } => {}
             Invalidation::All => self.flush_all(),
         }
     }

@@ -184,6 +184,8 @@ fn kind(inv: &invalidation::Invalidation) -> &'static str {
         invalidation::Invalidation::License { .. } => "license",
         invalidation::Invalidation::App { .. } => "app",
         invalidation::Invalidation::Blacklist { .. } => "blacklist",
+        invalidation::Invalidation::User { .. } => "user",
+        invalidation::Invalidation::Vars { .. } => "vars",
         invalidation::Invalidation::All => "all",
     }
 }

@@ -5,7 +5,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::model::Account;
 use crate::secrets;
 
-const COLUMNS: &str = "id, public_id, username, email, created_at";
+const COLUMNS: &str = "id, public_id, username, email, plan, role, created_at";
 
 fn from_row(r: &Row) -> Account {
     Account {
@@ -13,6 +13,8 @@ fn from_row(r: &Row) -> Account {
         public_id: r.get("public_id"),
         username: r.get("username"),
         email: r.get("email"),
+        plan: r.get("plan"),
+        role: r.get("role"),
         created_at: r.get("created_at"),
     }
 }
@@ -111,4 +113,71 @@ pub async fn set_password<C: GenericClient + Sync>(
         return Err(StoreError::NotFound("account"));
     }
     Ok(())
+}
+
+/// Creates an account with a given id, inside a caller's transaction (registration creates the
+/// account and its first seller key atomically).
+pub async fn create_with_id<C: GenericClient + Sync>(
+    c: &C,
+    id: Uuid,
+    username: &str,
+    email: Option<&str>,
+    password_hash: &str,
+) -> StoreResult<Account> {
+    validate_username(username)?;
+    if email.is_some_and(|e| e.len() > 254 || !e.contains('@')) {
+        return Err(StoreError::Invalid("email must be a valid address".into()));
+    }
+    let row = c
+        .query_one(
+            &format!(
+                "INSERT INTO accounts (id, public_id, username, email, password_hash)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+            ),
+            &[
+                &id,
+                &secrets::new_public_id(),
+                &username,
+                &email,
+                &password_hash,
+            ],
+        )
+        .await
+        .map_err(|e| StoreError::from(e).conflict_on_unique("Username or email already exists"))?;
+    Ok(from_row(&row))
+}
+
+/// The password hash of an account, for re-authentication (password change).
+pub async fn password_hash<C: GenericClient + Sync>(c: &C, id: Uuid) -> StoreResult<String> {
+    c.query_opt("SELECT password_hash FROM accounts WHERE id = $1", &[&id])
+        .await?
+        .map(|r| r.get(0))
+        .ok_or(StoreError::NotFound("account"))
+}
+
+/// Totals across an account's apps.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct AccountStats {
+    pub applications: i64,
+    pub users: i64,
+    pub licenses: i64,
+    pub logs: i64,
+}
+
+pub async fn stats<C: GenericClient + Sync>(c: &C, id: Uuid) -> StoreResult<AccountStats> {
+    let r = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM apps WHERE account_id = $1),
+                    (SELECT count(*) FROM app_users WHERE account_id = $1),
+                    (SELECT count(*) FROM licenses WHERE account_id = $1),
+                    (SELECT count(*) FROM client_logs WHERE account_id = $1)",
+            &[&id],
+        )
+        .await?;
+    Ok(AccountStats {
+        applications: r.get(0),
+        users: r.get(1),
+        licenses: r.get(2),
+        logs: r.get(3),
+    })
 }

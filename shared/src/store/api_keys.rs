@@ -90,7 +90,7 @@ pub async fn create(
 
 pub async fn list<C: GenericClient + Sync>(c: &C, account_id: Uuid) -> StoreResult<Vec<ApiKey>> {
     Ok(c.query(
-        &format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY created_at DESC"),
+        &format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = $1 AND kind = 'api' ORDER BY created_at DESC"),
         &[&account_id],
     )
     .await?
@@ -105,7 +105,7 @@ pub async fn revoke(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<ApiKey> {
         .query_opt(
             &format!(
                 "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
-                 WHERE id = $1 AND account_id = $2 RETURNING {COLUMNS}"
+                 WHERE id = $1 AND account_id = $2 AND kind = 'api' RETURNING {COLUMNS}"
             ),
             &[&id, &wtx.account_id()],
         )
@@ -124,7 +124,95 @@ pub async fn authenticate<C: GenericClient + Sync>(
         .query_opt(
             &format!(
                 "UPDATE api_keys SET last_used_at = now()
-                 WHERE key_hash = $1 AND revoked_at IS NULL RETURNING account_id, {COLUMNS}"
+                 WHERE key_hash = $1 AND revoked_at IS NULL AND kind = 'api' RETURNING account_id, {COLUMNS}"
+            ),
+            &[&secrets::sha256(plaintext)],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get("account_id"), from_row(&r))))
+}
+
+/// Seller keys (`ka_…`): account-wide keys of the KeyAuth-style seller API. Stored hashed, shown
+/// once; unlike API keys they carry no scopes (the seller API is all-or-nothing) and are deleted
+/// rather than revoked.
+pub async fn create_seller(wtx: &mut WriteTx<'_>, name: &str) -> StoreResult<(ApiKey, String)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(StoreError::Invalid(
+            "name must be 1 to 100 characters".into(),
+        ));
+    }
+    let plaintext = secrets::new_seller_key();
+    let prefix: String = plaintext.chars().take(7).collect();
+    let row = wtx
+        .tx()
+        .query_one(
+            &format!(
+                "INSERT INTO api_keys (id, account_id, name, prefix, key_hash, scopes, kind)
+                 VALUES ($1, $2, $3, $4, $5, ARRAY['*'], 'seller') RETURNING {COLUMNS}"
+            ),
+            &[
+                &Uuid::new_v4(),
+                &wtx.account_id(),
+                &name,
+                &prefix,
+                &secrets::sha256(&plaintext),
+            ],
+        )
+        .await?;
+    let key = from_row(&row);
+    wtx.audit(
+        "seller_key.create",
+        "seller_key",
+        Some(key.id.to_string()),
+        json!({"name": key.name, "prefix": key.prefix}),
+    );
+    Ok((key, plaintext))
+}
+
+pub async fn list_seller<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+) -> StoreResult<Vec<ApiKey>> {
+    Ok(c.query(
+        &format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = $1 AND kind = 'seller' ORDER BY created_at DESC"),
+        &[&account_id],
+    )
+    .await?
+    .iter()
+    .map(from_row)
+    .collect())
+}
+
+pub async fn delete_seller(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    let row = wtx
+        .tx()
+        .query_opt(
+            "DELETE FROM api_keys WHERE id = $1 AND account_id = $2 AND kind = 'seller' RETURNING prefix",
+            &[&id, &wtx.account_id()],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("seller key"))?;
+    let prefix: String = row.get(0);
+    wtx.audit(
+        "seller_key.delete",
+        "seller_key",
+        Some(id.to_string()),
+        json!({"prefix": prefix}),
+    );
+    Ok(())
+}
+
+/// Resolves a seller key to its account and key.
+pub async fn authenticate_seller<C: GenericClient + Sync>(
+    c: &C,
+    plaintext: &str,
+) -> StoreResult<Option<(Uuid, ApiKey)>> {
+    let row = c
+        .query_opt(
+            &format!(
+                "UPDATE api_keys SET last_used_at = now()
+                 WHERE key_hash = $1 AND revoked_at IS NULL AND kind = 'seller' RETURNING account_id, {COLUMNS}"
             ),
             &[&secrets::sha256(plaintext)],
         )

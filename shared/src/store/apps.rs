@@ -10,7 +10,7 @@ use crate::secrets;
 use crate::write::WriteTx;
 
 const COLUMNS: &str =
-    "id, account_id, name, secret, version, paused, hwid_lock, created_at, updated_at";
+    "id, account_id, name, secret, version, paused, hwid_lock, anti_vpn, hash_check, created_at, updated_at";
 
 fn from_row(r: &Row) -> App {
     App {
@@ -21,6 +21,8 @@ fn from_row(r: &Row) -> App {
         version: r.get("version"),
         paused: r.get("paused"),
         hwid_lock: r.get("hwid_lock"),
+        anti_vpn: r.get("anti_vpn"),
+        hash_check: r.get("hash_check"),
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
     }
@@ -34,6 +36,8 @@ pub struct AppPatch {
     pub version: Option<String>,
     pub paused: Option<bool>,
     pub hwid_lock: Option<bool>,
+    pub anti_vpn: Option<bool>,
+    pub hash_check: Option<bool>,
 }
 
 fn check_name(name: &str) -> StoreResult<String> {
@@ -63,8 +67,8 @@ pub async fn create(wtx: &mut WriteTx<'_>, patch: &AppPatch) -> StoreResult<App>
         .tx()
         .query_one(
             &format!(
-                "INSERT INTO apps (id, account_id, name, secret, version, paused, hwid_lock)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+                "INSERT INTO apps (id, account_id, name, secret, version, paused, hwid_lock, anti_vpn, hash_check)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
             ),
             &[
                 &Uuid::new_v4(),
@@ -74,6 +78,8 @@ pub async fn create(wtx: &mut WriteTx<'_>, patch: &AppPatch) -> StoreResult<App>
                 &version,
                 &patch.paused.unwrap_or(false),
                 &patch.hwid_lock.unwrap_or(true),
+                &patch.anti_vpn.unwrap_or(false),
+                &patch.hash_check.unwrap_or(false),
             ],
         )
         .await
@@ -81,6 +87,19 @@ pub async fn create(wtx: &mut WriteTx<'_>, patch: &AppPatch) -> StoreResult<App>
             StoreError::from(e).conflict_on_unique("an app with this name already exists")
         })?;
     let app = from_row(&row);
+    // Every app starts with a tier, as KeyAuth's do, so users and keys always have one to get.
+    wtx.tx()
+        .execute(
+            "INSERT INTO subscriptions (id, account_id, app_id, name, level, duration_days)
+             VALUES ($1, $2, $3, $4, 1, 30)",
+            &[
+                &Uuid::new_v4(),
+                &app.account_id,
+                &app.id,
+                &super::subscriptions::DEFAULT_NAME,
+            ],
+        )
+        .await?;
     // A validator may hold a negative entry for this id (clients probing before it existed).
     wtx.invalidate(Invalidation::App { app: app.id });
     wtx.audit(
@@ -132,6 +151,7 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &AppPatch) -> StoreR
             &format!(
                 "UPDATE apps SET name = coalesce($3, name), version = coalesce($4, version),
                         paused = coalesce($5, paused), hwid_lock = coalesce($6, hwid_lock),
+                        anti_vpn = coalesce($7, anti_vpn), hash_check = coalesce($8, hash_check),
                         updated_at = now()
                  WHERE id = $1 AND account_id = $2 RETURNING {COLUMNS}"
             ),
@@ -142,6 +162,8 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &AppPatch) -> StoreR
                 &version,
                 &patch.paused,
                 &patch.hwid_lock,
+                &patch.anti_vpn,
+                &patch.hash_check,
             ],
         )
         .await
@@ -154,7 +176,8 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &AppPatch) -> StoreR
         "app.update",
         "app",
         Some(id.to_string()),
-        json!({"name": name, "version": version, "paused": patch.paused, "hwid_lock": patch.hwid_lock}),
+        json!({"name": name, "version": version, "paused": patch.paused, "hwid_lock": patch.hwid_lock,
+               "anti_vpn": patch.anti_vpn, "hash_check": patch.hash_check}),
     );
     Ok(from_row(&row))
 }
@@ -194,5 +217,83 @@ pub async fn delete(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
         Some(id.to_string()),
         json!({"name": name}),
     );
+    Ok(())
+}
+
+/// Fails with NotFound unless the app is the caller's; locks it against concurrent deletion.
+pub async fn owned(wtx: &WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    wtx.tx()
+        .query_opt(
+            "SELECT 1 FROM apps WHERE id = $1 AND account_id = $2 FOR SHARE",
+            &[&id, &wtx.account_id()],
+        )
+        .await?
+        .map(drop)
+        .ok_or(StoreError::NotFound("app"))
+}
+
+/// One of the caller's apps by name (the seller API addresses apps by `appname`).
+pub async fn get_by_name<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    name: &str,
+) -> StoreResult<App> {
+    c.query_opt(
+        &format!("SELECT {COLUMNS} FROM apps WHERE account_id = $1 AND name = $2"),
+        &[&account_id, &name.trim()],
+    )
+    .await?
+    .map(|r| from_row(&r))
+    .ok_or(StoreError::NotFound("application"))
+}
+
+/// Counts shown with an app.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct AppStats {
+    pub users: i64,
+    pub licenses: i64,
+    pub active_sessions: i64,
+    pub logs: i64,
+}
+
+pub async fn stats<C: GenericClient + Sync>(c: &C, app_id: Uuid) -> StoreResult<AppStats> {
+    let r = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM app_users WHERE app_id = $1),
+                    (SELECT count(*) FROM licenses WHERE app_id = $1),
+                    (SELECT count(*) FROM sessions WHERE app_id = $1 AND expires_at > now()),
+                    (SELECT count(*) FROM client_logs WHERE app_id = $1)",
+            &[&app_id],
+        )
+        .await?;
+    Ok(AppStats {
+        users: r.get(0),
+        licenses: r.get(1),
+        active_sessions: r.get(2),
+        logs: r.get(3),
+    })
+}
+
+/// Deletes all of an app's data (users, licenses, sessions, logs, variables, blacklist) and keeps
+/// the app, its settings and its subscription tiers.
+pub async fn reset_data(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    owned(wtx, id).await?;
+    for table in [
+        "app_users",
+        "licenses",
+        "sessions",
+        "client_logs",
+        "app_vars",
+        "blacklist",
+    ] {
+        wtx.tx()
+            .execute(
+                &format!("DELETE FROM {table} WHERE app_id = $1 AND account_id = $2"),
+                &[&id, &wtx.account_id()],
+            )
+            .await?;
+    }
+    wtx.invalidate(Invalidation::App { app: id });
+    wtx.audit("app.reset", "app", Some(id.to_string()), json!({}));
     Ok(())
 }

@@ -16,7 +16,7 @@ pub const MAX_BATCH: i64 = 500;
 /// Columns of a full license, with its HWIDs and IPs as arrays (one round trip, no N+1).
 const SELECT: &str = "SELECT l.id, l.account_id, l.app_id, l.key, l.status, l.level, l.note, l.created_at,
        l.used_at, l.expires_at, l.duration_secs, l.hwid_limit, l.ip_limit, l.ban_reason,
-       l.last_validated_at, l.validation_count,
+       l.last_validated_at, l.validation_count, l.max_uses, l.uses, l.used_by,
        ARRAY(SELECT h.hwid FROM license_hwids h WHERE h.license_id = l.id ORDER BY h.bound_at, h.hwid) AS hwids,
        ARRAY(SELECT h.bound_at FROM license_hwids h WHERE h.license_id = l.id ORDER BY h.bound_at, h.hwid) AS hwid_bound_at,
        ARRAY(SELECT h.bound_by FROM license_hwids h WHERE h.license_id = l.id ORDER BY h.bound_at, h.hwid) AS hwid_bound_by,
@@ -55,6 +55,9 @@ fn from_row(r: &Row) -> License {
         ips: r.get("ips"),
         last_validated_at: r.get("last_validated_at"),
         validation_count: r.get("validation_count"),
+        max_uses: r.get("max_uses"),
+        uses: r.get("uses"),
+        used_by: r.get("used_by"),
     }
 }
 
@@ -128,14 +131,6 @@ fn decode_cursor(s: &str) -> StoreResult<(DateTime<Utc>, Uuid)> {
     Ok((at, id.parse().map_err(|_| bad())?))
 }
 
-fn like_pattern(s: &str) -> String {
-    let escaped = s
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%{escaped}%")
-}
-
 pub async fn list<C: GenericClient + Sync>(
     c: &C,
     account_id: Uuid,
@@ -149,7 +144,7 @@ pub async fn list<C: GenericClient + Sync>(
         .as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(like_pattern);
+        .map(super::contains_pattern);
     let status = q.status.map(|s| match s {
         StatusFilter::Active => "active",
         StatusFilter::Banned => "banned",
@@ -208,6 +203,8 @@ pub struct GenerateSpec {
     pub hwid_limit: Option<i32>,
     /// Default 0 (unlimited).
     pub ip_limit: Option<i32>,
+    /// Redemptions allowed by the KeyAuth client API (default 1).
+    pub max_uses: Option<i32>,
 }
 
 const MAX_DURATION_SECS: i64 = 100 * 366 * 86_400;
@@ -221,6 +218,7 @@ struct Resolved {
     note: Option<String>,
     hwid_limit: i32,
     ip_limit: i32,
+    max_uses: i32,
 }
 
 fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
@@ -270,6 +268,10 @@ fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
     if note.as_deref().is_some_and(|n| n.chars().count() > 1000) {
         return invalid("note must be at most 1000 characters");
     }
+    let max_uses = spec.max_uses.unwrap_or(1);
+    if !(1..=1_000_000).contains(&max_uses) {
+        return invalid("max_uses must be between 1 and 1000000");
+    }
     let hwid_limit = spec.hwid_limit.unwrap_or(1);
     let ip_limit = spec.ip_limit.unwrap_or(0);
     if !(0..=10_000).contains(&hwid_limit) || !(0..=10_000).contains(&ip_limit) {
@@ -284,6 +286,7 @@ fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
         note,
         hwid_limit,
         ip_limit,
+        max_uses,
     })
 }
 
@@ -316,13 +319,13 @@ pub async fn generate(
         let rows = wtx
             .tx()
             .query(
-                "INSERT INTO licenses (id, account_id, app_id, key, level, note, expires_at, duration_secs, hwid_limit, ip_limit)
-                 SELECT u.id, $1, $2, u.key, $5, $6, $7, $8, $9, $10
+                "INSERT INTO licenses (id, account_id, app_id, key, level, note, expires_at, duration_secs, hwid_limit, ip_limit, max_uses)
+                 SELECT u.id, $1, $2, u.key, $5, $6, $7, $8, $9, $10, $11
                    FROM unnest($3::uuid[], $4::text[]) AS u(id, key)
                  ON CONFLICT (app_id, key) DO NOTHING RETURNING id",
                 &[
                     &wtx.account_id(), &app_id, &new_ids, &keys, &r.level, &r.note, &r.expires_at,
-                    &r.duration_secs, &r.hwid_limit, &r.ip_limit,
+                    &r.duration_secs, &r.hwid_limit, &r.ip_limit, &r.max_uses,
                 ],
             )
             .await?;
@@ -620,4 +623,132 @@ pub async fn activate(
         .await?
         .map(|r| from_row(&r));
     Ok(fresh)
+}
+
+/// KeyAuth's view of a key's state, for the dashboard filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// Not banned and never redeemed.
+    Active,
+    /// Redeemed or validated at least once.
+    Used,
+    Banned,
+}
+
+/// Page-number listing of one app's licenses with search over key, note and `used_by`.
+pub async fn list_paged<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    app_id: Uuid,
+    search: Option<&str>,
+    state: Option<KeyState>,
+    page: super::Offset,
+) -> StoreResult<(Vec<License>, i64)> {
+    let pattern = search
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(super::contains_pattern);
+    let state = state.map(|s| match s {
+        KeyState::Active => "active",
+        KeyState::Used => "used",
+        KeyState::Banned => "banned",
+    });
+    let filter = "l.app_id = $1 AND l.account_id = $2
+        AND ($3::text IS NULL OR l.key ILIKE $3 OR l.note ILIKE $3 OR l.used_by ILIKE $3)
+        AND ($4::text IS NULL
+             OR ($4 = 'banned' AND l.status = 'banned')
+             OR ($4 = 'used' AND l.status = 'active' AND (l.used_at IS NOT NULL OR l.uses > 0))
+             OR ($4 = 'active' AND l.status = 'active' AND l.used_at IS NULL AND l.uses = 0))";
+    let total: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM licenses l WHERE {filter}"),
+            &[&app_id, &account_id, &pattern, &state],
+        )
+        .await?
+        .get(0);
+    let items = c
+        .query(
+            &format!(
+                "{SELECT} WHERE {filter} ORDER BY l.created_at DESC, l.id DESC LIMIT $5 OFFSET $6"
+            ),
+            &[
+                &app_id,
+                &account_id,
+                &pattern,
+                &state,
+                &page.limit,
+                &page.offset,
+            ],
+        )
+        .await?
+        .iter()
+        .map(from_row)
+        .collect();
+    Ok((items, total))
+}
+
+/// One of the caller's licenses by key (the seller API addresses keys so).
+pub async fn get_by_key<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    app_id: Uuid,
+    key: &str,
+) -> StoreResult<License> {
+    c.query_opt(
+        &format!("{SELECT} WHERE l.app_id = $1 AND l.account_id = $2 AND l.key = $3"),
+        &[&app_id, &account_id, &key.trim()],
+    )
+    .await?
+    .map(|r| from_row(&r))
+    .ok_or(StoreError::NotFound("license"))
+}
+
+/// Which licenses a bulk delete removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bulk {
+    All,
+    Unused,
+    Used,
+}
+
+/// Deletes many of an app's licenses; every deleted key is invalidated by name.
+pub async fn delete_many(wtx: &mut WriteTx<'_>, app_id: Uuid, which: Bulk) -> StoreResult<u64> {
+    super::apps::owned(wtx, app_id).await?;
+    let condition = match which {
+        Bulk::All => "true",
+        Bulk::Unused => "used_at IS NULL AND uses = 0",
+        Bulk::Used => "(used_at IS NOT NULL OR uses > 0)",
+    };
+    let keys: Vec<String> = wtx
+        .tx()
+        .query(
+            &format!("DELETE FROM licenses WHERE app_id = $1 AND account_id = $2 AND {condition} RETURNING key"),
+            &[&app_id, &wtx.account_id()],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let n = keys.len() as u64;
+    if n > 1000 {
+        // Thousands of payloads would cost more than the validators re-reading this app.
+        wtx.invalidate(Invalidation::App { app: app_id });
+    } else {
+        for key in keys {
+            wtx.invalidate(Invalidation::License { app: app_id, key });
+        }
+    }
+    let action = match which {
+        Bulk::All => "license.delete_all",
+        Bulk::Unused => "license.delete_unused",
+        Bulk::Used => "license.delete_used",
+    };
+    wtx.audit(
+        action,
+        "app",
+        Some(app_id.to_string()),
+        json!({"deleted": n}),
+    );
+    Ok(n)
 }

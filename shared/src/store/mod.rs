@@ -6,10 +6,42 @@ pub mod api_keys;
 pub mod apps;
 pub mod audit;
 pub mod blacklist;
+pub mod client_logs;
 pub mod licenses;
+pub mod subscriptions;
 pub mod usage;
+pub mod users;
+pub mod variables;
+pub mod webhooks;
 
 /// Clamps a requested page size into `1..=max`, defaulting when absent.
 pub fn page_size(requested: Option<i64>, default: i64, max: i64) -> i64 {
     requested.unwrap_or(default).clamp(1, max)
+}
+
+/// Page-number pagination, as the KeyAuth-style dashboards use it (`page` from 1).
+#[derive(Debug, Clone, Copy)]
+pub struct Offset {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Offset {
+    pub fn new(page: Option<i64>, limit: Option<i64>, default: i64, max: i64) -> Offset {
+        let limit = page_size(limit, default, max);
+        let page = page.unwrap_or(1).clamp(1, 1_000_000);
+        Offset {
+            limit,
+            offset: (page - 1) * limit,
+        }
+    }
+}
+
+/// Escapes a user-supplied fragment for `ILIKE '%…%'`.
+pub(crate) fn contains_pattern(s: &str) -> String {
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
 }

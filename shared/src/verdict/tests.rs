@@ -13,6 +13,8 @@ fn app() -> App {
         version: "1.0".into(),
         paused: false,
         hwid_lock: true,
+        anti_vpn: false,
+        hash_check: false,
         created_at: Utc::now(),
         updated_at: Utc::now(),
     }
@@ -38,6 +40,9 @@ fn license() -> License {
         ips: vec![],
         last_validated_at: None,
         validation_count: 0,
+        max_uses: 1,
+        uses: 0,
+        used_by: None,
     }
 }
 
