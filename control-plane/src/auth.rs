@@ -41,8 +41,17 @@ impl JwtKeys {
     }
 
     pub fn issue(&self, account: Uuid, username: &str) -> ApiResult<(String, DateTime<Utc>)> {
+        self.issue_for(account, username, self.ttl)
+    }
+
+    pub fn issue_for(
+        &self,
+        account: Uuid,
+        username: &str,
+        ttl: Duration,
+    ) -> ApiResult<(String, DateTime<Utc>)> {
         let now = Utc::now();
-        let expires = now + chrono::Duration::seconds(self.ttl.as_secs() as i64);
+        let expires = now + chrono::Duration::seconds(ttl.as_secs() as i64);
         let claims = Claims {
             sub: account,
             username: username.to_string(),

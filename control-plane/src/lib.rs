@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 mod error;
 mod extract;
+mod keyaux;
 mod metrics;
 mod routes;
 
@@ -44,11 +45,11 @@ struct Inner {
 }
 
 impl AppState {
-    async fn client(&self) -> ApiResult<deadpool_postgres::Client> {
+    pub(crate) async fn client(&self) -> ApiResult<deadpool_postgres::Client> {
         Ok(db::checkout(&self.0.pool).await?)
     }
 
-    fn jwt(&self) -> &JwtKeys {
+    pub(crate) fn jwt(&self) -> &JwtKeys {
         &self.0.jwt
     }
 
@@ -56,7 +57,7 @@ impl AppState {
         &self.0.metrics
     }
 
-    fn check_login_rate(&self, ip: IpAddr) -> ApiResult<()> {
+    pub(crate) fn check_login_rate(&self, ip: IpAddr) -> ApiResult<()> {
         self.0
             .login_limiter
             .check_key(&ip.to_canonical())

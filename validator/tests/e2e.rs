@@ -263,3 +263,101 @@ async fn control_plane_changes_reach_every_validator_within_a_second() {
     v2.shutdown().await;
     cp.shutdown().await;
 }
+
+#[tokio::test]
+async fn keyaux_dashboard_and_seller_bans_reach_validators_within_a_second() {
+    let db = TestDb::new().await;
+    let cp = keyward_control_plane::start(keyward_control_plane::Config::new(db.url.clone()))
+        .await
+        .expect("control-plane");
+    let v1 = validator(&db.url, |_| {}).await;
+    let v2 = validator(&db.url, |_| {}).await;
+    let validators = [v1.addr(), v2.addr()];
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", cp.addr());
+    let reg = reply(
+        http.post(format!("{base}/api/auth/register"))
+            .json(&json!({"username": "vendor", "email": "v@example.com", "password": "secret123"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reg.status, 201, "{}", reg.body);
+    let admin = Admin {
+        http: http.clone(),
+        base,
+        token: reg.body["token"].as_str().unwrap().to_string(),
+    };
+    let app = admin
+        .post("/api/dashboard/apps", json!({"name": "KA"}))
+        .await;
+    let app: uuid::Uuid = app["application"]["id"].as_str().unwrap().parse().unwrap();
+    let made = admin
+        .post(
+            &format!("/api/dashboard/licenses/{app}"),
+            json!({"count": 1, "mask": "XXXX-XXXX-XXXX"}),
+        )
+        .await;
+    let key = made["licenses"][0]["license_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = made["licenses"][0]["id"].as_str().unwrap().to_string();
+    for addr in validators {
+        assert_eq!(code(&http, addr, app, &key, Some("pc")).await, "VALID");
+    }
+    admin
+        .post(
+            &format!("/api/dashboard/licenses/{app}/{id}/ban"),
+            json!({}),
+        )
+        .await;
+    on_both(
+        &http,
+        validators,
+        app,
+        &key,
+        "pc",
+        "BANNED",
+        "dashboard ban",
+    )
+    .await;
+
+    // The seller API, with the key every new account gets… created fresh here to read it once.
+    let created = admin.post("/api/dashboard/seller-keys", json!({})).await;
+    let seller = created["key"].as_str().unwrap();
+    let unban = http
+        .get(format!(
+            "{}/api/seller/?type=unban&appname=KA&key={key}",
+            admin.base
+        ))
+        .header("x-api-key", seller)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unban.status(), 200);
+    on_both(&http, validators, app, &key, "pc", "VALID", "seller unban").await;
+    let del = http
+        .get(format!(
+            "{}/api/seller/?type=del&appname=KA&key={key}&sellerkey={seller}",
+            admin.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 200);
+    on_both(
+        &http,
+        validators,
+        app,
+        &key,
+        "pc",
+        "NOT_FOUND",
+        "seller delete",
+    )
+    .await;
+    v1.shutdown().await;
+    v2.shutdown().await;
+    cp.shutdown().await;
+}

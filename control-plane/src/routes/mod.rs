@@ -47,6 +47,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/licenses/{id}/extend", post(licenses::extend))
         .route("/v1/licenses/{id}/reset-hwids", post(licenses::reset_hwids))
         .route("/v1/audit-log", get(audit::list))
+        .merge(crate::keyaux::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

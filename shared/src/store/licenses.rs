@@ -717,7 +717,7 @@ pub async fn delete_many(wtx: &mut WriteTx<'_>, app_id: Uuid, which: Bulk) -> St
     super::apps::owned(wtx, app_id).await?;
     let condition = match which {
         Bulk::All => "true",
-        Bulk::Unused => "used_at IS NULL AND uses = 0",
+        Bulk::Unused => "status = 'active' AND used_at IS NULL AND uses = 0",
         Bulk::Used => "(used_at IS NOT NULL OR uses > 0)",
     };
     let keys: Vec<String> = wtx
