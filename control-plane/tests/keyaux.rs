@@ -1464,3 +1464,47 @@ async fn malformed_input_on_compat_routes_is_a_4xx_never_a_500() {
         );
     }
 }
+
+#[tokio::test]
+async fn expired_or_forged_tokens_are_401() {
+    const SECRET: &str = "a test secret that is at least thirty-two bytes long";
+    let cp = Cp::start_with(|cfg| cfg.jwt_secret = Some(SECRET.into())).await;
+    let (jwt, _) = register(&cp, "vendor").await;
+    assert_eq!(
+        cp.call(Method::GET, "/api/dashboard/apps", Some(&jwt), None)
+            .await
+            .status,
+        200
+    );
+    let me = cp.call(Method::GET, "/v1/account", Some(&jwt), None).await;
+    let sub = me.body["id"].as_str().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let sign = |secret: &str, exp: i64| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &json!({"sub": sub, "username": "vendor", "iat": now - 100_000, "exp": exp}),
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let fresh = sign(SECRET, now + 3600);
+    assert_eq!(
+        cp.call(Method::GET, "/api/dashboard/apps", Some(&fresh), None)
+            .await
+            .status,
+        200
+    );
+    for (what, token) in [
+        ("expired", sign(SECRET, now - 3600)),
+        (
+            "forged",
+            sign("some other secret of enough length!!", now + 3600),
+        ),
+    ] {
+        let r = cp
+            .call(Method::GET, "/api/dashboard/apps", Some(&token), None)
+            .await;
+        assert_eq!(r.status, 401, "{what}: {}", r.body);
+        assert_eq!(r.body["success"], false);
+    }
+}
