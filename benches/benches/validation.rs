@@ -93,5 +93,17 @@ fn keys(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, rules, keys);
+/// Response signing of the KeyAuth client API over a typical ~300-byte response body.
+fn signing(c: &mut Criterion) {
+    use keyward_shared::signing::{hmac_hex, Ed25519Signer};
+    let body = br#"{"success":true,"message":"Logged in!","info":{"username":"player1","subscriptions":[{"subscription":"default","key":null,"expiry":"1767225600","timeleft":2591999,"level":"1"}],"ip":"203.0.113.7","hwid":"S-1-5-21-1111111111-2222222222-3333333333-1001","createdate":"1764633600","lastlogin":"1764633600"},"nonce":"5c23dfd4fe4f4d69a6db6acc035149cd"}"#;
+    let key = b"0123456789abcdef-aVeryLongApplicationSecretOfSixtyFourCharactersXXXXXXXXX";
+    c.bench_function("hmac_sha256_hex_300b", |b| b.iter(|| hmac_hex(key, body)));
+    let signer = Ed25519Signer::generate();
+    c.bench_function("ed25519_sign_hex_300b", |b| {
+        b.iter(|| signer.sign("1764633600", body))
+    });
+}
+
+criterion_group!(benches, rules, keys, signing);
 criterion_main!(benches);

@@ -12,6 +12,7 @@ pub mod invalidation;
 pub mod keygen;
 pub mod model;
 pub mod secrets;
+pub mod signing;
 pub mod store;
 pub mod verdict;
 pub mod write;
