@@ -33,6 +33,12 @@ pub struct Config {
     /// Login attempts allowed per client IP per minute (a burst of that size, refilled evenly).
     #[arg(long, env = "KEYWARD_LOGIN_RATE_PER_MINUTE", default_value_t = 10)]
     pub login_rate_per_minute: u32,
+
+    /// Seed (64 hex characters) of the Ed25519 key that signs KeyAuth 1.3 answers; at startup it
+    /// becomes the primary signing key. Default: a key generated once and kept in the database
+    /// (`control-plane signing-key` shows, rotates and imports keys).
+    #[arg(long, env = "KEYWARD_SIGNING_KEY", hide_env_values = true)]
+    pub signing_key_seed: Option<String>,
 }
 
 impl Config {
@@ -46,6 +52,7 @@ impl Config {
             pool_size: 16,
             max_body_bytes: 1024 * 1024,
             login_rate_per_minute: 10,
+            signing_key_seed: None,
         }
     }
 }

@@ -91,9 +91,20 @@ impl Running {
 /// Migrates, binds `cfg.listen` and serves in the background.
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let pg = db::pg_config(&cfg.database_url, "keyward-control-plane").context("DATABASE_URL")?;
+    // Checked before touching the database, so a typo never generates or pins anything.
+    let signing_seed = cfg
+        .signing_key_seed
+        .as_deref()
+        .map(|s| parse_signing_seed(s, "KEYWARD_SIGNING_KEY"))
+        .transpose()?;
     {
         let mut c = db::connect(&pg).await.context("connecting to PostgreSQL")?;
         db::migrate(&mut c).await.context("applying migrations")?;
+        let primary = store::signing_keys::ensure_primary(&mut c, signing_seed)
+            .await
+            .context("setting up the response-signing key")?;
+        tracing::info!(public_key = %primary.public_key, id = %primary.id,
+            "primary Ed25519 signing key (KeyAuth 1.3 clients verify with this public key)");
     }
     let pool = db::pool(pg, cfg.pool_size);
     let secret = match &cfg.jwt_secret {
@@ -146,6 +157,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         server,
         janitor,
     })
+}
+
+/// Parses a signing-key seed (64 hex characters). The error says what is expected and never
+/// echoes the secret; `what` names where it came from.
+pub fn parse_signing_seed(hex_seed: &str, what: &str) -> anyhow::Result<[u8; 32]> {
+    keyward_shared::signing::Ed25519Signer::from_seed_hex(hex_seed)
+        .map(|s| s.seed())
+        .map_err(|e| anyhow::anyhow!("{what} is invalid: {e}"))
 }
 
 /// Creates an admin account (a tenant).

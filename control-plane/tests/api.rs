@@ -12,6 +12,10 @@ use reqwest::Method;
 use serde_json::json;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 #[tokio::test]
 async fn login_account_and_bad_credentials() {
     let cp = Cp::start().await;
@@ -355,6 +359,73 @@ async fn blacklist_api_keys_and_audit_log() {
         .unwrap()
         .iter()
         .all(|e| e["actor"] == "admin:alice"));
+    // By target: the revoked key's create and revoke.
+    let by_target = cp
+        .ok(
+            Method::GET,
+            &format!("/v1/audit-log?target_type=api_key&target_id={kid}"),
+            &t,
+            None,
+        )
+        .await;
+    let actions: Vec<&str> = by_target["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["api_key.revoke", "api_key.create"]);
+    // By actor: a write made with an API key is labelled with its prefix.
+    let writer = cp
+        .ok(
+            Method::POST,
+            "/v1/api-keys",
+            &t,
+            Some(json!({"name": "writer", "scopes": ["apps:write"]})),
+        )
+        .await;
+    let writer_key = writer["key"].as_str().unwrap();
+    let r = cp
+        .call(
+            Method::POST,
+            "/v1/apps",
+            Some(writer_key),
+            Some(json!({"name": "Bot App"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let actor = format!("api_key:{}", writer["prefix"].as_str().unwrap());
+    let by_actor = cp
+        .ok(
+            Method::GET,
+            &format!("/v1/audit-log?actor={actor}"),
+            &t,
+            None,
+        )
+        .await;
+    let items = by_actor["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{by_actor}");
+    assert_eq!(items[0]["action"], "app.create");
+    // By time: nothing after tomorrow or before yesterday; everything in between.
+    let day = chrono::Duration::days(1);
+    let (past, future) = (chrono::Utc::now() - day, chrono::Utc::now() + day);
+    for (q, expect_empty) in [
+        (format!("since={}", rfc3339(future)), true),
+        (format!("until={}", rfc3339(past)), true),
+        (
+            format!("since={}&until={}", rfc3339(past), rfc3339(future)),
+            false,
+        ),
+    ] {
+        let r = cp
+            .ok(Method::GET, &format!("/v1/audit-log?{q}"), &t, None)
+            .await;
+        assert_eq!(
+            r["items"].as_array().unwrap().is_empty(),
+            expect_empty,
+            "{q}"
+        );
+    }
     let page = cp.ok(Method::GET, "/v1/audit-log?limit=2", &t, None).await;
     let before = page["next_before"].as_i64().unwrap();
     let older = cp

@@ -272,6 +272,26 @@ async fn invalid_values_paths_and_queries() {
             .await;
         assert_json_error(&r, 400, q);
     }
+    // A body declared too large is refused on routes that take no body as well.
+    let huge = vec![b'x'; 2 * 1024 * 1024];
+    for (method, path) in [
+        (Method::POST, format!("/v1/licenses/{lic}/unban")),
+        (Method::POST, format!("/v1/licenses/{lic}/reset-hwids")),
+        (Method::POST, format!("/v1/apps/{app}/reset-secret")),
+        (Method::GET, "/v1/apps".to_string()),
+    ] {
+        let r = cp
+            .raw(
+                method.clone(),
+                &path,
+                Some(&t),
+                Some("application/json"),
+                huge.clone(),
+            )
+            .await;
+        assert_json_error(&r, 413, &format!("{method} {path} 2 MB"));
+        assert_eq!(r.code(), "PAYLOAD_TOO_LARGE");
+    }
     // Unknown routes and methods.
     let r = cp.call(Method::GET, "/v1/nothing", Some(&t), None).await;
     assert_json_error(&r, 404, "unknown route");

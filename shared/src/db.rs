@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "keyauth_data",
         include_str!("../migrations/0002_keyauth_data.sql"),
     ),
+    (
+        3,
+        "client_api",
+        include_str!("../migrations/0003_client_api.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying Keyward's migration lock among advisory locks.

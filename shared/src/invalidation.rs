@@ -24,6 +24,8 @@ pub enum Invalidation {
     User { app: Uuid, username: String },
     /// The app's global variables changed.
     Vars { app: Uuid },
+    /// One client-API session changed (logged in, logged out, deleted).
+    Session { app: Uuid, id: String },
     /// Drop everything.
     All,
 }

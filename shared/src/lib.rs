@@ -6,6 +6,7 @@
 //! ([`write::WriteTx`]). The services only translate wire formats to these calls.
 
 pub mod blacklist;
+pub mod client_api;
 pub mod db;
 pub mod error;
 pub mod invalidation;

@@ -1,5 +1,6 @@
 //! The typed model. Rows are read by [`crate::store`]; these types carry no IO.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
@@ -45,6 +46,22 @@ pub struct App {
     pub hwid_lock: bool,
     pub anti_vpn: bool,
     pub hash_check: bool,
+    /// Where an outdated client is sent (`invalidver`).
+    pub download_url: Option<String>,
+    /// Client-API logins must send a HWID of at least `min_hwid_len` characters.
+    pub force_hwid: bool,
+    pub min_hwid_len: i32,
+    /// Lifetime of a client-API session (fixed from `init`, not extended by activity).
+    pub session_secs: i32,
+    /// Refuse 1.2 `init` without an `enckey` (so every later answer is signed).
+    pub force_encryption: bool,
+    pub min_username_len: i32,
+    /// Program hashes accepted by the hash check; learned from the first client when empty.
+    pub program_hashes: Vec<String>,
+    /// Custom client-API messages by KeyAuth name (see `client_api::MESSAGES`).
+    pub messages: BTreeMap<String, String>,
+    /// The Ed25519 key that signs this app's 1.3 answers; `None`: the deployment's primary.
+    pub signing_key_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -223,6 +240,8 @@ pub struct Webhook {
     pub has_auth_header: bool,
     #[serde(skip)]
     pub auth_header: Option<String>,
+    /// Callable only from a validated client session.
+    pub authed: bool,
     pub created_at: DateTime<Utc>,
 }
 

@@ -45,9 +45,104 @@ impl From<&StoreError> for CacheError {
 }
 
 #[derive(Clone)]
-struct Cached<T> {
+pub(crate) struct Cached<T> {
     value: T,
     loaded: Instant,
+}
+
+/// A moka cache of optional values (absent ones cached negatively) with the same staleness rules
+/// and load-vs-invalidation guard as the license cache, for the client API's sessions, end
+/// users, variables and app names.
+pub struct Guarded<K, V> {
+    cache: Cache<K, Cached<Option<Arc<V>>>>,
+    generation: AtomicU64,
+    ttl: Duration,
+    negative_ttl: Duration,
+    health: Arc<Health>,
+}
+
+impl<K, V> Guarded<K, V>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    pub fn new(cfg: &Config, capacity: u64, health: Arc<Health>) -> Self {
+        Guarded {
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(cfg.cache_ttl().max(cfg.negative_ttl()) + cfg.outage_grace())
+                .support_invalidation_closures()
+                .build(),
+            generation: AtomicU64::new(0),
+            ttl: cfg.cache_ttl(),
+            negative_ttl: cfg.negative_ttl(),
+            health,
+        }
+    }
+
+    /// The cached value, or `load`'s answer (cached, unless an invalidation raced the load).
+    pub async fn get_or_load<F, Fut>(&self, key: &K, load: F) -> Result<Option<Arc<V>>, CacheError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<V>, StoreError>>,
+    {
+        let freshness = self.health.freshness();
+        if let Some(entry) = self.cache.get(key).await {
+            let ttl = if entry.value.is_some() {
+                self.ttl
+            } else {
+                self.negative_ttl
+            };
+            match freshness {
+                Freshness::Live if entry.loaded.elapsed() < ttl => return Ok(entry.value),
+                Freshness::Grace => return Ok(entry.value),
+                Freshness::Down => return Err(CacheError::Unavailable),
+                Freshness::Live => self.cache.invalidate(key).await,
+            }
+        } else if freshness != Freshness::Live {
+            return Err(CacheError::Unavailable);
+        }
+        let before = self.generation.load(Ordering::SeqCst);
+        let value = load()
+            .await
+            .map_err(|e| CacheError::from(&e))?
+            .map(Arc::new);
+        self.cache
+            .insert(
+                key.clone(),
+                Cached {
+                    value: value.clone(),
+                    loaded: Instant::now(),
+                },
+            )
+            .await;
+        if self.generation.load(Ordering::SeqCst) != before {
+            self.cache.invalidate(key).await;
+        }
+        Ok(value)
+    }
+
+    pub async fn forget(&self, key: &K) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.cache.invalidate(key).await;
+    }
+
+    /// Drops every entry the predicate selects (falls back to dropping all).
+    pub fn forget_if(&self, pred: impl Fn(&K, Option<&V>) -> bool + Send + Sync + 'static) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if self
+            .cache
+            .invalidate_entries_if(move |k, v| pred(k, v.value.as_deref()))
+            .is_err()
+        {
+            self.cache.invalidate_all();
+        }
+    }
+
+    pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.cache.invalidate_all();
+    }
 }
 
 type LicenseKey = (Uuid, String);
@@ -83,6 +178,8 @@ pub struct AppView {
 }
 
 pub struct Caches {
+    /// The client API's caches (sessions, end users, variables, app names).
+    pub client: crate::keyauth::ClientCaches,
     apps: Cache<Uuid, Cached<Option<Arc<App>>>>,
     blacklists: DashMap<Uuid, Arc<BlacklistView>>,
     licenses: Cache<LicenseKey, Cached<Option<Arc<License>>>>,
@@ -98,6 +195,7 @@ impl Caches {
     pub fn new(cfg: &Config, pool: Pool, health: Arc<Health>, metrics: Arc<Metrics>) -> Caches {
         let hard_ttl = cfg.cache_ttl().max(cfg.negative_ttl()) + cfg.outage_grace();
         Caches {
+            client: crate::keyauth::ClientCaches::new(cfg, health.clone()),
             apps: Cache::builder()
                 .max_capacity(cfg.app_cache_capacity)
                 .time_to_live(hard_ttl)
@@ -275,13 +373,16 @@ impl Caches {
                 self.generations.apps.fetch_add(1, Ordering::SeqCst);
                 self.blacklists.remove(app);
             }
-            // Nothing of end users or variables is cached by the native route.
-            Invalidation::User { .. } | Invalidation::Vars { .. } => {}
+            Invalidation::User { .. }
+            | Invalidation::Vars { .. }
+            | Invalidation::Session { .. } => {}
             Invalidation::All => self.flush_all(),
         }
+        self.client.apply(inv).await;
     }
 
     pub fn flush_all(&self) {
+        self.client.clear();
         self.generations.bump_all();
         self.apps.invalidate_all();
         self.licenses.invalidate_all();

@@ -91,6 +91,51 @@ pub struct Config {
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "KEYWARD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+
+    /// Client-API sessions kept in memory.
+    #[arg(
+        long,
+        env = "KEYWARD_SESSION_CACHE_CAPACITY",
+        default_value_t = 1_000_000
+    )]
+    pub session_cache_capacity: u64,
+
+    /// Client-API end users kept in memory.
+    #[arg(long, env = "KEYWARD_USER_CACHE_CAPACITY", default_value_t = 500_000)]
+    pub user_cache_capacity: u64,
+
+    /// Client-API requests per second allowed to one app (all its clients together); 0: no limit.
+    #[arg(long, env = "KEYWARD_APP_RATE_LIMIT_PER_SEC", default_value_t = 2_000)]
+    pub app_rate_limit_per_sec: u32,
+
+    /// Burst allowed to one app above its rate.
+    #[arg(long, env = "KEYWARD_APP_RATE_LIMIT_BURST", default_value_t = 4_000)]
+    pub app_rate_limit_burst: u32,
+
+    /// Largest accepted client-API request body (`webhook` bodies ride in it).
+    #[arg(long, env = "KEYWARD_CLIENT_API_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub client_api_max_body_bytes: usize,
+
+    /// Password hashes computed at once (argon2id takes ~19 MiB and one core each).
+    #[arg(long, env = "KEYWARD_PASSWORD_HASH_CONCURRENCY", default_value_t = 4)]
+    pub password_hash_concurrency: usize,
+
+    /// Timeout of a vendor webhook called by the client API's `webhook`.
+    #[arg(long, env = "KEYWARD_WEBHOOK_TIMEOUT_MS", default_value_t = 5_000)]
+    pub webhook_timeout_ms: u64,
+
+    /// Largest webhook response relayed to a client.
+    #[arg(long, env = "KEYWARD_WEBHOOK_MAX_BYTES", default_value_t = 256 * 1024)]
+    pub webhook_max_bytes: usize,
+
+    /// Let webhooks reach loopback and private addresses (off: a client could otherwise make
+    /// the validator probe the operator's own network).
+    #[arg(long, env = "KEYWARD_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]
+    pub webhook_allow_private: bool,
+
+    /// Base of the `customerPanelLink` in `init` answers (`<base>/<owner>/<app>/`); empty: none.
+    #[arg(long, env = "KEYWARD_CUSTOMER_PANEL_URL", default_value = "")]
+    pub customer_panel_url: String,
 }
 
 impl Config {
@@ -114,6 +159,16 @@ impl Config {
             listener_backoff_ms: 100,
             max_body_bytes: 16 * 1024,
             shutdown_grace_secs: 10,
+            session_cache_capacity: 1_000_000,
+            user_cache_capacity: 500_000,
+            app_rate_limit_per_sec: 2_000,
+            app_rate_limit_burst: 4_000,
+            client_api_max_body_bytes: 64 * 1024,
+            password_hash_concurrency: 4,
+            webhook_timeout_ms: 5_000,
+            webhook_max_bytes: 256 * 1024,
+            webhook_allow_private: false,
+            customer_panel_url: String::new(),
         }
     }
 

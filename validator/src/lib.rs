@@ -8,8 +8,10 @@ mod client_ip;
 pub mod config;
 mod error;
 mod health;
+mod keyauth;
 mod listener;
 mod metrics;
+mod outbound;
 mod rate_limit;
 mod routes;
 mod server;
@@ -43,6 +45,7 @@ pub(crate) struct State {
     limiter: ClientLimiter,
     usage: Usage,
     metrics: Arc<Metrics>,
+    client: keyauth::ClientApi,
 }
 
 /// A started validator.
@@ -64,7 +67,25 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let outbound = outbound::Outbound::new(outbound::OutboundConfig {
+        timeout: Duration::from_millis(cfg.webhook_timeout_ms),
+        max_response_bytes: cfg.webhook_max_bytes,
+        allow_private: cfg.webhook_allow_private,
+    })
+    .map_err(|e| tracing::warn!(error = %e, "webhooks disabled: no HTTP client"))
+    .ok();
+    let client = keyauth::ClientApi {
+        app_limiter: rate_limit::Limiter::new(
+            cfg.app_rate_limit_per_sec,
+            cfg.app_rate_limit_burst,
+            cfg.app_cache_capacity as usize,
+        ),
+        passwords: keyauth::Passwords::new(cfg.password_hash_concurrency),
+        signers: keyauth::Signers::default(),
+        outbound,
+    };
     let state = Arc::new(State {
+        client,
         limiter: ClientLimiter::new(
             cfg.rate_limit_per_sec,
             cfg.rate_limit_burst,
@@ -130,6 +151,7 @@ async fn maintain(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
         tokio::time::interval(Duration::from_millis(state.cfg.usage_flush_ms.max(10)));
     let mut purge_tick = tokio::time::interval(Duration::from_secs(1));
     let mut seconds: u64 = 0;
+    let mut session_tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = usage_tick.tick() => {
@@ -145,8 +167,37 @@ async fn maintain(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
                 if seconds.is_multiple_of(10) || state.limiter.over_bound() {
                     state.limiter.purge_idle();
                 }
+                if seconds.is_multiple_of(10) || state.client.app_limiter.over_bound() {
+                    state.client.app_limiter.purge_idle();
+                }
+            }
+            _ = session_tick.tick() => {
+                if state.health.is_connected() {
+                    expire_sessions(&state).await;
+                    // Picks up rotated keys even for apps this validator has not signed for yet.
+                    if let Err(e) = state.client.signers.reload(&state.pool, Duration::from_secs(30)).await {
+                        tracing::warn!(error = %e, "could not reload signing keys");
+                    }
+                }
             }
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Deletes expired client-API sessions in bounded batches (they are already refused when read).
+async fn expire_sessions(state: &State) {
+    let Ok(client) = keyward_shared::db::checkout(&state.pool).await else {
+        return;
+    };
+    for _ in 0..10 {
+        match keyward_shared::store::sessions::purge_expired(&**client, 5_000).await {
+            Ok(5_000) => continue,
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not purge expired sessions");
+                break;
+            }
         }
     }
 }

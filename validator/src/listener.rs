@@ -167,6 +167,17 @@ async fn apply(state: &State, payload: &str) -> i64 {
             for inv in &p.i {
                 state.metrics.invalidation(kind(inv));
                 state.caches.apply(inv).await;
+                if *inv == invalidation::Invalidation::All {
+                    // A new primary signing key moves every unpinned app to it.
+                    if let Err(e) = state
+                        .client
+                        .signers
+                        .reload(&state.pool, Duration::ZERO)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not reload signing keys");
+                    }
+                }
             }
             p.g
         }
@@ -186,6 +197,7 @@ fn kind(inv: &invalidation::Invalidation) -> &'static str {
         invalidation::Invalidation::Blacklist { .. } => "blacklist",
         invalidation::Invalidation::User { .. } => "user",
         invalidation::Invalidation::Vars { .. } => "vars",
+        invalidation::Invalidation::Session { .. } => "session",
         invalidation::Invalidation::All => "all",
     }
 }

@@ -3,6 +3,7 @@
 //! within a second once it grows past the configured bound, so a flood of distinct addresses cannot grow
 //! memory without limit.
 
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -10,42 +11,33 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-pub struct ClientLimiter {
-    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+/// A keyed GCRA limiter whose idle keys can be purged.
+pub struct Limiter<K: Hash + Eq + Clone> {
+    limiter: Option<DefaultKeyedRateLimiter<K>>,
     clock: DefaultClock,
     max_tracked: usize,
 }
 
-fn key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-        v4 => v4,
-    }
-}
-
-impl ClientLimiter {
+impl<K: Hash + Eq + Clone> Limiter<K> {
     /// `per_sec == 0` disables limiting.
-    pub fn new(per_sec: u32, burst: u32, max_tracked: usize) -> ClientLimiter {
+    pub fn new(per_sec: u32, burst: u32, max_tracked: usize) -> Self {
         let limiter = NonZeroU32::new(per_sec).map(|rate| {
             let burst = NonZeroU32::new(burst).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
-        ClientLimiter {
+        Limiter {
             limiter,
             clock: DefaultClock::default(),
             max_tracked,
         }
     }
 
-    /// `Err(wait)` when the address is over its limit.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+    /// `Err(wait)` when the key is over its limit.
+    pub fn check_key(&self, key: &K) -> Result<(), Duration> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
-        match limiter.check_key(&key(ip)) {
+        match limiter.check_key(key) {
             Ok(()) => Ok(()),
             Err(not_until) => Err(not_until.wait_time_from(self.clock.now())),
         }
@@ -56,7 +48,7 @@ impl ClientLimiter {
         self.tracked() > self.max_tracked
     }
 
-    /// Drops the state of addresses that are back at full allowance.
+    /// Drops the state of keys that are back at full allowance.
     pub fn purge_idle(&self) {
         if let Some(l) = &self.limiter {
             l.retain_recent();
@@ -66,6 +58,41 @@ impl ClientLimiter {
 
     pub fn tracked(&self) -> usize {
         self.limiter.as_ref().map_or(0, |l| l.len())
+    }
+}
+
+fn prefix_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
+/// Per client address (IPv6 by /64).
+pub struct ClientLimiter(Limiter<IpAddr>);
+
+impl ClientLimiter {
+    pub fn new(per_sec: u32, burst: u32, max_tracked: usize) -> ClientLimiter {
+        ClientLimiter(Limiter::new(per_sec, burst, max_tracked))
+    }
+
+    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.0.check_key(&prefix_key(ip))
+    }
+
+    pub fn over_bound(&self) -> bool {
+        self.0.over_bound()
+    }
+
+    pub fn purge_idle(&self) {
+        self.0.purge_idle()
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.0.tracked()
     }
 }
 

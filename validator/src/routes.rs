@@ -10,7 +10,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::client_ip::client_ip;
 use crate::error::{json_response, ApiError};
-use crate::{validate, State};
+use crate::{keyauth, validate, State};
 
 pub async fn handle(state: &State, peer: IpAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let result = match (req.method(), req.uri().path()) {
@@ -23,6 +23,10 @@ pub async fn handle(state: &State, peer: IpAddr, req: Request<Incoming>) -> Resp
         (&Method::GET | &Method::HEAD, "/readyz") => Ok(readyz(state)),
         (&Method::GET, "/metrics") => Ok(metrics(state)),
         (_, "/healthz" | "/readyz" | "/metrics") => Err(ApiError::method_not_allowed("GET")),
+        (&Method::GET | &Method::POST, path) if keyauth::Api::from_path(path).is_some() => {
+            let api = keyauth::Api::from_path(path).unwrap_or(keyauth::Api::V1_2);
+            return keyauth::handle(state, peer, req, api).await;
+        }
         (_, path) => Err(ApiError::not_found(
             "NOT_FOUND",
             format!("no route for {path}"),
@@ -61,7 +65,7 @@ async fn validate_route(
     Ok(json_response(StatusCode::OK, out))
 }
 
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)

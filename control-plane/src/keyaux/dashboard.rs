@@ -201,6 +201,7 @@ impl AppFields {
             hwid_lock: self.hwid_lock,
             anti_vpn: self.anti_vpn,
             hash_check: self.hash_check,
+            ..Default::default()
         }
     }
 }

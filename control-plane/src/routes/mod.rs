@@ -8,9 +8,12 @@ mod auth;
 mod blacklist;
 mod licenses;
 mod ops;
+mod signing_keys;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 
@@ -47,6 +50,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/licenses/{id}/extend", post(licenses::extend))
         .route("/v1/licenses/{id}/reset-hwids", post(licenses::reset_hwids))
         .route("/v1/audit-log", get(audit::list))
+        .route("/v1/signing-keys", get(signing_keys::list))
         .merge(crate::keyaux::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -55,6 +59,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            max_body_bytes,
+            reject_declared_oversize,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,
@@ -72,4 +80,18 @@ async fn method_not_allowed() -> ApiError {
         "METHOD_NOT_ALLOWED",
         "method not allowed on this route",
     )
+}
+
+/// `DefaultBodyLimit` only acts where a handler reads the body; this turns away a body declared
+/// too large on every route (bodiless ones included) before any work is done.
+async fn reject_declared_oversize(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return ApiError::payload_too_large().into_response();
+    }
+    next.run(req).await
 }

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde_json::json;
 use tokio_postgres::{GenericClient, Row};
@@ -6,11 +8,13 @@ use uuid::Uuid;
 use crate::error::{StoreError, StoreResult};
 use crate::invalidation::Invalidation;
 use crate::model::App;
-use crate::secrets;
 use crate::write::WriteTx;
+use crate::{client_api, secrets};
 
 const COLUMNS: &str =
-    "id, account_id, name, secret, version, paused, hwid_lock, anti_vpn, hash_check, created_at, updated_at";
+    "id, account_id, name, secret, version, paused, hwid_lock, anti_vpn, hash_check,
+    download_url, force_hwid, min_hwid_len, session_secs, force_encryption, min_username_len,
+    program_hashes, messages, signing_key_id, created_at, updated_at";
 
 fn from_row(r: &Row) -> App {
     App {
@@ -23,6 +27,22 @@ fn from_row(r: &Row) -> App {
         hwid_lock: r.get("hwid_lock"),
         anti_vpn: r.get("anti_vpn"),
         hash_check: r.get("hash_check"),
+        download_url: r.get("download_url"),
+        force_hwid: r.get("force_hwid"),
+        min_hwid_len: r.get("min_hwid_len"),
+        session_secs: r.get("session_secs"),
+        force_encryption: r.get("force_encryption"),
+        min_username_len: r.get("min_username_len"),
+        program_hashes: r.get("program_hashes"),
+        // The column is constrained to an object; a non-string value is simply not a message.
+        messages: match r.get::<_, serde_json::Value>("messages") {
+            serde_json::Value::Object(m) => m
+                .into_iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
+                .collect(),
+            _ => BTreeMap::new(),
+        },
+        signing_key_id: r.get("signing_key_id"),
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
     }
@@ -38,6 +58,78 @@ pub struct AppPatch {
     pub hwid_lock: Option<bool>,
     pub anti_vpn: Option<bool>,
     pub hash_check: Option<bool>,
+    /// Empty string clears it.
+    pub download_url: Option<String>,
+    pub force_hwid: Option<bool>,
+    pub min_hwid_len: Option<i32>,
+    pub session_secs: Option<i32>,
+    pub force_encryption: Option<bool>,
+    pub min_username_len: Option<i32>,
+    /// Replaces the accepted program hashes (empty: learn from the next client).
+    pub program_hashes: Option<Vec<String>>,
+    /// Replaces the custom messages (names from `client_api::MESSAGES`).
+    pub messages: Option<BTreeMap<String, String>>,
+    /// `null` signs with the deployment's primary key; an id pins the app to that key.
+    #[serde(default, deserialize_with = "present")]
+    pub signing_key_id: Option<Option<Uuid>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from an absent one (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Checks the client settings of a patch; returns the normalised download URL (`Some("")`
+/// clears it) and messages as JSON.
+fn check_client_settings(
+    patch: &AppPatch,
+) -> StoreResult<(Option<String>, Option<serde_json::Value>)> {
+    let invalid = |m: String| StoreError::Invalid(m);
+    let download = match patch.download_url.as_deref().map(str::trim) {
+        None => None,
+        Some("") => Some(String::new()),
+        Some(url) if url.len() > 2000 => {
+            return Err(invalid(
+                "download_url must be at most 2000 characters".into(),
+            ))
+        }
+        Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+            return Err(invalid("download_url must be an http(s) URL".into()))
+        }
+        Some(url) => Some(url.to_string()),
+    };
+    if patch.min_hwid_len.is_some_and(|n| !(0..=256).contains(&n)) {
+        return Err(invalid("min_hwid_len must be between 0 and 256".into()));
+    }
+    if patch
+        .session_secs
+        .is_some_and(|n| !(60..=2_592_000).contains(&n))
+    {
+        return Err(invalid(
+            "session_secs must be between 60 and 2592000 (30 days)".into(),
+        ));
+    }
+    if patch
+        .min_username_len
+        .is_some_and(|n| !(1..=64).contains(&n))
+    {
+        return Err(invalid("min_username_len must be between 1 and 64".into()));
+    }
+    if let Some(h) = &patch.program_hashes {
+        client_api::check_program_hashes(h).map_err(invalid)?;
+    }
+    let messages = match &patch.messages {
+        Some(m) => {
+            client_api::check_messages(m).map_err(invalid)?;
+            Some(json!(m))
+        }
+        None => None,
+    };
+    Ok((download, messages))
 }
 
 fn check_name(name: &str) -> StoreResult<String> {
@@ -63,6 +155,7 @@ fn check_version(v: &str) -> StoreResult<String> {
 pub async fn create(wtx: &mut WriteTx<'_>, patch: &AppPatch) -> StoreResult<App> {
     let name = check_name(patch.name.as_deref().unwrap_or(""))?;
     let version = check_version(patch.version.as_deref().unwrap_or("1.0"))?;
+    let settings = check_client_settings(patch)?;
     let row = wtx
         .tx()
         .query_one(
@@ -86,7 +179,10 @@ pub async fn create(wtx: &mut WriteTx<'_>, patch: &AppPatch) -> StoreResult<App>
         .map_err(|e| {
             StoreError::from(e).conflict_on_unique("an app with this name already exists")
         })?;
-    let app = from_row(&row);
+    let mut app = from_row(&row);
+    if let Some(updated) = set_client_settings(wtx, app.id, patch, &settings).await? {
+        app = updated;
+    }
     // Every app starts with a tier, as KeyAuth's do, so users and keys always have one to get.
     wtx.tx()
         .execute(
@@ -145,6 +241,7 @@ pub async fn find<C: GenericClient + Sync>(c: &C, id: Uuid) -> StoreResult<Optio
 pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &AppPatch) -> StoreResult<App> {
     let name = patch.name.as_deref().map(check_name).transpose()?;
     let version = patch.version.as_deref().map(check_version).transpose()?;
+    let settings = check_client_settings(patch)?;
     let row = wtx
         .tx()
         .query_opt(
@@ -171,15 +268,96 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &AppPatch) -> StoreR
             StoreError::from(e).conflict_on_unique("an app with this name already exists")
         })?
         .ok_or(StoreError::NotFound("app"))?;
+    let row = match set_client_settings(wtx, id, patch, &settings).await? {
+        Some(updated) => updated,
+        None => from_row(&row),
+    };
     wtx.invalidate(Invalidation::App { app: id });
     wtx.audit(
         "app.update",
         "app",
         Some(id.to_string()),
         json!({"name": name, "version": version, "paused": patch.paused, "hwid_lock": patch.hwid_lock,
-               "anti_vpn": patch.anti_vpn, "hash_check": patch.hash_check}),
+               "anti_vpn": patch.anti_vpn, "hash_check": patch.hash_check,
+               "download_url": patch.download_url, "force_hwid": patch.force_hwid,
+               "min_hwid_len": patch.min_hwid_len, "session_secs": patch.session_secs,
+               "force_encryption": patch.force_encryption, "min_username_len": patch.min_username_len,
+               "program_hashes": patch.program_hashes, "messages": patch.messages,
+               "signing_key_id": patch.signing_key_id}),
     );
-    Ok(from_row(&row))
+    Ok(row)
+}
+
+/// Writes the client-API settings a patch carries; `None` when it carries none.
+async fn set_client_settings(
+    wtx: &mut WriteTx<'_>,
+    id: Uuid,
+    patch: &AppPatch,
+    (download, messages): &(Option<String>, Option<serde_json::Value>),
+) -> StoreResult<Option<App>> {
+    let p = patch;
+    let any = download.is_some()
+        || p.force_hwid.is_some()
+        || p.min_hwid_len.is_some()
+        || p.session_secs.is_some()
+        || p.force_encryption.is_some()
+        || p.min_username_len.is_some()
+        || p.program_hashes.is_some()
+        || messages.is_some()
+        || p.signing_key_id.is_some();
+    if !any {
+        return Ok(None);
+    }
+    if let Some(Some(key)) = p.signing_key_id {
+        let usable = wtx
+            .tx()
+            .query_opt(
+                "SELECT 1 FROM signing_keys WHERE id = $1 AND retired_at IS NULL FOR KEY SHARE",
+                &[&key],
+            )
+            .await?;
+        if usable.is_none() {
+            return Err(StoreError::Invalid(
+                "signing_key_id is not an active signing key".into(),
+            ));
+        }
+    }
+    let hashes: Option<Vec<String>> = p
+        .program_hashes
+        .as_ref()
+        .map(|h| h.iter().map(|s| s.trim().to_string()).collect());
+    let row = wtx
+        .tx()
+        .query_opt(
+            &format!(
+                "UPDATE apps SET download_url = CASE WHEN $3::text IS NULL THEN download_url ELSE nullif($3, '') END,
+                        force_hwid = coalesce($4, force_hwid), min_hwid_len = coalesce($5, min_hwid_len),
+                        session_secs = coalesce($6, session_secs),
+                        force_encryption = coalesce($7, force_encryption),
+                        min_username_len = coalesce($8, min_username_len),
+                        program_hashes = coalesce($9, program_hashes), messages = coalesce($10, messages),
+                        signing_key_id = CASE WHEN $11 THEN $12 ELSE signing_key_id END,
+                        updated_at = now()
+                 WHERE id = $1 AND account_id = $2 RETURNING {COLUMNS}"
+            ),
+            &[
+                &id,
+                &wtx.account_id(),
+                download,
+                &p.force_hwid,
+                &p.min_hwid_len,
+                &p.session_secs,
+                &p.force_encryption,
+                &p.min_username_len,
+                &hashes,
+                messages,
+                &p.signing_key_id.is_some(),
+                &p.signing_key_id.flatten(),
+            ],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("app"))?;
+    Ok(Some(from_row(&row)))
 }
 
 pub async fn reset_secret(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<App> {
@@ -296,4 +474,42 @@ pub async fn reset_data(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
     wtx.invalidate(Invalidation::App { app: id });
     wtx.audit("app.reset", "app", Some(id.to_string()), json!({}));
     Ok(())
+}
+
+/// The client API addresses an app by its owner's public id and its name.
+pub async fn find_by_owner_and_name<C: GenericClient + Sync>(
+    c: &C,
+    owner_public_id: &str,
+    name: &str,
+) -> StoreResult<Option<Uuid>> {
+    Ok(c.query_opt(
+        "SELECT a.id FROM apps a JOIN accounts o ON o.id = a.account_id
+              WHERE o.public_id = $1 AND a.name = $2",
+        &[&owner_public_id, &name],
+    )
+    .await?
+    .map(|r| r.get(0)))
+}
+
+/// The hash check's first-run learning: stores the first program hash a client sends while the
+/// app accepts none yet. Returns whether it was stored (a racing client may have won).
+pub async fn learn_program_hash(wtx: &mut WriteTx<'_>, id: Uuid, hash: &str) -> StoreResult<bool> {
+    let n = wtx
+        .tx()
+        .execute(
+            "UPDATE apps SET program_hashes = ARRAY[$2::text], updated_at = now()
+              WHERE id = $1 AND program_hashes = '{}'",
+            &[&id, &hash],
+        )
+        .await?;
+    if n > 0 {
+        wtx.invalidate(Invalidation::App { app: id });
+        wtx.audit(
+            "app.learn_hash",
+            "app",
+            Some(id.to_string()),
+            json!({"hash": hash}),
+        );
+    }
+    Ok(n > 0)
 }

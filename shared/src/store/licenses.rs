@@ -752,3 +752,33 @@ pub async fn delete_many(wtx: &mut WriteTx<'_>, app_id: Uuid, which: Bulk) -> St
     );
     Ok(n)
 }
+
+/// Redeems a key for an end user (KeyAuth `register`, `upgrade`, `license`): counts a use when
+/// one is left, records who used it and starts an expiry-on-first-use. `false` when the key is
+/// banned or used up (checked under the row's lock, so concurrent redeems cannot overrun).
+pub async fn redeem(wtx: &mut WriteTx<'_>, license_id: Uuid, username: &str) -> StoreResult<bool> {
+    let row = wtx
+        .tx()
+        .query_opt(
+            "UPDATE licenses SET uses = uses + 1, used_by = $2, used_at = coalesce(used_at, now()),
+                    expires_at = CASE WHEN expires_at IS NULL AND duration_secs IS NOT NULL
+                                      THEN now() + make_interval(secs => duration_secs) ELSE expires_at END
+              WHERE id = $1 AND status = 'active' AND uses < max_uses
+              RETURNING app_id, key",
+            &[&license_id, &username],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(false) };
+    let (app, key): (Uuid, String) = (row.get(0), row.get(1));
+    wtx.invalidate(Invalidation::License {
+        app,
+        key: key.clone(),
+    });
+    wtx.audit(
+        "license.redeem",
+        "license",
+        Some(license_id.to_string()),
+        json!({"key": key, "username": username}),
+    );
+    Ok(true)
+}

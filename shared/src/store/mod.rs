@@ -8,6 +8,8 @@ pub mod audit;
 pub mod blacklist;
 pub mod client_logs;
 pub mod licenses;
+pub mod sessions;
+pub mod signing_keys;
 pub mod subscriptions;
 pub mod usage;
 pub mod users;

@@ -160,6 +160,31 @@ pub struct NewUser<'a> {
 }
 
 pub async fn create(wtx: &mut WriteTx<'_>, app_id: Uuid, u: &NewUser<'_>) -> StoreResult<AppUser> {
+    let (id, username) = insert(wtx, app_id, u).await?;
+    grant(wtx, app_id, id, u.subscription, u.level, u.days, u.key).await?;
+    created(wtx, app_id, id, username, u.subscription).await
+}
+
+/// A user registering with a license key (client-API `register`/`license`): the subscription is
+/// the key's tier for `secs`, instead of `NewUser`'s subscription fields.
+pub async fn create_for_key(
+    wtx: &mut WriteTx<'_>,
+    app_id: Uuid,
+    u: &NewUser<'_>,
+    tier: &crate::model::Subscription,
+    secs: i64,
+    key: &str,
+) -> StoreResult<AppUser> {
+    let (id, username) = insert(wtx, app_id, u).await?;
+    grant_for_key(wtx, id, tier, secs, key).await?;
+    created(wtx, app_id, id, username, Some(&tier.name)).await
+}
+
+async fn insert(
+    wtx: &mut WriteTx<'_>,
+    app_id: Uuid,
+    u: &NewUser<'_>,
+) -> StoreResult<(Uuid, String)> {
     let username = validate_username(u.username)?;
     if u.email.is_some_and(|e| e.len() > 254) {
         return Err(StoreError::Invalid(
@@ -180,17 +205,26 @@ pub async fn create(wtx: &mut WriteTx<'_>, app_id: Uuid, u: &NewUser<'_>) -> Sto
     if inserted.is_none() {
         return Err(StoreError::NotFound("app"));
     }
-    grant(wtx, app_id, id, u.subscription, u.level, u.days, u.key).await?;
-    wtx.invalidate(Invalidation::User {
-        app: app_id,
-        username: username.to_string(),
-    });
+    Ok((id, username.to_string()))
+}
+
+async fn created(
+    wtx: &mut WriteTx<'_>,
+    app_id: Uuid,
+    id: Uuid,
+    username: String,
+    subscription: Option<&str>,
+) -> StoreResult<AppUser> {
     wtx.audit(
         "user.create",
         "user",
         Some(id.to_string()),
-        json!({"app_id": app_id, "username": username, "subscription": u.subscription}),
+        json!({"app_id": app_id, "username": username, "subscription": subscription}),
     );
+    wtx.invalidate(Invalidation::User {
+        app: app_id,
+        username,
+    });
     get(wtx.tx(), wtx.account_id(), app_id, id).await
 }
 
@@ -479,4 +513,102 @@ pub async fn delete_many(
         json!({"deleted": n}),
     );
     Ok(n)
+}
+
+/// Grants (or lengthens) the subscription a redeemed key gives: `secs` from now, or from the end
+/// of the time the user already has on that subscription.
+pub async fn grant_for_key(
+    wtx: &mut WriteTx<'_>,
+    user_id: Uuid,
+    tier: &crate::model::Subscription,
+    secs: i64,
+    key: &str,
+) -> StoreResult<()> {
+    let secs = secs.clamp(1, 3_162_240_000) as f64;
+    wtx.tx()
+        .execute(
+            "INSERT INTO user_subscriptions (id, account_id, user_id, name, level, expires_at, key)
+             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7)
+             ON CONFLICT (user_id, name) DO UPDATE
+               SET expires_at = greatest(user_subscriptions.expires_at, now()) + make_interval(secs => $6),
+                   key = EXCLUDED.key",
+            &[&Uuid::new_v4(), &wtx.account_id(), &user_id, &tier.name, &tier.level, &secs, &key],
+        )
+        .await?;
+    let username: String = wtx
+        .tx()
+        .query_one("SELECT username FROM app_users WHERE id = $1", &[&user_id])
+        .await?
+        .get(0);
+    wtx.invalidate(Invalidation::User {
+        app: tier.app_id,
+        username,
+    });
+    Ok(())
+}
+
+/// A client-API login: records the time and address and binds the HWID when none is bound yet.
+pub async fn record_login(
+    wtx: &mut WriteTx<'_>,
+    app_id: Uuid,
+    user: &AppUser,
+    ip: &str,
+    bind_hwid: Option<&str>,
+) -> StoreResult<()> {
+    wtx.tx()
+        .execute(
+            "UPDATE app_users SET last_login_at = now(), ip = $3,
+                    hwid = CASE WHEN hwid IS NULL THEN $4 ELSE hwid END
+              WHERE id = $1 AND app_id = $2",
+            &[&user.id, &app_id, &ip, &bind_hwid],
+        )
+        .await?;
+    wtx.invalidate(Invalidation::User {
+        app: app_id,
+        username: user.username.clone(),
+    });
+    Ok(())
+}
+
+/// Renames a user (client-API `changeUsername`); their sessions end.
+pub async fn rename(
+    wtx: &mut WriteTx<'_>,
+    app_id: Uuid,
+    user: &AppUser,
+    new_name: &str,
+) -> StoreResult<()> {
+    let new_name = validate_username(new_name)?;
+    wtx.tx()
+        .execute(
+            "UPDATE app_users SET username = $3 WHERE id = $1 AND app_id = $2",
+            &[&user.id, &app_id, &new_name],
+        )
+        .await
+        .map_err(|e| StoreError::from(e).conflict_on_unique("Username already used!"))?;
+    let sessions = wtx
+        .tx()
+        .query(
+            "DELETE FROM sessions WHERE user_id = $1 RETURNING id",
+            &[&user.id],
+        )
+        .await?;
+    for s in sessions {
+        wtx.invalidate(Invalidation::Session {
+            app: app_id,
+            id: s.get(0),
+        });
+    }
+    for name in [user.username.as_str(), new_name] {
+        wtx.invalidate(Invalidation::User {
+            app: app_id,
+            username: name.to_string(),
+        });
+    }
+    wtx.audit(
+        "user.rename",
+        "user",
+        Some(user.id.to_string()),
+        json!({"from": user.username, "to": new_name}),
+    );
+    Ok(())
 }

@@ -220,3 +220,34 @@ pub async fn delete_user(wtx: &mut WriteTx<'_>, app_id: Uuid, id: Uuid) -> Store
     );
     Ok(())
 }
+
+/// A global variable as the client API serves it (`var`).
+#[derive(Debug, Clone)]
+pub struct ClientVar {
+    pub value: String,
+    /// Only a validated session may read it.
+    pub authed: bool,
+}
+
+/// Every global variable of an app, for the validator's cache.
+pub async fn client_vars<C: GenericClient + Sync>(
+    c: &C,
+    app_id: Uuid,
+) -> StoreResult<std::collections::HashMap<String, ClientVar>> {
+    Ok(c.query(
+        "SELECT key, value, authed FROM app_vars WHERE app_id = $1",
+        &[&app_id],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        (
+            r.get(0),
+            ClientVar {
+                value: r.get(1),
+                authed: r.get(2),
+            },
+        )
+    })
+    .collect())
+}

@@ -9,7 +9,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::model::Webhook;
 use crate::write::WriteTx;
 
-const COLUMNS: &str = "id, app_id, name, url, user_agent, body, auth_header, created_at";
+const COLUMNS: &str = "id, app_id, name, url, user_agent, body, auth_header, authed, created_at";
 
 fn from_row(r: &Row) -> Webhook {
     let auth_header: Option<String> = r.get("auth_header");
@@ -22,6 +22,7 @@ fn from_row(r: &Row) -> Webhook {
         body: r.get("body"),
         has_auth_header: auth_header.is_some(),
         auth_header,
+        authed: r.get("authed"),
         created_at: r.get("created_at"),
     }
 }
@@ -34,6 +35,9 @@ pub struct NewWebhook {
     pub user_agent: Option<String>,
     pub body: Option<String>,
     pub auth_header: Option<String>,
+    /// Callable only from a validated session (default true).
+    #[serde(default)]
+    pub authed: Option<bool>,
 }
 
 fn check(w: &NewWebhook) -> StoreResult<()> {
@@ -92,17 +96,32 @@ pub async fn find<C: GenericClient + Sync>(
     .map(|r| from_row(&r)))
 }
 
+/// For the client API's `webid`: a webhook's id or its name.
+pub async fn find_for_client<C: GenericClient + Sync>(
+    c: &C,
+    app_id: Uuid,
+    webid: &str,
+) -> StoreResult<Option<Webhook>> {
+    let id = Uuid::parse_str(webid).ok();
+    Ok(c.query_opt(
+        &format!("SELECT {COLUMNS} FROM webhooks WHERE app_id = $1 AND (id = $2 OR name = $3) ORDER BY id = $2 DESC LIMIT 1"),
+        &[&app_id, &id, &webid],
+    )
+    .await?
+    .map(|r| from_row(&r)))
+}
+
 pub async fn create(wtx: &mut WriteTx<'_>, app_id: Uuid, w: &NewWebhook) -> StoreResult<Webhook> {
     check(w)?;
     let row = wtx
         .tx()
         .query_opt(
             &format!(
-                "INSERT INTO webhooks (id, account_id, app_id, name, url, user_agent, body, auth_header)
-                 SELECT $1, a.account_id, a.id, $4, $5, $6, $7, $8 FROM apps a WHERE a.id = $2 AND a.account_id = $3
+                "INSERT INTO webhooks (id, account_id, app_id, name, url, user_agent, body, auth_header, authed)
+                 SELECT $1, a.account_id, a.id, $4, $5, $6, $7, $8, $9 FROM apps a WHERE a.id = $2 AND a.account_id = $3
                  RETURNING {COLUMNS}"
             ),
-            &[&Uuid::new_v4(), &app_id, &wtx.account_id(), &w.name.trim(), &w.url.trim(), &w.user_agent, &w.body, &w.auth_header],
+            &[&Uuid::new_v4(), &app_id, &wtx.account_id(), &w.name.trim(), &w.url.trim(), &w.user_agent, &w.body, &w.auth_header, &w.authed.unwrap_or(true)],
         )
         .await?
         .ok_or(StoreError::NotFound("app"))?;
