@@ -18,7 +18,7 @@ CREATE UNIQUE INDEX signing_keys_one_primary ON signing_keys ((true)) WHERE is_p
 ALTER TABLE apps ADD COLUMN download_url text;
 ALTER TABLE apps ADD COLUMN force_hwid boolean NOT NULL DEFAULT true;
 ALTER TABLE apps ADD COLUMN min_hwid_len integer NOT NULL DEFAULT 20 CHECK (min_hwid_len BETWEEN 0 AND 256);
-ALTER TABLE apps ADD COLUMN session_secs integer NOT NULL DEFAULT 21600 CHECK (session_secs BETWEEN 60 AND 2592000);
+ALTER TABLE apps ADD COLUMN session_secs integer NOT NULL DEFAULT 21600 CHECK (session_secs BETWEEN 1 AND 2592000);
 ALTER TABLE apps ADD COLUMN force_encryption boolean NOT NULL DEFAULT false;
 ALTER TABLE apps ADD COLUMN min_username_len integer NOT NULL DEFAULT 1 CHECK (min_username_len BETWEEN 1 AND 64);
 -- Accepted program hashes (hash check), learned from the first client when empty.

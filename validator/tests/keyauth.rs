@@ -63,6 +63,14 @@ impl Client {
         assert!(a.success(), "init: {}", a.text);
         a.json["sessionid"].as_str().expect("sessionid").to_string()
     }
+
+    async fn init_with(&self, extra: &[(&str, &str)]) -> String {
+        let mut p = vec![("type", "init")];
+        p.extend_from_slice(extra);
+        let a = self.call("1.2", &p).await;
+        assert!(a.success(), "init: {}", a.text);
+        a.json["sessionid"].as_str().expect("sessionid").to_string()
+    }
 }
 
 async fn answer(resp: reqwest::Response) -> Answer {
@@ -291,6 +299,41 @@ async fn v1_3_every_answer_is_signed_and_carries_code_and_ownerid() {
     assert!(a
         .message()
         .starts_with("OwnerID should be 10 characters long"));
+
+    // Rotation: this app stays on the key its clients were built with; a new app gets the new one.
+    let rotated = keyward_shared::store::signing_keys::rotate(&mut c)
+        .await
+        .expect("rotate");
+    let new_public =
+        ed25519_compact::PublicKey::from_slice(&hex::decode(&rotated.public_key).unwrap()).unwrap();
+    let mut w = WriteTx::begin(&mut c, t.actor.clone()).await.unwrap();
+    apps::create(
+        &mut w,
+        &apps::AppPatch {
+            name: Some("app2".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    w.commit().await.unwrap();
+    let app2 = Client {
+        name: "app2".into(),
+        ..client(v.addr(), &owner)
+    };
+    let a = eventually(
+        Duration::from_secs(2),
+        "new app signed with the new key",
+        || async {
+            let a = app2.call("1.3", &[("type", "init")]).await;
+            a.success().then_some(a)
+        },
+    )
+    .await
+    .0;
+    verify_1_3(&a, &new_public);
+    let a = ka.call("1.3", &[("type", "init")]).await;
+    verify_1_3(&a, &public);
     v.shutdown().await;
 }
 
@@ -700,7 +743,7 @@ async fn hostile_input_gets_the_protocol_shape_never_a_5xx() {
 }
 
 #[tokio::test]
-async fn per_app_limit_answers_429_and_imported_bcrypt_users_are_upgraded() {
+async fn per_app_and_per_address_limits_answer_429_and_bcrypt_users_are_upgraded() {
     let db = TestDb::new().await;
     let (mut c, t, owner) = setup(&db, false).await;
     // An imported KeyAuth user: bcrypt `$2y$`.
@@ -770,6 +813,24 @@ async fn per_app_limit_answers_429_and_imported_bcrypt_users_are_upgraded() {
     assert!(a.headers.contains_key("retry-after"));
     assert_eq!(a.json["success"], false);
     assert!(a.message().contains("too many requests"));
+    // Per client address too (the validator-wide limit, shared with /v1/validate).
+    let per_ip = validator(&db.url, |cfg| {
+        cfg.rate_limit_per_sec = 1;
+        cfg.rate_limit_burst = 2;
+    })
+    .await;
+    let other = client(per_ip.addr(), &owner);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let a = other.call("1.2", &[("type", "init")]).await;
+        if a.status == 429 {
+            assert_eq!(a.json["success"], false, "{}", a.text);
+            assert!(a.headers.contains_key("retry-after"));
+        }
+        statuses.push(a.status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    per_ip.shutdown().await;
     v.shutdown().await;
 }
 
@@ -944,5 +1005,173 @@ async fn sessions_are_persisted_before_the_answer_and_bodies_are_php_encoded() {
         a.text.as_bytes(),
     );
     assert_eq!(a.headers["signature"], expected.as_str());
+    v.shutdown().await;
+}
+
+#[tokio::test]
+async fn hash_check_session_expiry_transports_and_username_change() {
+    let db = TestDb::new().await;
+    let (mut c, t, owner) = setup(&db, false).await;
+    let key = keys(&mut c, &t, 1).await.remove(0);
+    patch_app(
+        &mut c,
+        &t,
+        apps::AppPatch {
+            hash_check: Some(true),
+            session_secs: Some(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    let v = validator(&db.url, |_| {}).await;
+    let ka = client(v.addr(), &owner);
+    let hash_fail = "This program hash does not match, make sure you're using latest version";
+    assert_eq!(
+        ka.call("1.2", &[("type", "init")]).await.message(),
+        hash_fail
+    );
+    // The first hash is learned; others are refused once every validator has seen it.
+    assert!(ka
+        .call("1.2", &[("type", "init"), ("hash", "abc")])
+        .await
+        .success());
+    eventually(Duration::from_secs(2), "other hash refused", || async {
+        let a = ka.call("1.2", &[("type", "init"), ("hash", "abd")]).await;
+        (a.message() == hash_fail).then_some(())
+    })
+    .await;
+    let a = ka.call("1.2", &[("type", "init"), ("hash", "ABC")]).await;
+    assert!(a.success(), "{}", a.text);
+
+    // Every transport: GET query, POST with an empty body and a query, JSON, multipart.
+    let base = format!("http://{}/api/1.1/", v.addr());
+    let query = [
+        ("type", "init"),
+        ("name", "app"),
+        ("ownerid", owner.as_str()),
+        ("hash", "abc"),
+    ];
+    let http = reqwest::Client::new();
+    let get = answer(http.get(&base).query(&query).send().await.unwrap()).await;
+    let empty_post = answer(http.post(&base).query(&query).send().await.unwrap()).await;
+    let json_body =
+        serde_json::json!({"type": "init", "name": "app", "ownerid": owner, "hash": "abc"});
+    let json = answer(http.post(&base).json(&json_body).send().await.unwrap()).await;
+    let mut multipart = String::new();
+    for (k, v) in query {
+        multipart.push_str(&format!(
+            "--b0undary\r\ncontent-disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+        ));
+    }
+    multipart.push_str("--b0undary--\r\n");
+    let mp = answer(
+        http.post(&base)
+            .header("content-type", "multipart/form-data; boundary=b0undary")
+            .body(multipart)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    for a in [get, empty_post, json, mp] {
+        assert!(a.success(), "{}", a.text);
+        assert!(a.headers.get("signature").is_none(), "1.1 is unsigned");
+    }
+
+    // Sessions end on schedule (1 s here), on every path, and are purged from the table.
+    let sid = ka.init_with(&[("hash", "abc")]).await;
+    let a = ka
+        .call("1.2", &[("type", "check"), ("sessionid", &sid)])
+        .await;
+    assert_eq!(a.message(), "Session is not validated");
+    eventually(Duration::from_secs(5), "session expired", || async {
+        let a = ka
+            .call("1.2", &[("type", "check"), ("sessionid", &sid)])
+            .await;
+        (a.message() == NOT_FOUND_SESSION).then_some(())
+    })
+    .await;
+    let purged = keyward_shared::store::sessions::purge_expired(&c, 1000)
+        .await
+        .unwrap();
+    assert!(purged >= 1);
+
+    // checkblacklist under its three names; then changeUsername ends the session.
+    patch_app(
+        &mut c,
+        &t,
+        apps::AppPatch {
+            session_secs: Some(3600),
+            ..Default::default()
+        },
+    )
+    .await;
+    let sid = eventually(Duration::from_secs(2), "long sessions", || async {
+        let sid = ka.init_with(&[("hash", "abc")]).await;
+        let row: chrono::DateTime<chrono::Utc> = c
+            .query_one("SELECT expires_at FROM sessions WHERE id = $1", &[&sid])
+            .await
+            .unwrap()
+            .get(0);
+        (row > chrono::Utc::now() + chrono::Duration::seconds(600)).then_some(sid)
+    })
+    .await
+    .0;
+    for name in ["checkblacklist", "checkblack", "checkBlack"] {
+        let a = ka
+            .call(
+                "1.2",
+                &[("type", name), ("hwid", HWID), ("sessionid", &sid)],
+            )
+            .await;
+        assert_eq!(a.message(), "Client is not blacklisted", "{name}");
+    }
+    let a = ka
+        .call(
+            "1.2",
+            &[
+                ("type", "register"),
+                ("username", "first"),
+                ("pass", "pw"),
+                ("key", &key),
+                ("sessionid", &sid),
+            ],
+        )
+        .await;
+    assert!(a.success(), "{}", a.text);
+    let a = ka
+        .call(
+            "1.2",
+            &[
+                ("type", "changeUsername"),
+                ("newUsername", "second"),
+                ("sessionid", &sid),
+            ],
+        )
+        .await;
+    assert_eq!(
+        a.message(),
+        "Successfully changed username, user logged out."
+    );
+    let a = ka
+        .call("1.2", &[("type", "check"), ("sessionid", &sid)])
+        .await;
+    assert_eq!(a.message(), NOT_FOUND_SESSION);
+    let sid = ka.init_with(&[("hash", "abc")]).await;
+    for (name, expect) in [("second", "Logged in!"), ("first", "Invalid username")] {
+        let a = ka
+            .call(
+                "1.2",
+                &[
+                    ("type", "login"),
+                    ("username", name),
+                    ("pass", "pw"),
+                    ("hwid", HWID),
+                    ("sessionid", &sid),
+                ],
+            )
+            .await;
+        assert_eq!(a.message(), expect, "{}", a.text);
+    }
     v.shutdown().await;
 }

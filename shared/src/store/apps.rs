@@ -107,10 +107,10 @@ fn check_client_settings(
     }
     if patch
         .session_secs
-        .is_some_and(|n| !(60..=2_592_000).contains(&n))
+        .is_some_and(|n| !(1..=2_592_000).contains(&n))
     {
         return Err(invalid(
-            "session_secs must be between 60 and 2592000 (30 days)".into(),
+            "session_secs must be between 1 and 2592000 (30 days)".into(),
         ));
     }
     if patch
