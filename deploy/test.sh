@@ -7,6 +7,14 @@ cd "$(dirname "$0")/.."
 . deploy/lib/pg.sh
 
 pg_ensure_installed
+# The real KeyAuth Rust SDK that the client-API tests drive links OpenSSL through reqwest 0.11.
+if ! pkg-config --exists openssl 2>/dev/null; then
+  echo "keyward: installing pkg-config and libssl-dev for the KeyAuth SDK tests" >&2
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq pkg-config libssl-dev >&2
+fi
 datadir=$(mktemp -d /tmp/keyward-test-pg.XXXXXX)
 chmod 755 "$datadir"
 cleanup() { pg_stop "$datadir"; rm -rf "$datadir"; }

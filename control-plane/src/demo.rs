@@ -65,6 +65,8 @@ const KINDS: [Kind; 3] = [
 ];
 
 pub struct Demo {
+    /// The account's public id: the `ownerid` KeyAuth clients send.
+    pub owner_id: String,
     pub password: String,
     pub api_key: String,
     pub app: App,
@@ -149,6 +151,7 @@ pub async fn create(database_url: &str) -> anyhow::Result<Demo> {
     }
     w.commit().await?;
     Ok(Demo {
+        owner_id: account.public_id.clone(),
         password,
         api_key,
         app,
@@ -188,6 +191,10 @@ impl Demo {
             self.app.name, self.app.id
         ));
         out.push_str(&format!("  app secret      {}\n", self.app.secret));
+        out.push_str(&format!(
+            "  ownerid         {}   (KeyAuth SDKs: name \"{}\", this ownerid, the secret, URL {validator_url}/api/1.2/)\n",
+            self.owner_id, self.app.name
+        ));
         for l in &self.licenses {
             out.push_str(&format!(
                 "  license key     {}   {}\n",

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use keyward_shared::invalidation::{self, Invalidation};
 use keyward_shared::keygen::Mask;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -102,6 +102,62 @@ async fn apps_crud() {
         .ok(Method::GET, &format!("/v1/apps/{id}"), &t, None)
         .await;
     assert_eq!(got["paused"], true);
+    // Client-API settings: messages by KeyAuth name, session length, download link, hashes.
+    let client = json!({
+        "messages": {"keynotfound": "No such key"},
+        "session_secs": 120,
+        "download_url": "https://example.com/new",
+        "program_hashes": ["abc"],
+        "force_hwid": false,
+        "min_hwid_len": 8
+    });
+    let patched = cp
+        .ok(Method::PATCH, &format!("/v1/apps/{id}"), &t, Some(client))
+        .await;
+    assert_eq!(patched["messages"]["keynotfound"], "No such key");
+    assert_eq!(patched["session_secs"], 120);
+    assert_eq!(patched["download_url"], "https://example.com/new");
+    assert_eq!(patched["program_hashes"], json!(["abc"]));
+    assert_eq!(
+        (
+            patched["force_hwid"].as_bool(),
+            patched["min_hwid_len"].as_i64()
+        ),
+        (Some(false), Some(8))
+    );
+    for (bad, says) in [
+        (json!({"messages": {"nosuch": "x"}}), "nosuch"),
+        (json!({"session_secs": 0}), "session_secs"),
+        (json!({"download_url": "ftp://x"}), "download_url"),
+        (
+            json!({"signing_key_id": "00000000-0000-0000-0000-000000000000"}),
+            "signing_key_id",
+        ),
+    ] {
+        let r = cp
+            .call(
+                Method::PATCH,
+                &format!("/v1/apps/{id}"),
+                Some(&t),
+                Some(bad),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(
+            r.body["message"].as_str().unwrap().contains(says),
+            "{}",
+            r.body
+        );
+    }
+    let cleared = cp
+        .ok(
+            Method::PATCH,
+            &format!("/v1/apps/{id}"),
+            &t,
+            Some(json!({"download_url": ""})),
+        )
+        .await;
+    assert_eq!(cleared["download_url"], Value::Null);
     let reset = cp
         .ok(
             Method::POST,
