@@ -24,6 +24,7 @@ pub struct Metrics {
     pub listener_connected: Gauge,
     pub license_cache_entries: Gauge,
     pub rate_limiter_tracked: Gauge,
+    pub password_hashes: Gauge,
 }
 
 impl Metrics {
@@ -109,7 +110,14 @@ impl Metrics {
             "Client addresses with rate-limiter state",
             rate_limiter_tracked.clone(),
         );
+        let password_hashes = Gauge::default();
+        registry.register(
+            "password_hashes",
+            "End-user password hashes computed (argon2id/bcrypt, incl. unknown-user dummies)",
+            password_hashes.clone(),
+        );
         Metrics {
+            password_hashes,
             registry,
             verdicts,
             errors,

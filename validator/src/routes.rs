@@ -105,6 +105,10 @@ fn metrics(state: &State) -> Response<Full<Bytes>> {
         .metrics
         .rate_limiter_tracked
         .set(state.limiter.tracked() as i64);
+    state
+        .metrics
+        .password_hashes
+        .set(state.client.passwords.computed() as i64);
     let mut resp = Response::new(Full::new(Bytes::from(state.metrics.render())));
     resp.headers_mut().insert(
         CONTENT_TYPE,

@@ -8,6 +8,7 @@
 //! only while the stored hash is unchanged, so a returning client (KeyAuth `license` logs in
 //! with the key on every start) does not pay a full hash again.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use keyward_shared::model::AppUser;
@@ -33,6 +34,8 @@ pub enum PasswordError {
 
 pub struct Passwords {
     permits: Arc<Semaphore>,
+    /// Hashes computed (verifications and new hashes), for tests and metrics.
+    computed: AtomicU64,
     /// (user, keyed digest of the password) → the stored hash it was verified against.
     verified: Cache<(Uuid, String), Arc<str>>,
     digest_key: [u8; 32],
@@ -46,6 +49,7 @@ impl Passwords {
     pub fn new(concurrency: usize) -> Passwords {
         Passwords {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            computed: AtomicU64::new(0),
             verified: Cache::builder()
                 .max_capacity(200_000)
                 .time_to_live(std::time::Duration::from_secs(3600))
@@ -67,6 +71,7 @@ impl Passwords {
             .acquire()
             .await
             .map_err(|e| PasswordError::Unavailable(e.to_string()))?;
+        self.computed.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| PasswordError::Unavailable(e.to_string()))
@@ -120,6 +125,10 @@ impl Passwords {
             self.verified.insert(key, hash).await;
         }
         Ok(outcome)
+    }
+
+    pub fn computed(&self) -> u64 {
+        self.computed.load(Ordering::Relaxed)
     }
 
     /// An argon2id hash for a new user.
@@ -195,6 +204,13 @@ mod tests {
             p.verify(Some(&imported), "wrong").await.unwrap(),
             Outcome::Mismatch
         );
+        // An unknown user runs a full hash, as a known one does on its first check.
+        let before = p.computed();
         assert_eq!(p.verify(None, "anything").await.unwrap(), Outcome::Mismatch);
+        assert_eq!(p.computed(), before + 1);
+        let fresh = user(p.hash("pw").await.unwrap());
+        let before = p.computed();
+        p.verify(Some(&fresh), "not it").await.unwrap();
+        assert_eq!(p.computed(), before + 1);
     }
 }
