@@ -1,13 +1,19 @@
-//! `keyward-loadtest`: a small closed-loop HTTP/1.1 load generator for Keyward's validator, and a
-//! bare hyper `baseline-server` to compare it with (same body size, same machine).
-
-mod baseline;
-mod closed_loop;
+//! `keyward-loadtest`: Keyward's load generator (native and KeyAuth scenarios, closed and open
+//! loop, per-step hdrhistograms, JSON and SVG reports), a bare hyper `baseline-server` to compare
+//! with, and `compare` (A/B interleaved runs with the ratio of each pair).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use keyward_loadtest::engine::{self, LoadConfig, Mode, Target};
+use keyward_loadtest::report::Report;
+use keyward_loadtest::scenario::{KeyAuthVersion, Scenario};
+use keyward_loadtest::{baseline, progress};
 
 #[derive(Parser)]
 #[command(version, about = "Load generator for Keyward validators")]
@@ -18,36 +24,238 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Closed loop against POST /v1/validate: each connection sends its next request when the
-    /// previous answer arrived (max throughput; latency suffers coordinated omission).
-    Validate {
-        /// Validator base URL, e.g. http://127.0.0.1:8081
-        #[arg(long, default_value = "http://127.0.0.1:8081")]
-        url: String,
-        #[arg(long)]
-        app: String,
-        #[arg(long)]
-        key: String,
-        #[arg(long)]
-        hwid: Option<String>,
-        /// Concurrent keep-alive connections.
-        #[arg(short = 'c', long, default_value_t = 16)]
-        connections: usize,
-        /// Run time in seconds.
-        #[arg(short = 'd', long, default_value_t = 10.0)]
-        duration: f64,
-        /// Stop after this many requests in total (whichever comes first).
-        #[arg(long)]
-        max_requests: Option<u64>,
+    /// Runs one scenario against a validator and reports it.
+    Run {
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// A bare hyper server answering every request with a fixed JSON body: the reference point.
     BaselineServer {
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
-        /// Size of the response body in bytes.
+        /// Size of the response body in bytes (match the validator's answer).
         #[arg(long, default_value_t = 120)]
         body_size: usize,
     },
+    /// Runs the scenario against A and B in turn (A, B, A, B, …) and prints the A/B throughput
+    /// ratio of each pair and their median.
+    Compare {
+        /// The system under test, e.g. a validator.
+        #[arg(long)]
+        a: String,
+        /// The reference, e.g. a baseline-server with the same body size.
+        #[arg(long)]
+        b: String,
+        /// Number of A/B pairs.
+        #[arg(long, default_value_t = 3)]
+        pairs: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+        /// Write the pairs and the median as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct LoadArgs {
+    /// Validator base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    url: String,
+    /// Concurrent keep-alive connections.
+    #[arg(short = 'c', long, default_value_t = 16)]
+    connections: usize,
+    /// Run time in seconds.
+    #[arg(short = 'd', long, default_value_t = 10.0)]
+    duration: f64,
+    /// Stop after this many requests in total (whichever comes first).
+    #[arg(long)]
+    max_requests: Option<u64>,
+    /// Open loop at this many requests per second (latency from the intended send time);
+    /// without it, closed loop (maximum throughput).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Per-request timeout in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    timeout_ms: u64,
+}
+
+impl LoadArgs {
+    fn config(&self) -> LoadConfig {
+        LoadConfig {
+            connections: self.connections,
+            duration: Duration::from_secs_f64(self.duration.max(0.0)),
+            max_requests: self.max_requests,
+            mode: match self.rate {
+                Some(rate) => Mode::Open { rate },
+                None => Mode::Closed,
+            },
+            timeout: Duration::from_millis(self.timeout_ms.max(1)),
+        }
+    }
+
+    fn mode_label(&self) -> String {
+        match self.rate {
+            Some(r) => format!("open loop at {r} req/s"),
+            None => "closed loop".into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScenarioKind {
+    /// POST /v1/validate, keys drawn uniformly from --key/--keys-file.
+    Validate,
+    /// Known keys, plus --unknown-share unknown keys and --activation-share new HWIDs.
+    Mixed,
+    /// KeyAuth 1.2: init → license → check, HMAC-verified.
+    Keyauth12,
+    /// KeyAuth 1.3: init → license → check, Ed25519-verified (--public-key).
+    Keyauth13,
+}
+
+#[derive(Args, Clone)]
+struct ScenarioArgs {
+    #[arg(long, value_enum, default_value = "validate")]
+    scenario: ScenarioKind,
+    /// App id (native scenarios).
+    #[arg(long)]
+    app: Option<String>,
+    /// A license key (repeatable).
+    #[arg(long = "key")]
+    keys: Vec<String>,
+    /// A file with one license key per line (e.g. written by a seeding script); with more keys
+    /// than the validator caches this is the cold-key scenario.
+    #[arg(long)]
+    keys_file: Option<PathBuf>,
+    #[arg(long)]
+    hwid: Option<String>,
+    #[arg(long, default_value_t = 0.1)]
+    unknown_share: f64,
+    #[arg(long, default_value_t = 0.01)]
+    activation_share: f64,
+    /// KeyAuth: app name, owner id, app secret.
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    owner: Option<String>,
+    #[arg(long)]
+    secret: Option<String>,
+    /// KeyAuth 1.3: the deployment's Ed25519 public key (hex).
+    #[arg(long)]
+    public_key: Option<String>,
+}
+
+impl ScenarioArgs {
+    fn build(&self) -> anyhow::Result<Scenario> {
+        let mut keys = self.keys.clone();
+        if let Some(path) = &self.keys_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            keys.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string),
+            );
+        }
+        if keys.is_empty() {
+            anyhow::bail!("give at least one --key or a --keys-file");
+        }
+        let keys = Arc::new(keys);
+        let need = |v: &Option<String>, flag: &str| {
+            v.clone()
+                .ok_or_else(|| anyhow::anyhow!("this scenario needs --{flag}"))
+        };
+        Ok(match self.scenario {
+            ScenarioKind::Validate => Scenario::Validate {
+                app: need(&self.app, "app")?,
+                keys,
+                hwid: self.hwid.clone(),
+            },
+            ScenarioKind::Mixed => Scenario::Mixed {
+                app: need(&self.app, "app")?,
+                keys,
+                unknown: self.unknown_share.clamp(0.0, 1.0),
+                activations: self.activation_share.clamp(0.0, 1.0),
+            },
+            ScenarioKind::Keyauth12 | ScenarioKind::Keyauth13 => {
+                let version = if matches!(self.scenario, ScenarioKind::Keyauth12) {
+                    KeyAuthVersion::V1_2
+                } else {
+                    KeyAuthVersion::V1_3
+                };
+                let public_key = match (&self.public_key, version) {
+                    (Some(hex_key), _) => {
+                        let bytes: [u8; 32] = hex::decode(hex_key)
+                            .ok()
+                            .and_then(|b| b.try_into().ok())
+                            .ok_or_else(|| {
+                                anyhow::anyhow!("--public-key must be 64 hex characters")
+                            })?;
+                        Some(Box::new(ed25519_dalek::VerifyingKey::from_bytes(&bytes)?))
+                    }
+                    (None, KeyAuthVersion::V1_3) => {
+                        anyhow::bail!("keyauth13 needs --public-key (GET /v1/signing-keys)")
+                    }
+                    (None, KeyAuthVersion::V1_2) => None,
+                };
+                Scenario::KeyAuth {
+                    version,
+                    name: need(&self.name, "name")?,
+                    owner: need(&self.owner, "owner")?,
+                    secret: need(&self.secret, "secret").unwrap_or_default(),
+                    keys,
+                    hwid: self
+                        .hwid
+                        .clone()
+                        .unwrap_or_else(|| "keyward-loadtest-machine-0001".into()),
+                    public_key,
+                }
+            }
+        })
+    }
+}
+
+#[derive(Args, Clone)]
+struct OutputArgs {
+    /// Name of the run in the reports.
+    #[arg(long, default_value = "run")]
+    label: String,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the latency-percentile plot (SVG) here.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+}
+
+async fn one_run(
+    url: &str,
+    load: &LoadArgs,
+    scenario: &Scenario,
+    label: &str,
+) -> anyhow::Result<Report> {
+    let target = Target::parse(url)?;
+    let cfg = load.config();
+    let live = Arc::new(engine::Live::default());
+    let progress = progress::start(live.clone(), cfg.duration, label.to_string());
+    let outcome = engine::run(&target, scenario, &cfg, live).await;
+    progress.finish().await;
+    let outcome = outcome?;
+    Ok(Report {
+        label: label.to_string(),
+        mode: load.mode_label(),
+        connections: cfg.connections,
+        elapsed: outcome.elapsed,
+        stats: outcome.stats,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,29 +264,90 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.cmd {
-        Cmd::Validate {
-            url,
-            app,
-            key,
-            hwid,
-            connections,
-            duration,
-            max_requests,
+        Cmd::Run {
+            load,
+            scenario,
+            output,
         } => {
-            let body = serde_json::json!({ "app": app, "key": key, "hwid": hwid }).to_string();
-            let target = closed_loop::Target::post_json(&url, "/v1/validate", body)?;
-            let report = rt.block_on(closed_loop::run(
-                target,
-                connections,
-                Duration::from_secs_f64(duration),
-                max_requests,
-            ))?;
-            println!("{}", report.human());
-            println!("{}", serde_json::to_string_pretty(&report.json())?);
+            let scenario = scenario.build()?;
+            let report = rt.block_on(one_run(&load.url, &load, &scenario, &output.label))?;
+            print!("{}", report.human());
+            if let Some(path) = &output.json {
+                std::fs::write(path, serde_json::to_string_pretty(&report.json())?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = &output.svg {
+                std::fs::write(path, report.svg())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
         }
         Cmd::BaselineServer { listen, body_size } => {
             rt.block_on(baseline::serve(listen, body_size))?
         }
+        Cmd::Compare {
+            a,
+            b,
+            pairs,
+            load,
+            scenario,
+            json,
+        } => {
+            let scenario = scenario.build()?;
+            let result = rt.block_on(compare(&a, &b, pairs, &load, &scenario))?;
+            println!("{}", serde_json::to_string_pretty(&result)?);
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&result)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
     }
     Ok(())
+}
+
+/// A, B, A, B, …: interleaving spreads drift (thermal, other load) over both sides.
+async fn compare(
+    a: &str,
+    b: &str,
+    pairs: usize,
+    load: &LoadArgs,
+    scenario: &Scenario,
+) -> anyhow::Result<serde_json::Value> {
+    let mut ratios = Vec::new();
+    let mut rows = Vec::new();
+    for i in 0..pairs.max(1) {
+        let ra = one_run(a, load, scenario, &format!("A#{}", i + 1)).await?;
+        let rb = one_run(b, load, scenario, &format!("B#{}", i + 1)).await?;
+        let ratio = ra.throughput() / rb.throughput().max(1e-9);
+        eprintln!(
+            "pair {}: A {:.0} req/s, B {:.0} req/s, A/B {:.3}",
+            i + 1,
+            ra.throughput(),
+            rb.throughput(),
+            ratio
+        );
+        ratios.push(ratio);
+        rows.push(serde_json::json!({"a": ra.json(), "b": rb.json(), "ratio": ratio}));
+    }
+    Ok(serde_json::json!({"pairs": rows, "median_ratio": median(&mut ratios)}))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&mut []), 0.0);
+    }
 }

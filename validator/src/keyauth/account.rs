@@ -341,10 +341,28 @@ pub async fn license(ctx: &Ctx<'_>, s: &Session) -> Answer {
         ));
     }
     if load_user(ctx, key).await?.is_some() {
-        login_as(ctx, s, key, key).await
-    } else {
-        register_as(ctx, s, key, key, key, None).await
+        return login_as(ctx, s, key, key).await;
     }
+    let reply = register_as(ctx, s, key, key, key, None).await?;
+    let lost_race = [Why::UsernameTaken.code(), Why::KeyUsed.code()];
+    if reply
+        .failure()
+        .is_some_and(|code| lost_race.contains(&code))
+    {
+        // Another machine's first `license` with this key created its user a moment ago:
+        // log in as that user (read afresh: the cache may still hold "no such user").
+        let app = ctx.app().id;
+        ctx.state
+            .caches
+            .client
+            .users
+            .forget(&(app, key.to_string()))
+            .await;
+        if load_user(ctx, key).await?.is_some() {
+            return login_as(ctx, s, key, key).await;
+        }
+    }
+    Ok(reply)
 }
 
 /// `upgrade`: adds a key's subscription to an existing user (no password: KeyAuth's protocol).

@@ -126,6 +126,18 @@ impl Reply {
         self
     }
 
+    /// The failure's 1.3 `code` (`None` for a success or a non-JSON answer).
+    pub fn failure(&self) -> Option<i64> {
+        match &self.body {
+            Body::Json {
+                success: false,
+                failure_code,
+                ..
+            } => Some(*failure_code),
+            _ => None,
+        }
+    }
+
     pub fn is_success(&self) -> bool {
         matches!(self.body, Body::Json { success: true, .. })
     }

@@ -1,0 +1,9 @@
+//! Keyward's load generator as a library: the engine, scenarios, statistics and reports used by
+//! the `keyward-loadtest` binary (and by its tests against a real validator).
+
+pub mod baseline;
+pub mod engine;
+pub mod progress;
+pub mod report;
+pub mod scenario;
+pub mod stats;

@@ -1,0 +1,299 @@
+//! A run's results three ways: a human summary, a JSON report (the stable format scripts read),
+//! and an SVG latency-by-percentile plot (x: percentile on a "nines" scale, y: milliseconds).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use crate::stats::Stats;
+
+pub const PERCENTILES: [(&str, f64); 5] = [
+    ("p50", 0.50),
+    ("p90", 0.90),
+    ("p99", 0.99),
+    ("p999", 0.999),
+    ("max", 1.0),
+];
+
+pub struct Report {
+    pub label: String,
+    pub mode: String,
+    pub connections: usize,
+    pub elapsed: Duration,
+    pub stats: Stats,
+}
+
+fn quantile_us(h: &Histogram<u64>, q: f64) -> u64 {
+    if q >= 1.0 {
+        h.max()
+    } else {
+        h.value_at_quantile(q)
+    }
+}
+
+fn latency_json(h: &Histogram<u64>) -> Value {
+    let mut m = serde_json::Map::new();
+    for (name, q) in PERCENTILES {
+        m.insert(name.into(), json!(quantile_us(h, q)));
+    }
+    m.insert("mean".into(), json!(h.mean().round() as u64));
+    Value::Object(m)
+}
+
+impl Report {
+    pub fn requests(&self) -> u64 {
+        self.stats.total().len()
+    }
+
+    pub fn throughput(&self) -> f64 {
+        self.requests() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn json(&self) -> Value {
+        let total = self.stats.total();
+        let steps: serde_json::Map<String, Value> = self
+            .stats
+            .steps
+            .iter()
+            .map(|(name, h)| {
+                (
+                    name.to_string(),
+                    json!({
+                        "requests": h.len(),
+                        "throughput_rps": h.len() as f64 / self.elapsed.as_secs_f64().max(1e-9),
+                        "latency_us": latency_json(h),
+                    }),
+                )
+            })
+            .collect();
+        json!({
+            "label": self.label,
+            "mode": self.mode,
+            "connections": self.connections,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "requests": total.len(),
+            "throughput_rps": self.throughput(),
+            "latency_us": latency_json(&total),
+            "steps": steps,
+            "errors": self.stats.errors,
+            "error_count": self.stats.error_count(),
+        })
+    }
+
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{}: {} requests in {:.2}s = {:.0} req/s ({}, {} connections), {} errors",
+            self.label,
+            self.requests(),
+            self.elapsed.as_secs_f64(),
+            self.throughput(),
+            self.mode,
+            self.connections,
+            self.stats.error_count()
+        );
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}   (ms)",
+            "step", "requests", "p50", "p90", "p99", "p99.9", "max"
+        );
+        let mut rows: Vec<(String, Histogram<u64>)> = self
+            .stats
+            .steps
+            .iter()
+            .map(|(n, h)| (n.to_string(), h.clone()))
+            .collect();
+        if rows.len() > 1 {
+            rows.push(("all".into(), self.stats.total()));
+        }
+        for (name, h) in rows {
+            let ms = |q| quantile_us(&h, q) as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "  {:<12} {:>10} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                name,
+                h.len(),
+                ms(0.5),
+                ms(0.9),
+                ms(0.99),
+                ms(0.999),
+                ms(1.0)
+            );
+        }
+        if !self.stats.errors.is_empty() {
+            let list: Vec<String> = self
+                .stats
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let _ = writeln!(out, "  errors: {}", list.join(", "));
+        }
+        out
+    }
+
+    /// Latency by percentile, one line per step (and all steps), log-scaled on "nines".
+    pub fn svg(&self) -> String {
+        const W: f64 = 720.0;
+        const H: f64 = 420.0;
+        const LEFT: f64 = 70.0;
+        const BOTTOM: f64 = 50.0;
+        const TOP: f64 = 40.0;
+        const RIGHT: f64 = 160.0;
+        const MAX_NINES: f64 = 5.0; // 99.999 %
+        let mut series: Vec<(String, Histogram<u64>)> = self
+            .stats
+            .steps
+            .iter()
+            .map(|(n, h)| (n.to_string(), h.clone()))
+            .collect();
+        if series.len() > 1 {
+            series.push(("all".into(), self.stats.total()));
+        }
+        let y_max_ms = series
+            .iter()
+            .map(|(_, h)| h.max() as f64 / 1000.0)
+            .fold(0.001_f64, f64::max)
+            * 1.1;
+        let x = |nines: f64| LEFT + (W - LEFT - RIGHT) * (nines / MAX_NINES);
+        let y = |ms: f64| H - BOTTOM - (H - TOP - BOTTOM) * (ms / y_max_ms);
+        let colors = [
+            "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#111111",
+        ];
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>"#
+        );
+        let _ = write!(
+            s,
+            r#"<text x="{LEFT}" y="22" font-size="14">{} — {:.0} req/s, {} requests, {} errors</text>"#,
+            xml(&self.label),
+            self.throughput(),
+            self.requests(),
+            self.stats.error_count()
+        );
+        for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
+            .iter()
+            .enumerate()
+        {
+            let px = x(i as f64);
+            let _ = write!(
+                s,
+                r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{:.1}" stroke="#ddd"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{label}</text>"##,
+                H - BOTTOM,
+                H - BOTTOM + 18.0
+            );
+        }
+        for i in 0..=4 {
+            let ms = y_max_ms * f64::from(i) / 4.0;
+            let py = y(ms);
+            let _ = write!(
+                s,
+                r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{ms:.2}</text>"##,
+                W - RIGHT,
+                LEFT - 6.0,
+                py + 4.0
+            );
+        }
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text><text x="16" y="{:.1}" transform="rotate(-90 16 {:.1})" text-anchor="middle">latency (ms)</text>"#,
+            (LEFT + W - RIGHT) / 2.0,
+            H - 12.0,
+            (TOP + H - BOTTOM) / 2.0,
+            (TOP + H - BOTTOM) / 2.0
+        );
+        for (i, (name, h)) in series.iter().enumerate() {
+            let color = colors[i % colors.len()];
+            let mut points = Vec::new();
+            let steps = 100;
+            for k in 0..=steps {
+                let nines = MAX_NINES * f64::from(k) / f64::from(steps);
+                let q = 1.0 - 10f64.powf(-nines);
+                let ms = quantile_us(h, q.min(1.0)) as f64 / 1000.0;
+                points.push(format!("{:.1},{:.1}", x(nines), y(ms)));
+            }
+            let _ = write!(
+                s,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+                points.join(" ")
+            );
+            let ly = TOP + 18.0 * i as f64;
+            let _ = write!(
+                s,
+                r#"<rect x="{:.1}" y="{:.1}" width="12" height="3" fill="{color}"/><text x="{:.1}" y="{:.1}">{} (p99 {:.2} ms)</text>"#,
+                W - RIGHT + 12.0,
+                ly,
+                W - RIGHT + 28.0,
+                ly + 5.0,
+                xml(name),
+                quantile_us(h, 0.99) as f64 / 1000.0
+            );
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        let mut stats = Stats::default();
+        for ms in 1..=100 {
+            stats.record("check", Duration::from_millis(ms));
+        }
+        stats.record("init", Duration::from_millis(5));
+        stats.error(crate::stats::ErrorKind::Timeout);
+        Report {
+            label: "validator <a&b>".into(),
+            mode: "closed".into(),
+            connections: 8,
+            elapsed: Duration::from_secs(2),
+            stats,
+        }
+    }
+
+    #[test]
+    fn json_report_has_the_documented_shape() {
+        let j = report().json();
+        assert_eq!(j["requests"], 101);
+        assert_eq!(j["connections"], 8);
+        assert!((j["throughput_rps"].as_f64().unwrap() - 50.5).abs() < 1e-9);
+        let check = &j["steps"]["check"]["latency_us"];
+        assert!((49_000..=51_000).contains(&check["p50"].as_u64().unwrap()));
+        assert!((98_000..=100_500).contains(&check["p99"].as_u64().unwrap()));
+        assert!(check["max"].as_u64().unwrap() >= 99_900);
+        assert_eq!(j["errors"]["timeout"], 1);
+        assert_eq!(j["error_count"], 1);
+        for key in ["p50", "p90", "p99", "p999", "max", "mean"] {
+            assert!(j["latency_us"][key].is_u64(), "{key}");
+        }
+    }
+
+    #[test]
+    fn human_summary_and_svg_name_every_step() {
+        let r = report();
+        let h = r.human();
+        assert!(h.contains("101 requests"), "{h}");
+        assert!(h.contains("check") && h.contains("init") && h.contains("all"));
+        assert!(h.contains("timeout: 1"));
+        let svg = r.svg();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 3);
+        assert!(svg.contains("validator &lt;a&amp;b&gt;"));
+        assert!(svg.contains("99.999%"));
+    }
+}

@@ -1,0 +1,176 @@
+//! What a run measured: one latency histogram per step (microseconds), errors by kind, and the
+//! open-loop schedule whose intended send times latencies are measured from.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+/// Latencies from 1 µs to 60 s at 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
+}
+
+/// Why a request did not count as a success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// A non-2xx status (the code is kept in the key).
+    Status(u16),
+    Timeout,
+    /// Connection refused, reset, malformed HTTP.
+    Connect,
+    Protocol,
+    /// An answer whose signature did not verify (KeyAuth scenarios).
+    Signature,
+    /// A well-formed answer that says the step failed (e.g. `"success":false`).
+    Refused,
+}
+
+impl ErrorKind {
+    pub fn label(self) -> String {
+        match self {
+            ErrorKind::Status(s) => format!("status_{s}"),
+            ErrorKind::Timeout => "timeout".into(),
+            ErrorKind::Connect => "connect".into(),
+            ErrorKind::Protocol => "protocol".into(),
+            ErrorKind::Signature => "signature".into(),
+            ErrorKind::Refused => "refused".into(),
+        }
+    }
+}
+
+/// Statistics of one connection, merged into the run's at the end.
+#[derive(Clone, Default)]
+pub struct Stats {
+    pub steps: BTreeMap<&'static str, Histogram<u64>>,
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    pub fn record(&mut self, step: &'static str, latency: Duration) {
+        let us = (latency.as_micros() as u64).clamp(1, 60_000_000);
+        let _ = self.steps.entry(step).or_insert_with(histogram).record(us);
+    }
+
+    pub fn error(&mut self, kind: ErrorKind) {
+        *self.errors.entry(kind.label()).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: &Stats) {
+        for (step, h) in &other.steps {
+            let _ = self.steps.entry(step).or_insert_with(histogram).add(h);
+        }
+        for (k, v) in &other.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    /// All steps together.
+    pub fn total(&self) -> Histogram<u64> {
+        let mut all = histogram();
+        for h in self.steps.values() {
+            let _ = all.add(h);
+        }
+        all
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// The open-loop schedule of one connection: request `i` is due at `start + offset + i × interval`
+/// whether or not earlier ones were answered. Latency is measured from that due time, so a stalled
+/// server is charged for every request it delayed (no coordinated omission).
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub start: Instant,
+    pub offset: Duration,
+    pub interval: Duration,
+}
+
+impl Schedule {
+    /// `rate` requests per second in total, spread evenly over `connections`; connection `index`
+    /// is shifted so the connections do not send in lockstep.
+    pub fn new(start: Instant, rate: f64, connections: usize, index: usize) -> Schedule {
+        let c = connections.max(1) as f64;
+        let interval = Duration::from_secs_f64(c / rate.max(1e-6));
+        Schedule {
+            start,
+            offset: interval.mul_f64(index as f64 / c),
+            interval,
+        }
+    }
+
+    pub fn due(&self, i: u64) -> Instant {
+        self.start + self.offset + self.interval.mul_f64(i as f64)
+    }
+}
+
+/// The latencies an open-loop client records against a server with the given service times,
+/// one connection, sending each request at its due time or as soon as the previous is answered.
+pub fn open_loop_latencies(interval: Duration, service: &[Duration]) -> Vec<Duration> {
+    let mut free_at = Duration::ZERO;
+    service
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let due = interval.mul_f64(i as f64);
+            let sent = due.max(free_at);
+            free_at = sent + *s;
+            free_at - due
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_stall_is_charged_to_every_request_it_delayed() {
+        // 10 ms between requests, 1 ms service, one 1 s stall at request 10.
+        let mut service = vec![MS; 200];
+        service[10] = Duration::from_secs(1);
+        let open = open_loop_latencies(10 * MS, &service);
+        // Closed loop would see one slow sample; open loop sees the whole backlog.
+        let slow = open.iter().filter(|l| **l > 50 * MS).count();
+        assert!(slow >= 90, "{slow} slow samples");
+        assert_eq!(open[10], Duration::from_secs(1));
+        // Request 11 was due 10 ms after the stalled one and waited for it.
+        assert_eq!(open[11], Duration::from_secs(1) - 10 * MS + MS);
+        // The backlog drains at 9 ms per request; afterwards latency is the service time again.
+        assert_eq!(open[199], MS);
+    }
+
+    #[test]
+    fn schedule_spreads_connections_and_keeps_the_rate() {
+        let start = Instant::now();
+        let s0 = Schedule::new(start, 1000.0, 4, 0);
+        let s1 = Schedule::new(start, 1000.0, 4, 1);
+        assert_eq!(s0.interval, 4 * MS);
+        assert_eq!(s1.due(0) - start, MS);
+        assert_eq!(s0.due(250) - start, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn merged_stats_keep_every_sample_and_error() {
+        let mut a = Stats::default();
+        a.record("check", 2 * MS);
+        a.error(ErrorKind::Status(503));
+        let mut b = Stats::default();
+        b.record("check", 4 * MS);
+        b.record("init", MS);
+        b.error(ErrorKind::Status(503));
+        b.error(ErrorKind::Signature);
+        a.merge(&b);
+        assert_eq!(a.steps["check"].len(), 2);
+        assert_eq!(a.total().len(), 3);
+        assert_eq!(a.errors["status_503"], 2);
+        assert_eq!(a.errors["signature"], 1);
+        assert_eq!(a.error_count(), 3);
+        assert!(a.steps["check"].max() >= 3990);
+    }
+}
