@@ -51,6 +51,8 @@ pub struct LoadConfig {
     pub max_requests: Option<u64>,
     pub mode: Mode,
     pub timeout: Duration,
+    /// Ends the run early when set (background load of the invalidation probe).
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// Counters the progress display reads while the run goes on.
@@ -71,7 +73,7 @@ pub async fn run(
     cfg: &LoadConfig,
     live: Arc<Live>,
 ) -> anyhow::Result<Outcome> {
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = cfg.stop.clone().unwrap_or_default();
     let budget = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let connections = cfg.connections.max(1);
@@ -235,6 +237,7 @@ mod tests {
             max_requests: max,
             mode,
             timeout: Duration::from_secs(5),
+            stop: None,
         }
     }
 

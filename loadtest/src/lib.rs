@@ -3,7 +3,9 @@
 
 pub mod baseline;
 pub mod engine;
+pub mod probe;
 pub mod progress;
 pub mod report;
 pub mod scenario;
+pub mod setup;
 pub mod stats;

@@ -41,6 +41,57 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         body_size: usize,
     },
+    /// Seeds a load-test tenant: finds or creates the app through the control-plane and gives it
+    /// N licenses (REST, 500 per call; or inserted by PostgreSQL with --database-url, for
+    /// millions). Writes the keys to --keys-file and prints the tenant as JSON.
+    Setup {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        control_plane: String,
+        #[arg(long, env = "KEYWARD_API_KEY")]
+        api_key: Option<String>,
+        #[arg(long)]
+        username: Option<String>,
+        #[arg(long, env = "KEYWARD_ADMIN_PASSWORD")]
+        password: Option<String>,
+        #[arg(long, default_value = "loadtest")]
+        app_name: String,
+        #[arg(long, default_value_t = 1000)]
+        licenses: u64,
+        #[arg(long, default_value = "keys.txt")]
+        keys_file: PathBuf,
+        /// Insert the licenses directly (one statement per million; keys `LT<app>-0000000001`…).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Create the app with the HWID lock on.
+        #[arg(long)]
+        hwid_lock: bool,
+    },
+    /// Measures ban/unban propagation: from the control-plane's 200 to the first answer of each
+    /// validator that reflects it; p50/p99/max per validator, optionally under background load.
+    Invalidation {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        control_plane: String,
+        #[arg(long, env = "KEYWARD_API_KEY")]
+        api_key: String,
+        #[arg(long)]
+        app: String,
+        /// The key to ban and unban (it must exist in the app).
+        #[arg(long)]
+        key: String,
+        /// Validator base URLs (repeatable).
+        #[arg(long = "validator", required = true)]
+        validators: Vec<String>,
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        /// Background closed-loop connections per validator while probing.
+        #[arg(long, default_value_t = 0)]
+        background: usize,
+        /// Keys for the background load (default: the probed key).
+        #[arg(long)]
+        keys_file: Option<PathBuf>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Runs the scenario against A and B in turn (A, B, A, B, …) and prints the A/B throughput
     /// ratio of each pair and their median.
     Compare {
@@ -97,6 +148,7 @@ impl LoadArgs {
                 None => Mode::Closed,
             },
             timeout: Duration::from_millis(self.timeout_ms.max(1)),
+            stop: None,
         }
     }
 
@@ -283,6 +335,71 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::BaselineServer { listen, body_size } => {
             rt.block_on(baseline::serve(listen, body_size))?
+        }
+        Cmd::Setup {
+            control_plane,
+            api_key,
+            username,
+            password,
+            app_name,
+            licenses,
+            keys_file,
+            database_url,
+            hwid_lock,
+        } => {
+            let setup = keyward_loadtest::setup::Setup {
+                control_plane: &control_plane,
+                api_key: api_key.as_deref(),
+                username: username.as_deref(),
+                password: password.as_deref(),
+                app_name: &app_name,
+                licenses,
+                keys_file: &keys_file,
+                database_url: database_url.as_deref(),
+                hwid_lock,
+            };
+            let out = rt.block_on(keyward_loadtest::setup::run(&setup))?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Cmd::Invalidation {
+            control_plane,
+            api_key,
+            app,
+            key,
+            validators,
+            rounds,
+            background,
+            keys_file,
+            json,
+        } => {
+            let mut keys = vec![key.clone()];
+            if let Some(path) = &keys_file {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                keys = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
+            let probe = keyward_loadtest::probe::Probe {
+                control_plane: &control_plane,
+                api_key: &api_key,
+                app: &app,
+                key: &key,
+                validators: &validators,
+                rounds,
+                background,
+                background_keys: Arc::new(keys),
+                deadline: Duration::from_secs(10),
+            };
+            let out = rt.block_on(keyward_loadtest::probe::run(&probe))?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&out)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
         }
         Cmd::Compare {
             a,

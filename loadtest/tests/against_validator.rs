@@ -55,6 +55,7 @@ async fn native_and_keyauth_scenarios_run_clean_against_a_validator() {
         max_requests: Some(max),
         mode: Mode::Closed,
         timeout: Duration::from_secs(10),
+        stop: None,
     };
 
     let native = Scenario::Validate {
@@ -121,4 +122,133 @@ async fn native_and_keyauth_scenarios_run_clean_against_a_validator() {
         }
     }
     v.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_seeds_a_tenant_and_the_probe_sees_every_change_on_every_validator() {
+    let db = TestDb::new().await;
+    let cp = keyward_control_plane::start(keyward_control_plane::Config::new(&db.url))
+        .await
+        .unwrap();
+    keyward_control_plane::create_admin(&db.url, "admin", "load-test-pw")
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("kw-lt-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cp_url = format!("http://{}", cp.addr());
+    let via_api = dir.join("api.txt");
+    let setup = keyward_loadtest::setup::Setup {
+        control_plane: &cp_url,
+        api_key: None,
+        username: Some("admin"),
+        password: Some("load-test-pw"),
+        app_name: "lt",
+        licenses: 600,
+        keys_file: &via_api,
+        database_url: None,
+        hwid_lock: false,
+    };
+    let tenant = keyward_loadtest::setup::run(&setup).await.unwrap();
+    let api_keys = std::fs::read_to_string(&via_api).unwrap();
+    assert_eq!(api_keys.lines().count(), 600);
+    // The same app again, plus 2500 inserted by PostgreSQL.
+    let bulk = dir.join("bulk.txt");
+    let tenant2 = keyward_loadtest::setup::run(&keyward_loadtest::setup::Setup {
+        licenses: 2500,
+        keys_file: &bulk,
+        database_url: Some(&db.url),
+        ..setup
+    })
+    .await
+    .unwrap();
+    assert_eq!(tenant["app_id"], tenant2["app_id"]);
+    let c = db.client().await;
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM licenses", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3100);
+
+    let mut validators = Vec::new();
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        let mut cfg = keyward_validator::Config::new(&db.url);
+        cfg.rate_limit_per_sec = 0;
+        let v = keyward_validator::start(cfg).await.unwrap();
+        v.wait_ready(Duration::from_secs(10)).await.unwrap();
+        urls.push(format!("http://{}", v.addr()));
+        validators.push(v);
+    }
+    // Every bulk key validates (the last one, say).
+    let last = std::fs::read_to_string(&bulk)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let app = tenant["app_id"].as_str().unwrap().to_string();
+    let scenario = Scenario::Validate {
+        app: app.clone(),
+        keys: Arc::new(vec![last.clone()]),
+        hwid: None,
+    };
+    let target = Target::parse(&urls[0]).unwrap();
+    let cfg = LoadConfig {
+        connections: 1,
+        duration: Duration::from_secs(10),
+        max_requests: Some(1),
+        mode: Mode::Closed,
+        timeout: Duration::from_secs(5),
+        stop: None,
+    };
+    let out = engine::run(&target, &scenario, &cfg, Arc::new(Live::default()))
+        .await
+        .unwrap();
+    assert!(out.stats.errors.is_empty());
+
+    // An API key for the probe.
+    let http = reqwest::Client::new();
+    let login: serde_json::Value = http
+        .post(format!("{cp_url}/v1/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": "load-test-pw"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key: serde_json::Value = http
+        .post(format!("{cp_url}/v1/api-keys"))
+        .bearer_auth(login["token"].as_str().unwrap())
+        .json(&serde_json::json!({"name": "probe", "scopes": ["*"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let probe = keyward_loadtest::probe::Probe {
+        control_plane: &cp_url,
+        api_key: key["key"].as_str().unwrap(),
+        app: &app,
+        key: api_keys.lines().next().unwrap(),
+        validators: &urls,
+        rounds: 3,
+        background: 2,
+        background_keys: Arc::new(api_keys.lines().map(str::to_string).collect()),
+        deadline: Duration::from_secs(5),
+    };
+    let report = keyward_loadtest::probe::run(&probe).await.unwrap();
+    for v in report["validators"].as_array().unwrap() {
+        assert_eq!(v["changes"], 6, "{report}");
+        assert_eq!(v["missed"], 0, "{report}");
+        assert!(v["max_ms"].as_f64().unwrap() < 5000.0);
+    }
+    println!("{report}");
+    for v in validators {
+        v.shutdown().await;
+    }
+    cp.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

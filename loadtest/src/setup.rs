@@ -1,0 +1,173 @@
+//! `setup`: a reproducible load-test tenant. The app is found or created through the
+//! control-plane's REST API; its licenses are generated there (500 per call) or, for millions,
+//! inserted by PostgreSQL itself (`--database-url`). Writes the keys to a file (one per line) and
+//! prints a JSON description the other subcommands and scripts can use.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+pub struct Setup<'a> {
+    pub control_plane: &'a str,
+    /// An API key (`kw_…`) or, with `password`, an admin username.
+    pub api_key: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub app_name: &'a str,
+    pub licenses: u64,
+    pub keys_file: &'a Path,
+    pub database_url: Option<&'a str>,
+    /// HWID lock of the app (off: any machine validates).
+    pub hwid_lock: bool,
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}"))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{method} {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+}
+
+pub async fn run(s: &Setup<'_>) -> anyhow::Result<Value> {
+    let http = reqwest::Client::new();
+    let base = s.control_plane.trim_end_matches('/').to_string();
+    let token = match (s.api_key, s.username, s.password) {
+        (Some(k), _, _) => k.to_string(),
+        (None, Some(u), Some(p)) => {
+            let r = http
+                .post(format!("{base}/v1/auth/login"))
+                .json(&json!({"username": u, "password": p}))
+                .send()
+                .await
+                .context("logging in to the control-plane")?;
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            match body["token"].as_str() {
+                Some(t) if status.is_success() => t.to_string(),
+                _ => bail!("login failed: {status} {body}"),
+            }
+        }
+        _ => bail!("give --api-key, or --username and --password"),
+    };
+    let api = Api { http, base, token };
+    let account = api.call(reqwest::Method::GET, "/v1/account", None).await?;
+    let apps = api.call(reqwest::Method::GET, "/v1/apps", None).await?;
+    let existing = apps["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == s.app_name).cloned());
+    let app = match existing {
+        Some(app) => app,
+        None => {
+            api.call(
+                reqwest::Method::POST,
+                "/v1/apps",
+                Some(json!({"name": s.app_name, "hwid_lock": s.hwid_lock})),
+            )
+            .await?
+        }
+    };
+    let app_id = app["id"].as_str().context("app id")?.to_string();
+    let account_id = account["id"].as_str().context("account id")?.to_string();
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(s.keys_file)
+            .with_context(|| format!("creating {}", s.keys_file.display()))?,
+    );
+    match s.database_url {
+        Some(url) => {
+            let prefix = format!("LT{}", &app_id[..8].to_ascii_uppercase());
+            seed_in_database(url, &account_id, &app_id, &prefix, s.licenses).await?;
+            for i in 1..=s.licenses {
+                writeln!(out, "{prefix}-{i:010}")?;
+            }
+        }
+        None => {
+            let mut left = s.licenses;
+            while left > 0 {
+                let n = left.min(500);
+                let made = api
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/v1/apps/{app_id}/licenses"),
+                        Some(json!({"count": n, "hwid_limit": 0, "ip_limit": 0, "note": "load test"})),
+                    )
+                    .await?;
+                for l in made["licenses"].as_array().into_iter().flatten() {
+                    if let Some(k) = l["key"].as_str() {
+                        writeln!(out, "{k}")?;
+                    }
+                }
+                left -= n;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(json!({
+        "app_id": app_id,
+        "app_name": app["name"],
+        "owner": account["public_id"],
+        "secret": app["secret"],
+        "licenses": s.licenses,
+        "keys_file": s.keys_file.display().to_string(),
+    }))
+}
+
+/// One `INSERT … SELECT generate_series` per million, each committed with its invalidation.
+async fn seed_in_database(
+    url: &str,
+    account_id: &str,
+    app_id: &str,
+    prefix: &str,
+    count: u64,
+) -> anyhow::Result<()> {
+    let cfg = keyward_shared::db::pg_config(url, "keyward-loadtest-setup")?;
+    let mut client = keyward_shared::db::connect(&cfg).await?;
+    let actor = keyward_shared::write::Actor {
+        account_id: account_id.parse()?,
+        label: "loadtest-setup".into(),
+    };
+    let app: uuid::Uuid = app_id.parse()?;
+    let mut first: u64 = 1;
+    while first <= count {
+        let n = (count - first + 1).min(1_000_000);
+        let mut w = keyward_shared::write::WriteTx::begin(&mut client, actor.clone()).await?;
+        keyward_shared::store::licenses::seed_sequential(
+            &mut w,
+            app,
+            prefix,
+            first as i64,
+            n as i64,
+        )
+        .await?;
+        w.commit().await?;
+        first += n;
+    }
+    Ok(())
+}
