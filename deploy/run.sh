@@ -12,6 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=deploy/lib/pg.sh
 . deploy/lib/pg.sh
+# shellcheck source=deploy/lib/services.sh
+. deploy/lib/services.sh
 
 profile=debug
 cargo_flags=()
@@ -34,29 +36,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# GET /readyz over bash's /dev/tcp so that no HTTP client needs to be installed.
-ready() {
-  local reply
-  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
-  printf 'GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
-  IFS= read -r -t 2 reply <&3 || true
-  exec 3<&- 3>&-
-  [[ "$reply" == *" 200"* ]]
-}
-
-wait_ready() {
-  local port=$1 name=$2 log=$3
-  for _ in $(seq 1 300); do
-    if ready "$port" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "keyward: $name did not become ready; last log lines:" >&2
-  tail -n 30 "$log" >&2
-  return 1
-}
 
 for p in "$cp_port" "$v_port"; do
   if port_busy "$p"; then echo "keyward: port $p is in use (set KEYWARD_CP_PORT / KEYWARD_VALIDATOR_PORT)" >&2; exit 1; fi

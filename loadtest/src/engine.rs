@@ -166,12 +166,15 @@ impl Conn {
                 };
                 sent += 1;
                 let step = self.client.next_step();
-                let req = Request::builder()
+                let mut req = Request::builder()
                     .method(Method::POST)
                     .uri(&*step.path)
                     .header("host", &self.target.authority)
-                    .header("content-type", step.content_type)
-                    .body(Full::new(step.body));
+                    .header("content-type", step.content_type);
+                if let Some(addr) = &step.forwarded_for {
+                    req = req.header("x-forwarded-for", addr);
+                }
+                let req = req.body(Full::new(step.body));
                 let Ok(req) = req else {
                     self.fail(ErrorKind::Protocol);
                     continue;

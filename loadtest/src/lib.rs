@@ -9,3 +9,4 @@ pub mod report;
 pub mod scenario;
 pub mod setup;
 pub mod stats;
+pub mod suite;

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use keyward_loadtest::engine::{self, LoadConfig, Mode, Target};
 use keyward_loadtest::report::Report;
-use keyward_loadtest::scenario::{KeyAuthVersion, Scenario};
+use keyward_loadtest::scenario::{KeyAuthVersion, Repeat, Scenario};
 use keyward_loadtest::{baseline, progress};
 
 #[derive(Parser)]
@@ -65,6 +65,9 @@ enum Cmd {
         /// Create the app with the HWID lock on.
         #[arg(long)]
         hwid_lock: bool,
+        /// With --database-url: mark the licenses used already (a fleet's steady state).
+        #[arg(long)]
+        activated: bool,
     },
     /// Measures ban/unban propagation: from the control-plane's 200 to the first answer of each
     /// validator that reflects it; p50/p99/max per validator, optionally under background load.
@@ -91,6 +94,40 @@ enum Cmd {
         keys_file: Option<PathBuf>,
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// The standard benchmark suite of `deploy/bench.sh`: seeds tenants, measures every target
+    /// against running services and writes BENCHMARKS.md.
+    Suite {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        control_plane: String,
+        #[arg(long, default_value = "admin")]
+        username: String,
+        #[arg(long, env = "KEYWARD_ADMIN_PASSWORD")]
+        password: String,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// Validator base URLs (repeatable).
+        #[arg(long = "validator", required = true)]
+        validators: Vec<String>,
+        /// Their process ids, same order (repeatable).
+        #[arg(long = "validator-pid")]
+        validator_pids: Vec<u32>,
+        /// URL,PID of a validator that trusts this host as a proxy (rate-limiter test).
+        #[arg(long)]
+        limiter_validator: Option<String>,
+        /// CPUs for the baseline servers (taskset -c), i.e. the validators' CPUs.
+        #[arg(long)]
+        server_cpus: Option<String>,
+        #[arg(short = 'c', long, default_value_t = 32)]
+        connections: usize,
+        /// Short durations and 200k licenses (a smoke run).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+        /// How the suite was started (recorded in the report).
+        #[arg(long, default_value = "deploy/bench.sh")]
+        command: String,
     },
     /// Runs the scenario against A and B in turn (A, B, A, B, …) and prints the A/B throughput
     /// ratio of each pair and their median.
@@ -170,6 +207,18 @@ enum ScenarioKind {
     Keyauth12,
     /// KeyAuth 1.3: init → license → check, Ed25519-verified (--public-key).
     Keyauth13,
+    /// Every key once, in order (fills caches; with --spoof-addresses, one client address each).
+    Sweep,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RepeatArg {
+    /// init → license → check, each iteration a new session.
+    Flow,
+    /// init → license once, then license again and again (an activated key).
+    License,
+    /// init → license once, then check again and again.
+    Check,
 }
 
 #[derive(Args, Clone)]
@@ -202,6 +251,12 @@ struct ScenarioArgs {
     /// KeyAuth 1.3: the deployment's Ed25519 public key (hex).
     #[arg(long)]
     public_key: Option<String>,
+    /// KeyAuth: which step the flow repeats.
+    #[arg(long, value_enum, default_value = "flow")]
+    repeat: RepeatArg,
+    /// Sweep: claim a new client address per request in X-Forwarded-For.
+    #[arg(long)]
+    spoof_addresses: bool,
 }
 
 impl ScenarioArgs {
@@ -269,8 +324,19 @@ impl ScenarioArgs {
                         .clone()
                         .unwrap_or_else(|| "keyward-loadtest-machine-0001".into()),
                     public_key,
+                    repeat: match self.repeat {
+                        RepeatArg::Flow => Repeat::Flow,
+                        RepeatArg::License => Repeat::License,
+                        RepeatArg::Check => Repeat::Check,
+                    },
                 }
             }
+            ScenarioKind::Sweep => Scenario::Sweep {
+                app: need(&self.app, "app")?,
+                keys,
+                cursor: Arc::default(),
+                spoof_addresses: self.spoof_addresses,
+            },
         })
     }
 }
@@ -346,6 +412,7 @@ fn main() -> anyhow::Result<()> {
             keys_file,
             database_url,
             hwid_lock,
+            activated,
         } => {
             let setup = keyward_loadtest::setup::Setup {
                 control_plane: &control_plane,
@@ -357,6 +424,7 @@ fn main() -> anyhow::Result<()> {
                 keys_file: &keys_file,
                 database_url: database_url.as_deref(),
                 hwid_lock,
+                activated,
             };
             let out = rt.block_on(keyward_loadtest::setup::run(&setup))?;
             println!("{}", serde_json::to_string_pretty(&out)?);
@@ -400,6 +468,48 @@ fn main() -> anyhow::Result<()> {
                 std::fs::write(&path, serde_json::to_string_pretty(&out)?)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
+        }
+        Cmd::Suite {
+            control_plane,
+            username,
+            password,
+            database_url,
+            validators,
+            validator_pids,
+            limiter_validator,
+            server_cpus,
+            connections,
+            quick,
+            out,
+            command,
+        } => {
+            let limiter_validator = match limiter_validator {
+                Some(s) => {
+                    let (url, pid) = s
+                        .rsplit_once(',')
+                        .context("--limiter-validator is URL,PID")?;
+                    Some((
+                        url.to_string(),
+                        pid.parse().context("--limiter-validator PID")?,
+                    ))
+                }
+                None => None,
+            };
+            let cfg = keyward_loadtest::suite::SuiteConfig {
+                control_plane,
+                username,
+                password,
+                database_url,
+                validators,
+                validator_pids,
+                limiter_validator,
+                server_cpus,
+                connections,
+                quick,
+                out,
+                command,
+            };
+            rt.block_on(keyward_loadtest::suite::run(&cfg))?;
         }
         Cmd::Compare {
             a,

@@ -17,6 +17,20 @@ pub struct Step {
     pub path: Arc<str>,
     pub content_type: &'static str,
     pub body: Bytes,
+    /// Sent as `X-Forwarded-For` (a validator that trusts the load generator as a proxy then
+    /// sees this as the client address).
+    pub forwarded_for: Option<String>,
+}
+
+/// Which KeyAuth step a flow repeats once it is logged in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repeat {
+    /// init → license → check, again and again (each iteration a new session).
+    Flow,
+    /// init → license, then `license` on the same session (an already activated key).
+    License,
+    /// init → license, then `check` on the same session.
+    Check,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +56,15 @@ pub enum Scenario {
         unknown: f64,
         activations: f64,
     },
+    /// Every key once, in order, across all connections (a shared cursor): fills a cache with
+    /// distinct keys. With `spoof_addresses`, each request claims a new client address in
+    /// `X-Forwarded-For` (for a validator that trusts this host as a proxy).
+    Sweep {
+        app: String,
+        keys: Arc<Vec<String>>,
+        cursor: Arc<std::sync::atomic::AtomicUsize>,
+        spoof_addresses: bool,
+    },
     /// KeyAuth's client flow with already activated keys: each iteration is init → license →
     /// check, each step measured on its own; every answer's signature is verified.
     KeyAuth {
@@ -53,6 +76,7 @@ pub enum Scenario {
         hwid: String,
         /// 1.3: the deployment's Ed25519 public key (`GET /v1/signing-keys`).
         public_key: Option<Box<VerifyingKey>>,
+        repeat: Repeat,
     },
 }
 
@@ -116,6 +140,7 @@ impl Client {
             path: self.validate_path.clone(),
             content_type: "application/json",
             body: Bytes::from(body),
+            forwarded_for: None,
         }
     }
 
@@ -124,6 +149,23 @@ impl Client {
             Scenario::Validate { app, keys, hwid } => {
                 let key = pick(&mut self.rng, keys);
                 self.validate("validate", app, key, hwid.as_deref())
+            }
+            Scenario::Sweep {
+                app,
+                keys,
+                cursor,
+                spoof_addresses,
+            } => {
+                let i = cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let key = keys.get(i % keys.len().max(1)).map_or("", String::as_str);
+                let mut step = self.validate("sweep", app, key, None);
+                if *spoof_addresses {
+                    // 10.0.0.0/8 upwards: distinct for the first 2^32 requests.
+                    step.forwarded_for = Some(
+                        std::net::Ipv4Addr::from(0x0a00_0000u32.wrapping_add(i as u32)).to_string(),
+                    );
+                }
+                step
             }
             Scenario::Mixed {
                 app,
@@ -181,6 +223,7 @@ impl Client {
                             path: self.keyauth_path.clone(),
                             content_type: "application/x-www-form-urlencoded",
                             body,
+                            forwarded_for: None,
                         };
                     }
                     Phase::Check => ("check", vec![("type", "check"), ("sessionid", &sid)]),
@@ -190,6 +233,7 @@ impl Client {
                     path: self.keyauth_path.clone(),
                     content_type: "application/x-www-form-urlencoded",
                     body: form(&[&base[..], &params[..]].concat()),
+                    forwarded_for: None,
                 }
             }
         }
@@ -201,6 +245,7 @@ impl Client {
             version,
             secret,
             public_key,
+            repeat,
             ..
         } = &self.scenario
         else {
@@ -245,13 +290,15 @@ impl Client {
         if json["success"] != true {
             return Err(ErrorKind::Refused);
         }
-        self.phase = match phase {
-            Phase::Init => {
+        self.phase = match (phase, repeat) {
+            (Phase::Init, _) => {
                 self.session = json["sessionid"].as_str().map(str::to_string);
                 Phase::License
             }
-            Phase::License => Phase::Check,
-            Phase::Check => Phase::Init,
+            (Phase::License, Repeat::License) => Phase::License,
+            (Phase::License, _) => Phase::Check,
+            (Phase::Check, Repeat::Check) => Phase::Check,
+            (Phase::Check, _) => Phase::Init,
         };
         Ok(())
     }
@@ -291,6 +338,7 @@ mod tests {
             keys: Arc::new(vec!["KEY".into()]),
             hwid: "h".repeat(20),
             public_key: None,
+            repeat: Repeat::Flow,
         };
         let mut c = s.client(1);
         assert_eq!(c.next_step().name, "init");

@@ -21,6 +21,8 @@ pub struct Setup<'a> {
     pub database_url: Option<&'a str>,
     /// HWID lock of the app (off: any machine validates).
     pub hwid_lock: bool,
+    /// Bulk path: mark the licenses used already (validating them is then a pure read).
+    pub activated: bool,
 }
 
 struct Api {
@@ -103,7 +105,7 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<Value> {
     match s.database_url {
         Some(url) => {
             let prefix = format!("LT{}", &app_id[..8].to_ascii_uppercase());
-            seed_in_database(url, &account_id, &app_id, &prefix, s.licenses).await?;
+            seed_in_database(url, &account_id, &app_id, &prefix, s.licenses, s.activated).await?;
             for i in 1..=s.licenses {
                 writeln!(out, "{prefix}-{i:010}")?;
             }
@@ -146,6 +148,7 @@ async fn seed_in_database(
     app_id: &str,
     prefix: &str,
     count: u64,
+    activated: bool,
 ) -> anyhow::Result<()> {
     let cfg = keyward_shared::db::pg_config(url, "keyward-loadtest-setup")?;
     let mut client = keyward_shared::db::connect(&cfg).await?;
@@ -162,8 +165,8 @@ async fn seed_in_database(
             &mut w,
             app,
             prefix,
-            first as i64,
-            n as i64,
+            (first as i64, n as i64),
+            activated,
         )
         .await?;
         w.commit().await?;

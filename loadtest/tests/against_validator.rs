@@ -84,6 +84,7 @@ async fn native_and_keyauth_scenarios_run_clean_against_a_validator() {
                 keys: Arc::new(vec![key.clone()]),
                 hwid: "loadtest-hwid-0000000001".into(),
                 public_key: None,
+                repeat: keyward_loadtest::scenario::Repeat::Flow,
             };
             let _ = engine::run(&target, &probe, &load(1), Arc::new(Live::default())).await;
             let hex_key: String = c
@@ -104,6 +105,7 @@ async fn native_and_keyauth_scenarios_run_clean_against_a_validator() {
             keys: Arc::new(vec![key.clone()]),
             hwid: "loadtest-hwid-0000000001".into(),
             public_key: pk,
+            repeat: keyward_loadtest::scenario::Repeat::Flow,
         };
         let out = engine::run(&target, &flow, &load(60), Arc::new(Live::default()))
             .await
@@ -147,6 +149,7 @@ async fn setup_seeds_a_tenant_and_the_probe_sees_every_change_on_every_validator
         keys_file: &via_api,
         database_url: None,
         hwid_lock: false,
+        activated: false,
     };
     let tenant = keyward_loadtest::setup::run(&setup).await.unwrap();
     let api_keys = std::fs::read_to_string(&via_api).unwrap();
@@ -157,6 +160,7 @@ async fn setup_seeds_a_tenant_and_the_probe_sees_every_change_on_every_validator
         licenses: 2500,
         keys_file: &bulk,
         database_url: Some(&db.url),
+        activated: true,
         ..setup
     })
     .await

@@ -165,3 +165,47 @@ pub async fn server_secret(client: &Client, name: &str, len: usize) -> StoreResu
 pub async fn checkout(pool: &Pool) -> StoreResult<deadpool_postgres::Client> {
     pool.get().await.map_err(StoreError::from)
 }
+
+/// A connection for the validator's hot reads: statements are prepared once per pooled
+/// connection (planning the license query costs more than running it), or per call on a plain
+/// client.
+pub trait Hot: Sync {
+    fn statement<'a>(
+        &'a self,
+        sql: &'a str,
+    ) -> impl std::future::Future<Output = Result<tokio_postgres::Statement, tokio_postgres::Error>>
+           + Send
+           + 'a;
+
+    fn client(&self) -> &Client;
+}
+
+impl Hot for Client {
+    fn statement<'a>(
+        &'a self,
+        sql: &'a str,
+    ) -> impl std::future::Future<Output = Result<tokio_postgres::Statement, tokio_postgres::Error>>
+           + Send
+           + 'a {
+        self.prepare(sql)
+    }
+
+    fn client(&self) -> &Client {
+        self
+    }
+}
+
+impl Hot for deadpool_postgres::ClientWrapper {
+    fn statement<'a>(
+        &'a self,
+        sql: &'a str,
+    ) -> impl std::future::Future<Output = Result<tokio_postgres::Statement, tokio_postgres::Error>>
+           + Send
+           + 'a {
+        self.prepare_cached(sql)
+    }
+
+    fn client(&self) -> &Client {
+        self
+    }
+}

@@ -264,7 +264,7 @@ impl Caches {
             .apps
             .try_get_with(id, async move {
                 let client = keyward_shared::db::checkout(pool).await?;
-                let app = store::apps::find(&**client, id).await?;
+                let app = store::apps::find(&*client, id).await?;
                 Ok::<_, StoreError>(Cached {
                     value: app.map(Arc::new),
                     loaded: Instant::now(),
@@ -329,7 +329,7 @@ impl Caches {
             .licenses
             .try_get_with(cache_key.clone(), async move {
                 let client = keyward_shared::db::checkout(pool).await?;
-                let license = store::licenses::find_by_key(&**client, app, &key).await?;
+                let license = store::licenses::find_by_key(&*client, app, &key).await?;
                 Ok::<_, StoreError>(Cached {
                     value: license.map(Arc::new),
                     loaded: Instant::now(),
@@ -389,7 +389,9 @@ impl Caches {
         self.blacklists.clear();
     }
 
-    pub fn license_entries(&self) -> u64 {
+    pub async fn license_entries(&self) -> u64 {
+        // Counts are maintained lazily; settle them so the metric is exact.
+        self.licenses.run_pending_tasks().await;
         self.licenses.entry_count()
     }
 }

@@ -21,7 +21,7 @@ pub async fn handle(state: &State, peer: IpAddr, req: Request<Incoming>) -> Resp
             br#"{"status":"ok"}"#.to_vec(),
         )),
         (&Method::GET | &Method::HEAD, "/readyz") => Ok(readyz(state)),
-        (&Method::GET, "/metrics") => Ok(metrics(state)),
+        (&Method::GET, "/metrics") => Ok(metrics(state).await),
         (_, "/healthz" | "/readyz" | "/metrics") => Err(ApiError::method_not_allowed("GET")),
         (&Method::GET | &Method::POST, path) if keyauth::Api::from_path(path).is_some() => {
             let api = keyauth::Api::from_path(path).unwrap_or(keyauth::Api::V1_2);
@@ -96,11 +96,11 @@ fn readyz(state: &State) -> Response<Full<Bytes>> {
     }
 }
 
-fn metrics(state: &State) -> Response<Full<Bytes>> {
+async fn metrics(state: &State) -> Response<Full<Bytes>> {
     state
         .metrics
         .license_cache_entries
-        .set(state.caches.license_entries() as i64);
+        .set(state.caches.license_entries().await as i64);
     state
         .metrics
         .rate_limiter_tracked

@@ -230,12 +230,14 @@ pub async fn get<C: GenericClient + Sync>(c: &C, account_id: Uuid, id: Uuid) -> 
 }
 
 /// Unscoped lookup for the validator, whose callers address apps by id.
-pub async fn find<C: GenericClient + Sync>(c: &C, id: Uuid) -> StoreResult<Option<App>> {
-    Ok(
-        c.query_opt(&format!("SELECT {COLUMNS} FROM apps WHERE id = $1"), &[&id])
-            .await?
-            .map(|r| from_row(&r)),
-    )
+pub async fn find<C: crate::db::Hot>(c: &C, id: Uuid) -> StoreResult<Option<App>> {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM apps WHERE id = $1"));
+    let stmt = c.statement(&SQL).await?;
+    Ok(c.client()
+        .query_opt(&stmt, &[&id])
+        .await?
+        .map(|r| from_row(&r)))
 }
 
 pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &AppPatch) -> StoreResult<App> {
@@ -477,18 +479,21 @@ pub async fn reset_data(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
 }
 
 /// The client API addresses an app by its owner's public id and its name.
-pub async fn find_by_owner_and_name<C: GenericClient + Sync>(
+pub async fn find_by_owner_and_name<C: crate::db::Hot>(
     c: &C,
     owner_public_id: &str,
     name: &str,
 ) -> StoreResult<Option<Uuid>> {
-    Ok(c.query_opt(
-        "SELECT a.id FROM apps a JOIN accounts o ON o.id = a.account_id
+    let stmt = c
+        .statement(
+            "SELECT a.id FROM apps a JOIN accounts o ON o.id = a.account_id
               WHERE o.public_id = $1 AND a.name = $2",
-        &[&owner_public_id, &name],
-    )
-    .await?
-    .map(|r| r.get(0)))
+        )
+        .await?;
+    Ok(c.client()
+        .query_opt(&stmt, &[&owner_public_id, &name])
+        .await?
+        .map(|r| r.get(0)))
 }
 
 /// The hash check's first-run learning: stores the first program hash a client sends while the

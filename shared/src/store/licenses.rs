@@ -63,17 +63,18 @@ fn from_row(r: &Row) -> License {
 
 /// The license as validators cache it: by app and key. No tenant scope (validators address by
 /// app id; the tenant is the app's).
-pub async fn find_by_key<C: GenericClient + Sync>(
+pub async fn find_by_key<C: crate::db::Hot>(
     c: &C,
     app_id: Uuid,
     key: &str,
 ) -> StoreResult<Option<License>> {
-    Ok(c.query_opt(
-        &format!("{SELECT} WHERE l.app_id = $1 AND l.key = $2"),
-        &[&app_id, &key],
-    )
-    .await?
-    .map(|r| from_row(&r)))
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{SELECT} WHERE l.app_id = $1 AND l.key = $2"));
+    let stmt = c.statement(&SQL).await?;
+    Ok(c.client()
+        .query_opt(&stmt, &[&app_id, &key])
+        .await?
+        .map(|r| from_row(&r)))
 }
 
 pub async fn get<C: GenericClient + Sync>(
@@ -785,13 +786,14 @@ pub async fn redeem(wtx: &mut WriteTx<'_>, license_id: Uuid, username: &str) -> 
 
 /// Load-test seeding: `count` licenses `<prefix>-<10-digit number>` (numbered from `first`), no
 /// limits, never expiring, inserted by the database itself in one statement, so millions take
-/// seconds. The keys are predictable: for test tenants only.
+/// seconds; `activated` marks them used already (a fleet's steady state: validating them is a
+/// read, not a first-use write). The keys are predictable: for test tenants only.
 pub async fn seed_sequential(
     wtx: &mut WriteTx<'_>,
     app_id: Uuid,
     prefix: &str,
-    first: i64,
-    count: i64,
+    (first, count): (i64, i64),
+    activated: bool,
 ) -> StoreResult<u64> {
     let invalid = |m: &str| Err(StoreError::Invalid(m.to_string()));
     if !(1..=10_000_000).contains(&count) || first < 0 {
@@ -805,11 +807,12 @@ pub async fn seed_sequential(
     let n = wtx
         .tx()
         .execute(
-            "INSERT INTO licenses (id, account_id, app_id, key, hwid_limit, ip_limit, note)
-             SELECT gen_random_uuid(), $2, $1, $3 || '-' || lpad(i::text, 10, '0'), 0, 0, 'load-test seed'
+            "INSERT INTO licenses (id, account_id, app_id, key, hwid_limit, ip_limit, note, used_at)
+             SELECT gen_random_uuid(), $2, $1, $3 || '-' || lpad(i::text, 10, '0'), 0, 0, 'load-test seed',
+                    CASE WHEN $6 THEN now() END
                FROM generate_series($4::bigint, $4::bigint + $5::bigint - 1) AS i
              ON CONFLICT DO NOTHING",
-            &[&app_id, &wtx.account_id(), &prefix, &first, &count],
+            &[&app_id, &wtx.account_id(), &prefix, &first, &count, &activated],
         )
         .await?;
     // Validators may hold "no such key" entries for these keys.

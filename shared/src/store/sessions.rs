@@ -84,19 +84,21 @@ pub async fn create<C: GenericClient + Sync>(c: &C, s: &NewSession<'_>) -> Store
 }
 
 /// A session that has not expired.
-pub async fn find<C: GenericClient + Sync>(
+pub async fn find<C: crate::db::Hot>(
     c: &C,
     app_id: Uuid,
     id: &str,
 ) -> StoreResult<Option<Session>> {
-    Ok(c.query_opt(
-        &format!(
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
             "SELECT {COLUMNS} FROM sessions WHERE id = $1 AND app_id = $2 AND expires_at > now()"
-        ),
-        &[&id, &app_id],
-    )
-    .await?
-    .map(|r| from_row(&r)))
+        )
+    });
+    let stmt = c.statement(&SQL).await?;
+    Ok(c.client()
+        .query_opt(&stmt, &[&id, &app_id])
+        .await?
+        .map(|r| from_row(&r)))
 }
 
 /// Marks a session logged in (`login`, `register`, `license`).

@@ -113,17 +113,18 @@ pub async fn get<C: GenericClient + Sync>(
 }
 
 /// By username, unscoped by tenant: the client API addresses users within an app it resolved.
-pub async fn find_by_name<C: GenericClient + Sync>(
+pub async fn find_by_name<C: crate::db::Hot>(
     c: &C,
     app_id: Uuid,
     username: &str,
 ) -> StoreResult<Option<AppUser>> {
-    Ok(c.query_opt(
-        &format!("{SELECT} WHERE u.app_id = $1 AND u.username = $2"),
-        &[&app_id, &username],
-    )
-    .await?
-    .map(|r| from_row(&r)))
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{SELECT} WHERE u.app_id = $1 AND u.username = $2"));
+    let stmt = c.statement(&SQL).await?;
+    Ok(c.client()
+        .query_opt(&stmt, &[&app_id, &username])
+        .await?
+        .map(|r| from_row(&r)))
 }
 
 /// By username within one of the caller's apps (the seller API addresses users so).

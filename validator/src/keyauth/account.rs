@@ -71,7 +71,7 @@ pub async fn load_user(ctx: &Ctx<'_>, username: &str) -> Result<Option<Arc<AppUs
         .users
         .get_or_load(&(app, username.to_string()), || async {
             let c = keyward_shared::db::checkout(pool).await?;
-            users::find_by_name(&**c, app, username).await
+            users::find_by_name(&*c, app, username).await
         })
         .await?)
 }

@@ -377,7 +377,7 @@ async fn find_app(state: &State, owner: &str, name: &str) -> Result<Option<AppVi
         .app_ids
         .get_or_load(&key, || async {
             let c = keyward_shared::db::checkout(pool).await?;
-            keyward_shared::store::apps::find_by_owner_and_name(&**c, owner, name).await
+            keyward_shared::store::apps::find_by_owner_and_name(&*c, owner, name).await
         })
         .await?;
     match id {
@@ -402,7 +402,7 @@ async fn session_of(ctx: &Ctx<'_>) -> Result<Option<Arc<Session>>, Fault> {
         .sessions
         .get_or_load(&(app, id.to_string()), || async {
             let c = keyward_shared::db::checkout(pool).await?;
-            keyward_shared::store::sessions::find(&**c, app, id).await
+            keyward_shared::store::sessions::find(&*c, app, id).await
         })
         .await?;
     // Expiry is fixed at `init`; a cached session ends on time without a reload.

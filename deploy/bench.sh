@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The standard benchmark suite in one command: release build, a private PostgreSQL, the
+# control-plane, four validators (plus one that trusts the load generator as a proxy, for the
+# rate-limiter measurement), servers and load generator pinned to separate CPUs where there are
+# two or more, and BENCHMARKS.md written with every figure and the machine it ran on.
+#   ./deploy/bench.sh           full run (~10 min on 2 cores, after the build)
+#   ./deploy/bench.sh --quick   short smoke run (200k licenses, short phases)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=deploy/lib/pg.sh
+. deploy/lib/pg.sh
+# shellcheck source=deploy/lib/services.sh
+. deploy/lib/services.sh
+
+quick=()
+if [ "${1:-}" = "--quick" ]; then quick=(--quick); fi
+
+echo "keyward: building (release)"
+cargo build -q --release -p keyward-control-plane -p keyward-validator -p keyward-loadtest
+t=target/release
+
+pg_ensure_installed
+dir=$(mktemp -d /tmp/keyward-bench.XXXXXX)
+chmod 755 "$dir"
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  if [ ${#pids[@]} -gt 0 ]; then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+  pg_stop "$dir/pg"
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+pg_port=$(pg_free_port)
+pg_start "$dir/pg" "$pg_port" run
+pg_as_user "$(pg_bin_dir)/createdb" -h 127.0.0.1 -p "$pg_port" -U keyward keyward
+export DATABASE_URL="postgres://keyward@127.0.0.1:$pg_port/keyward"
+
+# Servers on CPU 0, the load generator on the others (PostgreSQL floats).
+server=() load=() server_cpus=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  server=(taskset -c 0)
+  load=(taskset -c "1-$(( $(nproc) - 1 ))")
+  server_cpus=(--server-cpus 0)
+fi
+
+export KEYWARD_ADMIN_PASSWORD="bench-$(date +%s)-pw"
+"$t/control-plane" migrate >/dev/null
+"$t/control-plane" create-admin --username admin >/dev/null
+
+cp_port=$(pg_free_port)
+KEYWARD_CP_LISTEN="127.0.0.1:$cp_port" setsid "${server[@]}" "$t/control-plane" serve \
+  >"$dir/control-plane.log" 2>&1 &
+pids+=($!)
+wait_ready "$cp_port" control-plane "$dir/control-plane.log"
+
+validator_args=()
+for i in 1 2 3 4; do
+  port=$(pg_free_port)
+  # One load generator is one client address and one app: no limits on these.
+  KEYWARD_VALIDATOR_LISTEN="127.0.0.1:$port" KEYWARD_RATE_LIMIT_PER_SEC=0 KEYWARD_APP_RATE_LIMIT_PER_SEC=0 \
+    setsid "${server[@]}" "$t/validator" >"$dir/validator-$i.log" 2>&1 &
+  pids+=($!)
+  validator_args+=(--validator "http://127.0.0.1:$port" --validator-pid "$!")
+  wait_ready "$port" "validator $i" "$dir/validator-$i.log"
+done
+lim_port=$(pg_free_port)
+KEYWARD_VALIDATOR_LISTEN="127.0.0.1:$lim_port" KEYWARD_TRUSTED_PROXIES=127.0.0.1/32 \
+  setsid "${server[@]}" "$t/validator" >"$dir/validator-limiter.log" 2>&1 &
+pids+=($!)
+lim_pid=$!
+wait_ready "$lim_port" "limiter validator" "$dir/validator-limiter.log"
+
+"${load[@]}" "$t/keyward-loadtest" suite \
+  --control-plane "http://127.0.0.1:$cp_port" --username admin \
+  "${validator_args[@]}" --limiter-validator "http://127.0.0.1:$lim_port,$lim_pid" \
+  "${server_cpus[@]}" "${quick[@]}" --out BENCHMARKS.md \
+  --command "deploy/bench.sh ${quick[*]:-}"
+echo "keyward: wrote BENCHMARKS.md"

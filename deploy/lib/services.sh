@@ -1,0 +1,26 @@
+# shellcheck shell=bash
+# Helpers of the scripts that start Keyward's services. Sourced, not executed.
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# True when the service on the port answers /readyz with 200.
+ready() {
+  local reply
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf 'GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
+  IFS= read -r -t 2 reply <&3 || true
+  exec 3<&- 3>&-
+  [[ "$reply" == *" 200"* ]]
+}
+
+# Waits up to 30 s for a service to be ready; shows its log when it is not.
+wait_ready() {
+  local port=$1 name=$2 log=$3
+  for _ in $(seq 1 300); do
+    if ready "$port" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "keyward: $name did not become ready; last log lines:" >&2
+  tail -n 30 "$log" >&2
+  return 1
+}

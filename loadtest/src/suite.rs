@@ -1,0 +1,681 @@
+//! `suite`: the standard benchmark run behind `deploy/bench.sh`. Given a running control-plane and
+//! validators, it seeds the tenants, runs every measurement of BENCHMARKS.md against its target
+//! (starting pinned `baseline-server`s of matching body sizes as it goes) and writes the report.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use crate::engine::{self, Live, LoadConfig, Mode, Target};
+use crate::report::Report;
+use crate::scenario::{KeyAuthVersion, Repeat, Scenario};
+
+pub struct SuiteConfig {
+    pub control_plane: String,
+    pub username: String,
+    pub password: String,
+    pub database_url: String,
+    /// Validators to load (the first is measured alone; all take part in the probe).
+    pub validators: Vec<String>,
+    /// Their process ids, in the same order (for RSS).
+    pub validator_pids: Vec<u32>,
+    /// A validator that trusts this host as a proxy, with per-address limits on.
+    pub limiter_validator: Option<(String, u32)>,
+    /// CPU list for the baseline servers (`taskset -c`), the validators' cores.
+    pub server_cpus: Option<String>,
+    pub connections: usize,
+    pub quick: bool,
+    pub out: PathBuf,
+    /// How the run was started, for the report.
+    pub command: String,
+}
+
+struct Row {
+    what: String,
+    target: String,
+    measured: String,
+    met: Option<bool>,
+}
+
+struct Baseline {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Baseline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn start_baseline(cpus: Option<&str>, body_size: usize) -> anyhow::Result<Baseline> {
+    let port = free_port()?;
+    let exe = std::env::current_exe()?;
+    let args = [
+        "baseline-server".to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--body-size".into(),
+        body_size.to_string(),
+    ];
+    let mut cmd = match cpus {
+        Some(c) => {
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(c).arg(&exe).args(args);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(&exe);
+            cmd.args(args);
+            cmd
+        }
+    };
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting baseline-server")?;
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > Duration::from_secs(10) {
+            bail!("baseline-server did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Baseline {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    })
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS")
+}
+
+async fn metric(http: &reqwest::Client, validator: &str, name: &str) -> anyhow::Result<f64> {
+    let text = http
+        .get(format!("{validator}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let full = format!("keyward_validator_{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&full))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("metric {name}"))
+}
+
+impl SuiteConfig {
+    fn secs(&self, full: f64) -> Duration {
+        Duration::from_secs_f64(if self.quick {
+            (full / 4.0).max(1.0)
+        } else {
+            full
+        })
+    }
+
+    fn load(&self, seconds: f64, mode: Mode) -> LoadConfig {
+        LoadConfig {
+            connections: self.connections,
+            duration: self.secs(seconds),
+            max_requests: None,
+            mode,
+            timeout: Duration::from_secs(5),
+            stop: None,
+        }
+    }
+}
+
+async fn measure(
+    url: &str,
+    scenario: &Scenario,
+    cfg: &LoadConfig,
+    label: &str,
+) -> anyhow::Result<Report> {
+    let out = engine::run(
+        &Target::parse(url)?,
+        scenario,
+        cfg,
+        Arc::new(Live::default()),
+    )
+    .await?;
+    let report = Report {
+        label: label.to_string(),
+        mode: match cfg.mode {
+            Mode::Closed => "closed loop".into(),
+            Mode::Open { rate } => format!("open loop at {rate:.0} req/s"),
+        },
+        connections: cfg.connections,
+        elapsed: out.elapsed,
+        stats: out.stats,
+    };
+    eprint!("{}", report.human());
+    Ok(report)
+}
+
+/// A then B, `pairs` times; the A/B throughput ratios and their median.
+async fn compare(
+    a: (&str, &Scenario),
+    b: &str,
+    cfg: &LoadConfig,
+    pairs: usize,
+    label: &str,
+) -> anyhow::Result<(Vec<f64>, f64, Report)> {
+    let mut ratios = Vec::new();
+    let mut last = None;
+    for i in 0..pairs {
+        let ra = measure(a.0, a.1, cfg, &format!("{label} A#{}", i + 1)).await?;
+        let rb = measure(b, a.1, cfg, &format!("{label} baseline B#{}", i + 1)).await?;
+        ratios.push(ra.throughput() / rb.throughput().max(1e-9));
+        last = Some(ra);
+    }
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    last.map(|r| (ratios, median, r))
+        .context("no pairs were run")
+}
+
+fn p99_ms(r: &Report) -> f64 {
+    r.stats.total().value_at_quantile(0.99) as f64 / 1000.0
+}
+
+pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let cp = cfg.control_plane.trim_end_matches('/').to_string();
+    let v1 = cfg
+        .validators
+        .first()
+        .context("at least one validator")?
+        .clone();
+    let mut rows: Vec<Row> = Vec::new();
+    let dir = std::env::temp_dir().join(format!("keyward-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+
+    // Tenants: 1000 keys through REST, one million inserted by PostgreSQL.
+    let setup = crate::setup::Setup {
+        control_plane: &cp,
+        api_key: None,
+        username: Some(&cfg.username),
+        password: Some(&cfg.password),
+        app_name: "bench",
+        licenses: 1000,
+        keys_file: &dir.join("bench.txt"),
+        database_url: None,
+        hwid_lock: false,
+        activated: false,
+    };
+    let tenant = crate::setup::run(&setup).await?;
+    let million = if cfg.quick { 200_000 } else { 1_000_000 };
+    let big_keys = dir.join("million.txt");
+    let big = crate::setup::run(&crate::setup::Setup {
+        app_name: "bench-1m",
+        licenses: million,
+        keys_file: &big_keys,
+        database_url: Some(&cfg.database_url),
+        activated: true,
+        ..setup
+    })
+    .await?;
+    let read_keys = |p: &std::path::Path| -> anyhow::Result<Arc<Vec<String>>> {
+        Ok(Arc::new(
+            std::fs::read_to_string(p)?
+                .lines()
+                .map(str::to_string)
+                .collect(),
+        ))
+    };
+    let keys = read_keys(&dir.join("bench.txt"))?;
+    let big_keys = read_keys(&big_keys)?;
+    let app = tenant["app_id"].as_str().context("app id")?.to_string();
+    let owner = tenant["owner"].as_str().context("owner")?.to_string();
+    let secret = tenant["secret"].as_str().context("secret")?.to_string();
+
+    // 1. Native validate, cache hit, against a baseline with the same body size.
+    let one_key = Scenario::Validate {
+        app: app.clone(),
+        keys: Arc::new(vec![keys[0].clone()]),
+        hwid: Some("bench-machine".into()),
+    };
+    let answer = http
+        .post(format!("{v1}/v1/validate"))
+        .json(&json!({"app": app, "key": keys[0], "hwid": "bench-machine"}))
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    let base = start_baseline(cfg.server_cpus.as_deref(), answer.len())?;
+    let pairs = if cfg.quick { 2 } else { 3 };
+    let (ratios, median, native) = compare(
+        (&v1, &one_key),
+        &base.url,
+        &cfg.load(8.0, Mode::Closed),
+        pairs,
+        "validate",
+    )
+    .await?;
+    drop(base);
+    let max_rate = native.throughput();
+    rows.push(Row {
+        what: format!(
+            "Native validate, cache hit, keep-alive ({} B answer), A/B vs baseline-server",
+            answer.len()
+        ),
+        target: "≥ 0.85 × baseline".into(),
+        measured: format!(
+            "{max_rate:.0} req/s; ratios {} → median {median:.2}",
+            ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        met: Some(median >= 0.85),
+    });
+
+    // 2. KeyAuth 1.2 check and license on an activated key; 1.3 check with the signing share.
+    let token: Value = http
+        .post(format!("{cp}/v1/auth/login"))
+        .json(&json!({"username": cfg.username, "password": cfg.password}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = token["token"].as_str().context("login token")?.to_string();
+    let signing: Value = http
+        .get(format!("{cp}/v1/signing-keys"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let public_hex = signing["primary"]["public_key"]
+        .as_str()
+        .context("primary key")?;
+    let public: [u8; 32] = hex::decode(public_hex)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("public key length"))?;
+    let public = ed25519_dalek::VerifyingKey::from_bytes(&public)?;
+    let keyauth = |version, repeat| Scenario::KeyAuth {
+        version,
+        name: "bench".into(),
+        owner: owner.clone(),
+        secret: secret.clone(),
+        keys: Arc::new(vec![keys[1].clone()]),
+        hwid: "bench-machine-0000000001".into(),
+        public_key: Some(Box::new(public)),
+        repeat,
+    };
+    let mut keyauth_rps = Vec::new();
+    for (label, version, repeat) in [
+        ("KeyAuth 1.2 `check`", KeyAuthVersion::V1_2, Repeat::Check),
+        (
+            "KeyAuth 1.2 `license` (activated key)",
+            KeyAuthVersion::V1_2,
+            Repeat::License,
+        ),
+        ("KeyAuth 1.3 `check`", KeyAuthVersion::V1_3, Repeat::Check),
+    ] {
+        let scenario = keyauth(version, repeat);
+        let step = if repeat == Repeat::Check {
+            "check"
+        } else {
+            "license"
+        };
+        // The answer size of this step, for a matching baseline.
+        let probe = measure(
+            &v1,
+            &scenario,
+            &LoadConfig {
+                max_requests: Some(30),
+                connections: 1,
+                ..cfg.load(5.0, Mode::Closed)
+            },
+            "warm-up",
+        )
+        .await?;
+        if probe.stats.error_count() > 0 {
+            bail!("{label}: the flow fails: {:?}", probe.stats.errors);
+        }
+        // Answer sizes of these steps (nonce included): check ≈ 75 B on 1.2, ≈ 108 B on 1.3
+        // (`code`, `ownerid`); license ≈ 340 B (the `info` object).
+        let size = match (version, repeat) {
+            (KeyAuthVersion::V1_2, Repeat::Check) => 75,
+            (KeyAuthVersion::V1_3, Repeat::Check) => 108,
+            _ => 340,
+        };
+        let base = start_baseline(cfg.server_cpus.as_deref(), size)?;
+        let (ratios, median, r) = compare(
+            (&v1, &scenario),
+            &base.url,
+            &cfg.load(6.0, Mode::Closed),
+            pairs,
+            label,
+        )
+        .await?;
+        let rps = r
+            .stats
+            .steps
+            .get(step)
+            .map_or(0.0, |h| h.len() as f64 / r.elapsed.as_secs_f64());
+        keyauth_rps.push(rps);
+        let ratio_step = median * rps / r.throughput().max(1e-9);
+        rows.push(Row {
+            what: format!("{label}, A/B vs baseline-server (~{size} B)"),
+            target: if version == KeyAuthVersion::V1_2 {
+                "≥ 0.6 × baseline".into()
+            } else {
+                "reported".into()
+            },
+            measured: format!(
+                "{rps:.0} {step}/s (p99 {:.2} ms); ratios {} → median {ratio_step:.2}",
+                r.stats
+                    .steps
+                    .get(step)
+                    .map_or(0.0, |h| h.value_at_quantile(0.99) as f64 / 1000.0),
+                ratios
+                    .iter()
+                    .map(|x| format!("{x:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            met: (version == KeyAuthVersion::V1_2).then_some(ratio_step >= 0.6),
+        });
+    }
+    if let (Some(c12), Some(c13)) = (keyauth_rps.first(), keyauth_rps.get(2)) {
+        let share = (1.0 / c13 - 1.0 / c12) / (1.0 / c13);
+        rows.push(Row {
+            what: "KeyAuth 1.3 `check`: share of its cost that signing adds over 1.2".into(),
+            target: "reported".into(),
+            measured: format!("{:.0} % ({c13:.0} vs {c12:.0} check/s)", share * 100.0),
+            met: None,
+        });
+    }
+
+    // 3. Open loop at half the measured maximum.
+    let half = (max_rate / 2.0).max(100.0);
+    let open = measure(
+        &v1,
+        &one_key,
+        &cfg.load(10.0, Mode::Open { rate: half }),
+        "open loop",
+    )
+    .await?;
+    rows.push(Row {
+        what: format!("Native validate, open loop at 50 % of max ({half:.0} req/s)"),
+        target: "p99 ≤ 1 ms".into(),
+        measured: format!(
+            "p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
+            open.stats.total().value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms(&open),
+            open.stats.total().value_at_quantile(0.999) as f64 / 1000.0
+        ),
+        met: Some(p99_ms(&open) <= 1.0),
+    });
+    std::fs::write(dir.join("open-loop.svg"), open.svg())?;
+
+    // 4. Invalidation propagation under load, to every validator.
+    let api_key: Value = http
+        .post(format!("{cp}/v1/api-keys"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "bench-probe", "scopes": ["*"]}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let probe = crate::probe::Probe {
+        control_plane: &cp,
+        api_key: api_key["key"].as_str().context("api key")?,
+        app: &app,
+        key: &keys[2],
+        validators: &cfg.validators,
+        rounds: if cfg.quick { 10 } else { 50 },
+        background: 2,
+        background_keys: keys.clone(),
+        deadline: Duration::from_secs(10),
+    };
+    let prop = crate::probe::run(&probe).await?;
+    let worst = prop["validators"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| v["p99_ms"].as_f64().unwrap_or(f64::MAX))
+        .fold(0.0, f64::max);
+    let missed: u64 = prop["validators"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| v["missed"].as_u64().unwrap_or(0))
+        .sum();
+    rows.push(Row {
+        what: format!(
+            "Ban/unban propagation to each of {} validators under load",
+            cfg.validators.len()
+        ),
+        target: "p99 ≤ 50 ms".into(),
+        measured: prop["validators"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                format!(
+                    "p50 {} / p99 {} / max {} ms",
+                    v["p50_ms"], v["p99_ms"], v["max_ms"]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        met: Some(worst <= 50.0 && missed == 0),
+    });
+
+    // 5. A million licenses, keys drawn uniformly: mostly misses.
+    let big_app = big["app_id"].as_str().context("app id")?.to_string();
+    let uniform = Scenario::Validate {
+        app: big_app.clone(),
+        keys: big_keys.clone(),
+        hwid: None,
+    };
+    let cold = measure(
+        &v1,
+        &uniform,
+        &cfg.load(20.0, Mode::Closed),
+        "uniform over the million",
+    )
+    .await?;
+    rows.push(Row {
+        what: format!(
+            "{million} activated licenses, keys drawn uniformly (cold cache), 8 connections"
+        ),
+        target: "p99 ≤ 5 ms".into(),
+        measured: format!(
+            "{:.0} req/s, p99 {:.2} ms, errors {}",
+            cold.throughput(),
+            p99_ms(&cold),
+            cold.stats.error_count()
+        ),
+        met: Some(p99_ms(&cold) <= 5.0),
+    });
+
+    // 6. Memory per cached license, on a validator that has not seen the big app.
+    if let (Some(v), Some(pid)) = (cfg.validators.last(), cfg.validator_pids.last()) {
+        let warm = Scenario::Validate {
+            app: big_app.clone(),
+            keys: Arc::new(vec![big_keys[0].clone()]),
+            hwid: None,
+        };
+        measure(
+            v,
+            &warm,
+            &LoadConfig {
+                max_requests: Some(10),
+                connections: 1,
+                ..cfg.load(5.0, Mode::Closed)
+            },
+            "warm",
+        )
+        .await?;
+        let (rss0, n0) = (
+            rss_kib(*pid)?,
+            metric(&http, v, "license_cache_entries").await?,
+        );
+        let count = if cfg.quick { 50_000 } else { 200_000 };
+        let sweep = Scenario::Sweep {
+            app: big_app.clone(),
+            keys: Arc::new(big_keys[..count.min(big_keys.len())].to_vec()),
+            cursor: Arc::default(),
+            spoof_addresses: false,
+        };
+        measure(
+            v,
+            &sweep,
+            &LoadConfig {
+                max_requests: Some(count as u64),
+                duration: Duration::from_secs(600),
+                ..cfg.load(1.0, Mode::Closed)
+            },
+            "fill the cache",
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (rss1, n1) = (
+            rss_kib(*pid)?,
+            metric(&http, v, "license_cache_entries").await?,
+        );
+        let per = (rss1.saturating_sub(rss0) as f64 * 1024.0) / (n1 - n0).max(1.0);
+        rows.push(Row {
+            what: format!(
+                "Validator RSS per cached license ({:.0} licenses cached)",
+                n1 - n0
+            ),
+            target: "≤ 300 bytes".into(),
+            measured: format!("{per:.0} bytes (RSS {rss0} → {rss1} KiB)"),
+            met: Some(per <= 300.0),
+        });
+    }
+
+    // 7. Rate-limiter state for many distinct client addresses: bounded, and released when idle.
+    if let Some((lv, pid)) = &cfg.limiter_validator {
+        let count = if cfg.quick { 200_000 } else { 1_000_000 };
+        let sweep = Scenario::Sweep {
+            app: app.clone(),
+            keys: keys.clone(),
+            cursor: Arc::default(),
+            spoof_addresses: true,
+        };
+        let rss0 = rss_kib(*pid)?;
+        let mut peak: f64 = 0.0;
+        let flood = LoadConfig {
+            max_requests: Some(count),
+            duration: Duration::from_secs(900),
+            ..cfg.load(1.0, Mode::Closed)
+        };
+        let run = measure(lv, &sweep, &flood, "distinct client addresses");
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                r = &mut run => { r?; break; }
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    peak = peak.max(metric(&http, lv, "rate_limiter_tracked_clients").await.unwrap_or(0.0));
+                }
+            }
+        }
+        let rss_peak = rss_kib(*pid)?;
+        let idle_deadline = Instant::now() + Duration::from_secs(30);
+        let mut after = metric(&http, lv, "rate_limiter_tracked_clients").await?;
+        while after > 0.0 && Instant::now() < idle_deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            after = metric(&http, lv, "rate_limiter_tracked_clients").await?;
+        }
+        rows.push(Row {
+            what: format!("Rate-limiter state for {count} distinct client addresses"),
+            target: "bounded, released when idle".into(),
+            measured: format!("peak {peak:.0} tracked (bound 200000), {after:.0} after idle; RSS {rss0} → {rss_peak} → {} KiB", rss_kib(*pid)?),
+            met: Some(peak <= 260_000.0 && after == 0.0),
+        });
+    }
+
+    write_report(cfg, &rows)?;
+    let _ = std::fs::copy(
+        dir.join("open-loop.svg"),
+        cfg.out.with_file_name("benchmarks-open-loop.svg"),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_string()))
+        })
+        .unwrap_or_default();
+    // Not available_parallelism: the load generator runs pinned to a subset of the CPUs.
+    let cores = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(1);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} × {cpu}, {mem} memory, Linux {}", kernel.trim())
+}
+
+fn write_report(cfg: &SuiteConfig, rows: &[Row]) -> anyhow::Result<()> {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Benchmarks\n");
+    let _ = writeln!(md, "Written by `deploy/bench.sh` (do not edit by hand).\n");
+    let _ = writeln!(md, "- Machine: {}", machine());
+    let _ = writeln!(md, "- Command: `{}`", cfg.command);
+    let _ = writeln!(
+        md,
+        "- Setup: release build; PostgreSQL, control-plane and {} validator(s){}; load generator {} keep-alive connections{}.\n",
+        cfg.validators.len() + usize::from(cfg.limiter_validator.is_some()),
+        cfg.server_cpus.as_deref().map(|c| format!(" pinned to CPU {c}")).unwrap_or_default(),
+        cfg.connections,
+        if cfg.quick { "; QUICK run (short durations, 200k licenses)" } else { "" },
+    );
+    let _ = writeln!(md, "| Measurement | Target | Measured | |");
+    let _ = writeln!(md, "|---|---|---|---|");
+    for r in rows {
+        let verdict = match r.met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "",
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {verdict} |",
+            r.what, r.target, r.measured
+        );
+    }
+    let _ = writeln!(md, "\nOpen-loop latency by percentile: `benchmarks-open-loop.svg`. Criterion benches of the core: `cargo bench -p keyward-benches`.");
+    std::fs::write(&cfg.out, md).with_context(|| format!("writing {}", cfg.out.display()))?;
+    Ok(())
+}
