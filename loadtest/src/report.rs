@@ -137,12 +137,12 @@ impl Report {
 
     /// Latency by percentile, one line per step (and all steps), log-scaled on "nines".
     pub fn svg(&self) -> String {
-        const W: f64 = 720.0;
+        const W: f64 = 800.0;
         const H: f64 = 420.0;
         const LEFT: f64 = 70.0;
         const BOTTOM: f64 = 50.0;
         const TOP: f64 = 40.0;
-        const RIGHT: f64 = 160.0;
+        const RIGHT: f64 = 220.0;
         const MAX_NINES: f64 = 5.0; // 99.999 %
         let mut series: Vec<(String, Histogram<u64>)> = self
             .stats
