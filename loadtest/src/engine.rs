@@ -112,6 +112,21 @@ pub async fn run(
     Ok(Outcome { stats, elapsed })
 }
 
+/// Tokio's timer wheel has millisecond granularity: sleeping straight to a due time would send up
+/// to a millisecond late, and the open loop charges that lateness to the server. Sleep to a
+/// millisecond before, then yield until the due time.
+async fn wait_until(due: Instant) {
+    let early = Duration::from_millis(1);
+    if let Some(coarse) = due.checked_sub(early) {
+        if coarse > Instant::now() {
+            tokio::time::sleep_until(coarse.into()).await;
+        }
+    }
+    while Instant::now() < due {
+        tokio::task::yield_now().await;
+    }
+}
+
 struct Conn {
     target: Target,
     client: crate::scenario::Client,
@@ -159,7 +174,7 @@ impl Conn {
                 let started = match self.schedule {
                     Some(s) => {
                         let due = s.due(sent);
-                        tokio::time::sleep_until(due.into()).await;
+                        wait_until(due).await;
                         due
                     }
                     None => Instant::now(),
