@@ -590,14 +590,14 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
         };
         let run = measure(lv, &sweep, &flood, "distinct client addresses");
         tokio::pin!(run);
-        loop {
+        let arrivals = loop {
             tokio::select! {
-                r = &mut run => { r?; break; }
+                r = &mut run => { break r?.throughput(); }
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {
                     peak = peak.max(metric(&http, lv, "rate_limiter_tracked_clients").await.unwrap_or(0.0));
                 }
             }
-        }
+        };
         let rss_peak = rss_kib(*pid)?;
         let idle_deadline = Instant::now() + Duration::from_secs(30);
         let mut after = metric(&http, lv, "rate_limiter_tracked_clients").await?;
@@ -608,8 +608,8 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
         rows.push(Row {
             what: format!("Rate-limiter state for {count} distinct client addresses"),
             target: "bounded, released when idle".into(),
-            measured: format!("peak {peak:.0} tracked (bound 200000), {after:.0} after idle; RSS {rss0} → {rss_peak} → {} KiB", rss_kib(*pid)?),
-            met: Some(peak <= 260_000.0 && after == 0.0),
+            measured: format!("peak {peak:.0} tracked at {arrivals:.0} new addresses/s (bound: 200000 plus the ≤ 1 s until the over-bound purge), {after:.0} after idle; RSS {rss0} → {rss_peak} → {} KiB", rss_kib(*pid)?),
+            met: Some(peak <= 200_000.0 + 1.2 * arrivals && after == 0.0),
         });
     }
 

@@ -1005,6 +1005,48 @@ async fn sessions_are_persisted_before_the_answer_and_bodies_are_php_encoded() {
         a.text.as_bytes(),
     );
     assert_eq!(a.headers["signature"], expected.as_str());
+
+    // Logging in again on the same session from the same machine commits nothing.
+    let last_login = || async {
+        let at: Option<chrono::DateTime<chrono::Utc>> = c
+            .query_one(
+                "SELECT last_login_at FROM app_users WHERE username = $1",
+                &[&key],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        at
+    };
+    let before = last_login().await;
+    assert!(before.is_some());
+    let a = ka
+        .call(
+            "1.2",
+            &[
+                ("type", "license"),
+                ("key", &key),
+                ("hwid", HWID),
+                ("sessionid", sid),
+            ],
+        )
+        .await;
+    assert!(a.success(), "{}", a.text);
+    assert_eq!(last_login().await, before);
+    // From another machine it is a new login (and is recorded).
+    let a = ka
+        .call(
+            "1.2",
+            &[
+                ("type", "license"),
+                ("key", &key),
+                ("hwid", OTHER_HWID),
+                ("sessionid", sid),
+            ],
+        )
+        .await;
+    assert!(a.success(), "{}", a.text);
+    assert!(last_login().await > before);
     v.shutdown().await;
 }
 

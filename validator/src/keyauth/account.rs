@@ -155,15 +155,24 @@ async fn login_as(ctx: &Ctx<'_>, s: &Session, username: &str, password: &str) ->
     }
     let app = ctx.app().id;
     let bind = hwid.filter(|_| user.hwid.is_none());
-    let mut c = keyward_shared::db::checkout(&ctx.state.pool).await?;
-    let mut w = WriteTx::begin(&mut c, ctx.actor()).await?;
-    users::record_login(&mut w, app, &user, &ctx.ip_string(), bind).await?;
-    if let Some(hash) = &upgrade {
-        users::set_password(&mut w, app, user.id, hash).await?;
+    // Logging in again on a session already logged in as this user, from the same machine,
+    // changes nothing worth a commit (the session's login time is already recorded).
+    let unchanged = s.validated
+        && s.user_id == Some(user.id)
+        && s.hwid.as_deref() == hwid
+        && bind.is_none()
+        && upgrade.is_none();
+    if !unchanged {
+        let mut c = keyward_shared::db::checkout(&ctx.state.pool).await?;
+        let mut w = WriteTx::begin(&mut c, ctx.actor()).await?;
+        users::record_login(&mut w, app, &user, &ctx.ip_string(), bind).await?;
+        if let Some(hash) = &upgrade {
+            users::set_password(&mut w, app, user.id, hash).await?;
+        }
+        sessions::validate(&mut w, app, &s.id, user.id, &user.username, hwid).await?;
+        w.commit().await?;
+        forget(ctx, s, &[&user.username]).await;
     }
-    sessions::validate(&mut w, app, &s.id, user.id, &user.username, hwid).await?;
-    w.commit().await?;
-    forget(ctx, s, &[&user.username]).await;
     Ok(Reply::ok(ctx.message("loggedInMsg")).field(
         "info",
         json!({
@@ -303,6 +312,8 @@ async fn register_as(
         Err(StoreError::Invalid(m)) => return Ok(Reply::fail(Why::BadRequest, m)),
         Err(e) => return Err(e.into()),
     };
+    // A registration is also the user's first login.
+    users::record_login(&mut w, app, &user, &ip, None).await?;
     if !licenses::redeem(&mut w, r.license.id, username).await? {
         // Used up (or banned) by a concurrent call since the check: nothing is committed.
         return Ok(ctx.fail(Why::KeyUsed, "keyused"));
