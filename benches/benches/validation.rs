@@ -12,7 +12,7 @@ use keyward_shared::verdict::{decide, Decision, RequestFacts};
 
 fn rules(c: &mut Criterion) {
     let app = app();
-    let lic = license("HWID-1");
+    let lic = license("HWID-1").facts();
     let empty = BlacklistView::default();
     let big = BlacklistView::from_entries(&blacklist(1000));
     let now = Utc::now();

@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod invalidation;
 pub mod keygen;
+pub mod license_facts;
 pub mod model;
 pub mod secrets;
 pub mod signing;
@@ -18,6 +19,8 @@ pub mod store;
 pub mod verdict;
 pub mod write;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod fixtures;
 #[cfg(feature = "test-support")]
 pub mod testing;
 

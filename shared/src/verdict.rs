@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::blacklist::BlacklistView;
-use crate::model::{App, License, LicenseStatus};
+use crate::license_facts::LicenseFacts;
+use crate::model::{App, LicenseStatus};
 
 /// Stable verdict codes. Clients branch on these; never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -116,7 +117,7 @@ pub enum Decision {
 
 pub fn decide(
     app: &App,
-    license: Option<&License>,
+    license: Option<&LicenseFacts>,
     blacklist: &BlacklistView,
     facts: RequestFacts<'_>,
     now: DateTime<Utc>,
@@ -140,20 +141,20 @@ pub fn decide(
         return Final(Verdict::fail(Code::NotFound, "license key does not exist"));
     };
     if license.status == LicenseStatus::Banned {
-        let detail = match &license.ban_reason {
+        let detail = match license.ban_reason() {
             Some(reason) if !reason.is_empty() => format!("license is banned: {reason}"),
             _ => "license is banned".into(),
         };
         return Final(Verdict::fail(Code::Banned, detail));
     }
-    if let Some(expires_at) = license.expires_at {
+    if let Some(expires_at) = license.expires_at() {
         if expires_at <= now {
             return Final(Verdict::fail(Code::Expired, "license has expired"));
         }
     }
 
     let mut activation = Activation {
-        first_use: license.used_at.is_none(),
+        first_use: license.used_at().is_none(),
         ..Activation::default()
     };
 
@@ -165,7 +166,7 @@ pub fn decide(
             ));
         };
         if !license.has_hwid(hwid) {
-            let bound = license.hwids.len();
+            let bound = license.hwid_count();
             let limit = license.hwid_limit;
             if limit == 0 || bound < limit as usize {
                 activation.bind_hwid = Some(hwid.to_string());
@@ -186,7 +187,7 @@ pub fn decide(
     if license.ip_limit > 0 {
         if let Some(ip) = facts.ip {
             if !license.has_ip(ip) {
-                if license.ips.len() < license.ip_limit as usize {
+                if license.ip_count() < license.ip_limit as usize {
                     activation.record_ip = Some(ip);
                 } else {
                     return Final(Verdict::fail(
@@ -213,7 +214,7 @@ pub fn decide(
 /// so the answer is the corresponding limit verdict rather than another write.
 pub fn decide_after_activation(
     app: &App,
-    license: &License,
+    license: &LicenseFacts,
     blacklist: &BlacklistView,
     facts: RequestFacts<'_>,
     now: DateTime<Utc>,

@@ -11,6 +11,8 @@ mod health;
 mod keyauth;
 mod listener;
 mod metrics;
+#[cfg(feature = "bench-support")]
+pub mod offline;
 mod outbound;
 mod rate_limit;
 mod routes;
@@ -57,47 +59,11 @@ pub struct Running {
 }
 
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
-    let pg = keyward_shared::db::pg_config(&cfg.database_url, "keyward-validator")
-        .context("DATABASE_URL")?;
-    let pool = keyward_shared::db::pool(pg, cfg.pool_size);
-    let health = Arc::new(Health::new(cfg.outage_grace()));
-    let metrics = Arc::new(Metrics::new());
-    let caches = Caches::new(&cfg, pool.clone(), health.clone(), metrics.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let outbound = outbound::Outbound::new(outbound::OutboundConfig {
-        timeout: Duration::from_millis(cfg.webhook_timeout_ms),
-        max_response_bytes: cfg.webhook_max_bytes,
-        allow_private: cfg.webhook_allow_private,
-    })
-    .map_err(|e| tracing::warn!(error = %e, "webhooks disabled: no HTTP client"))
-    .ok();
-    let client = keyauth::ClientApi {
-        app_limiter: rate_limit::Limiter::new(
-            cfg.app_rate_limit_per_sec,
-            cfg.app_rate_limit_burst,
-            cfg.app_cache_capacity as usize,
-        ),
-        passwords: keyauth::Passwords::new(cfg.password_hash_concurrency),
-        signers: keyauth::Signers::default(),
-        outbound,
-    };
-    let state = Arc::new(State {
-        client,
-        limiter: ClientLimiter::new(
-            cfg.rate_limit_per_sec,
-            cfg.rate_limit_burst,
-            cfg.rate_limit_max_tracked,
-        ),
-        cfg,
-        pool,
-        caches,
-        health,
-        usage: Usage::default(),
-        metrics,
-    });
+    let state = Arc::new(State::new(cfg)?);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(listener::run(state.clone(), shutdown_rx.clone())),
@@ -111,6 +77,49 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         shutdown,
         tasks,
     })
+}
+
+impl State {
+    /// The shared state; the pool connects lazily, the caches start empty and not live.
+    fn new(cfg: Config) -> anyhow::Result<State> {
+        let pg = keyward_shared::db::pg_config(&cfg.database_url, "keyward-validator")
+            .context("DATABASE_URL")?;
+        let pool = keyward_shared::db::pool(pg, cfg.pool_size);
+        let health = Arc::new(Health::new(cfg.outage_grace()));
+        let metrics = Arc::new(Metrics::new());
+        let caches = Caches::new(&cfg, pool.clone(), health.clone(), metrics.clone());
+        let outbound = outbound::Outbound::new(outbound::OutboundConfig {
+            timeout: Duration::from_millis(cfg.webhook_timeout_ms),
+            max_response_bytes: cfg.webhook_max_bytes,
+            allow_private: cfg.webhook_allow_private,
+        })
+        .map_err(|e| tracing::warn!(error = %e, "webhooks disabled: no HTTP client"))
+        .ok();
+        let client = keyauth::ClientApi {
+            app_limiter: rate_limit::Limiter::new(
+                cfg.app_rate_limit_per_sec,
+                cfg.app_rate_limit_burst,
+                cfg.app_cache_capacity as usize,
+            ),
+            passwords: keyauth::Passwords::new(cfg.password_hash_concurrency),
+            signers: keyauth::Signers::default(),
+            outbound,
+        };
+        Ok(State {
+            client,
+            limiter: ClientLimiter::new(
+                cfg.rate_limit_per_sec,
+                cfg.rate_limit_burst,
+                cfg.rate_limit_max_tracked,
+            ),
+            cfg,
+            pool,
+            caches,
+            health,
+            usage: Usage::default(),
+            metrics,
+        })
+    }
 }
 
 impl Running {

@@ -100,7 +100,7 @@ async fn metrics(state: &State) -> Response<Full<Bytes>> {
     state
         .metrics
         .license_cache_entries
-        .set(state.caches.license_entries().await as i64);
+        .set(state.caches.license_entries() as i64);
     state
         .metrics
         .rate_limiter_tracked

@@ -5,7 +5,8 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use keyward_shared::model::{App, License};
+use keyward_shared::license_facts::LicenseFacts;
+use keyward_shared::model::App;
 use keyward_shared::store::licenses;
 use keyward_shared::verdict::{self, Activation, Decision, RequestFacts, Verdict};
 use keyward_shared::write::{Actor, WriteTx};
@@ -123,7 +124,7 @@ pub async fn validate(state: &State, v: Validation<'_>, ip: IpAddr) -> Result<Ve
         ip: Some(ip),
     };
     let now = Utc::now();
-    let decision = verdict::decide(&app.app, license.as_deref(), &app.blacklist, facts, now);
+    let decision = verdict::decide(&app.app, license.as_ref(), &app.blacklist, facts, now);
     let (verdict, license) = match decision {
         Decision::Final(verdict) => (verdict, license),
         Decision::Activate(activation) => {
@@ -131,7 +132,7 @@ pub async fn validate(state: &State, v: Validation<'_>, ip: IpAddr) -> Result<Ve
             let Some(current) = license else {
                 return Err(ApiError::unavailable("license vanished during validation"));
             };
-            match activate(state, &app.app, &current, &activation).await? {
+            match activate(state, &app.app, &current, v.key, &activation).await? {
                 Some(fresh) => {
                     let verdict = verdict::decide_after_activation(
                         &app.app,
@@ -140,7 +141,7 @@ pub async fn validate(state: &State, v: Validation<'_>, ip: IpAddr) -> Result<Ve
                         facts,
                         Utc::now(),
                     );
-                    (verdict, Some(std::sync::Arc::new(fresh)))
+                    (verdict, Some(fresh))
                 }
                 None => (
                     match verdict::decide(&app.app, None, &app.blacklist, facts, now) {
@@ -158,7 +159,7 @@ pub async fn validate(state: &State, v: Validation<'_>, ip: IpAddr) -> Result<Ve
     if let Some(l) = &license {
         state.usage.record(l.id, now);
     }
-    Ok(render(&verdict, license.as_deref(), v.nonce, now))
+    Ok(render(&verdict, license.as_ref(), v.key, v.nonce, now))
 }
 
 /// The atomic first-use write (limits re-checked under a row lock in SQL), committed with its
@@ -166,9 +167,10 @@ pub async fn validate(state: &State, v: Validation<'_>, ip: IpAddr) -> Result<Ve
 async fn activate(
     state: &State,
     app: &App,
-    license: &License,
+    license: &LicenseFacts,
+    key: &str,
     activation: &Activation,
-) -> Result<Option<License>, ApiError> {
+) -> Result<Option<LicenseFacts>, ApiError> {
     if state.health.freshness() != Freshness::Live {
         return Err(CacheError::Unavailable.into());
     }
@@ -188,23 +190,24 @@ async fn activate(
         .map_err(store_err)?;
     wtx.commit().await.map_err(store_err)?;
     state.metrics.activations.inc();
-    state.caches.forget_license(app.id, &license.key).await;
-    Ok(fresh)
+    state.caches.forget_license(app.id, key);
+    Ok(fresh.map(|l| l.facts()))
 }
 
 fn render(
     verdict: &Verdict,
-    license: Option<&License>,
+    license: Option<&LicenseFacts>,
+    key: &str,
     nonce: Option<&str>,
     now: DateTime<Utc>,
 ) -> Vec<u8> {
     let license = license.filter(|_| verdict.valid).map(|l| LicenseInfo {
-        key: &l.key,
+        key,
         level: l.level,
-        expires_at: l.expires_at,
-        first_used_at: l.used_at,
+        expires_at: l.expires_at(),
+        first_used_at: l.used_at(),
         hwid_limit: l.hwid_limit,
-        hwids_bound: l.hwids.len(),
+        hwids_bound: l.hwid_count(),
         ip_limit: l.ip_limit,
     });
     let body = ValidateResponse {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{BlacklistEntry, BlacklistKind, BoundHwid};
+use crate::model::{BlacklistEntry, BlacklistKind, BoundHwid, License};
 use chrono::Duration;
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -85,7 +85,7 @@ fn empty() -> BlacklistView {
 fn valid_when_bound_hwid_matches() {
     let d = decide(
         &app(),
-        Some(&license()),
+        Some(&license().facts()),
         &empty(),
         facts(Some("H1"), None),
         Utc::now(),
@@ -108,7 +108,7 @@ fn paused_app_wins_over_everything() {
     assert_eq!(
         code(decide(
             &a,
-            Some(&l),
+            Some(&l.facts()),
             &empty(),
             facts(None, None),
             Utc::now()
@@ -146,7 +146,7 @@ fn blacklist_precedes_license_rules() {
     assert_eq!(
         code(decide(
             &app(),
-            Some(&l),
+            Some(&l.facts()),
             &bl,
             facts(Some("H1"), Some("10.9.8.7")),
             Utc::now()
@@ -156,7 +156,7 @@ fn blacklist_precedes_license_rules() {
     assert_eq!(
         code(decide(
             &app(),
-            Some(&l),
+            Some(&l.facts()),
             &bl,
             facts(Some("EVIL"), Some("192.0.2.1")),
             Utc::now()
@@ -176,7 +176,7 @@ fn blacklist_precedes_license_rules() {
     assert_eq!(
         code(decide(
             &app(),
-            Some(&l),
+            Some(&l.facts()),
             &bl,
             facts(Some("H1"), Some("192.0.2.1")),
             Utc::now()
@@ -193,7 +193,7 @@ fn banned_reports_reason_and_precedes_expiry() {
     l.expires_at = Some(Utc::now() - Duration::days(1));
     match decide(
         &app(),
-        Some(&l),
+        Some(&l.facts()),
         &empty(),
         facts(Some("H1"), None),
         Utc::now(),
@@ -215,7 +215,7 @@ fn expiry_is_exclusive_of_the_instant() {
     assert_eq!(
         code(decide(
             &app(),
-            Some(&l),
+            Some(&l.facts()),
             &empty(),
             facts(Some("H1"), None),
             now
@@ -226,7 +226,7 @@ fn expiry_is_exclusive_of_the_instant() {
     assert_eq!(
         code(decide(
             &app(),
-            Some(&l),
+            Some(&l.facts()),
             &empty(),
             facts(Some("H1"), None),
             now
@@ -242,7 +242,7 @@ fn hwid_rules() {
     assert_eq!(
         code(decide(
             &a,
-            Some(&l),
+            Some(&l.facts()),
             &empty(),
             facts(None, None),
             Utc::now()
@@ -252,7 +252,7 @@ fn hwid_rules() {
     assert_eq!(
         code(decide(
             &a,
-            Some(&l),
+            Some(&l.facts()),
             &empty(),
             facts(Some("H2"), None),
             Utc::now()
@@ -261,7 +261,13 @@ fn hwid_rules() {
     );
     l.hwid_limit = 2;
     assert_eq!(
-        decide(&a, Some(&l), &empty(), facts(Some("H2"), None), Utc::now()),
+        decide(
+            &a,
+            Some(&l.facts()),
+            &empty(),
+            facts(Some("H2"), None),
+            Utc::now()
+        ),
         Decision::Activate(Activation {
             bind_hwid: Some("H2".into()),
             ..Default::default()
@@ -271,7 +277,7 @@ fn hwid_rules() {
     assert_eq!(
         code(decide(
             &a,
-            Some(&l),
+            Some(&l.facts()),
             &empty(),
             facts(Some("H3"), None),
             Utc::now()
@@ -280,7 +286,13 @@ fn hwid_rules() {
     );
     l.hwid_limit = 0;
     assert!(matches!(
-        decide(&a, Some(&l), &empty(), facts(Some("H3"), None), Utc::now()),
+        decide(
+            &a,
+            Some(&l.facts()),
+            &empty(),
+            facts(Some("H3"), None),
+            Utc::now()
+        ),
         Decision::Activate(_)
     ));
     let mut unlocked = app();
@@ -288,7 +300,7 @@ fn hwid_rules() {
     assert_eq!(
         code(decide(
             &unlocked,
-            Some(&license()),
+            Some(&license().facts()),
             &empty(),
             facts(None, None),
             Utc::now()
@@ -298,7 +310,7 @@ fn hwid_rules() {
     assert_eq!(
         code(decide(
             &unlocked,
-            Some(&license()),
+            Some(&license().facts()),
             &empty(),
             facts(Some("other"), None),
             Utc::now()
@@ -315,7 +327,7 @@ fn ip_limit_rules() {
     assert_eq!(
         decide(
             &a,
-            Some(&l),
+            Some(&l.facts()),
             &empty(),
             facts(Some("H1"), Some("192.0.2.1")),
             Utc::now()
@@ -329,7 +341,7 @@ fn ip_limit_rules() {
     assert_eq!(
         code(decide(
             &a,
-            Some(&l),
+            Some(&l.facts()),
             &empty(),
             facts(Some("H1"), Some("192.0.2.1")),
             Utc::now()
@@ -339,7 +351,7 @@ fn ip_limit_rules() {
     assert_eq!(
         code(decide(
             &a,
-            Some(&l),
+            Some(&l.facts()),
             &empty(),
             facts(Some("H1"), Some("192.0.2.2")),
             Utc::now()
@@ -356,7 +368,7 @@ fn first_use_requests_activation() {
     assert_eq!(
         decide(
             &app(),
-            Some(&l),
+            Some(&l.facts()),
             &empty(),
             facts(Some("H1"), None),
             Utc::now()
@@ -372,14 +384,20 @@ fn first_use_requests_activation() {
 fn refused_activation_becomes_limit_verdict() {
     let mut l = license();
     l.hwid_limit = 2;
-    let v = decide_after_activation(&app(), &l, &empty(), facts(Some("H9"), None), Utc::now());
+    let v = decide_after_activation(
+        &app(),
+        &l.facts(),
+        &empty(),
+        facts(Some("H9"), None),
+        Utc::now(),
+    );
     assert_eq!(v.code, Code::TooManyHwids);
     l.hwid_limit = 0;
     l.ip_limit = 1;
     l.ips.push("192.0.2.1".parse().unwrap());
     let v = decide_after_activation(
         &app(),
-        &l,
+        &l.facts(),
         &empty(),
         facts(Some("H1"), Some("192.0.2.7")),
         Utc::now(),
@@ -428,7 +446,7 @@ proptest! {
         let hwid = req_hwid.map(|i| format!("H{i}"));
         let ip = req_ip.map(|i| format!("192.0.2.{i}").parse().unwrap());
         let f = RequestFacts { hwid: hwid.as_deref(), ip };
-        match decide(&a, Some(&l), &empty(), f, now) {
+        match decide(&a, Some(&l.facts()), &empty(), f, now) {
             Decision::Final(v) if v.valid => {
                 prop_assert!(!paused && !banned && expired != Some(true));
                 if hwid_lock { prop_assert!(l.has_hwid(hwid.as_deref().unwrap())); }

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use keyward_shared::model::{AppUser, License, LicenseStatus, Subscription};
+use keyward_shared::license_facts::LicenseFacts;
+use keyward_shared::model::{AppUser, LicenseStatus, Subscription};
 use keyward_shared::store::{licenses, sessions, subscriptions, users};
 use keyward_shared::write::WriteTx;
 use keyward_shared::StoreError;
@@ -188,7 +189,7 @@ async fn login_as(ctx: &Ctx<'_>, s: &Session, username: &str, password: &str) ->
 
 /// A key a client may redeem: its license, the tier of its level, and the time it grants.
 struct Redeemable {
-    license: Arc<License>,
+    license: LicenseFacts,
     tier: Subscription,
     secs: i64,
 }
@@ -199,14 +200,14 @@ async fn redeemable(ctx: &Ctx<'_>, key: &str) -> Result<Result<Redeemable, Reply
         return Ok(Err(ctx.fail(Why::KeyNotFound, "keynotfound")));
     };
     if license.status == LicenseStatus::Banned {
-        let msg = with_reason(ctx.message("keybanned"), license.ban_reason.as_deref());
+        let msg = with_reason(ctx.message("keybanned"), license.ban_reason());
         return Ok(Err(Reply::fail(Why::KeyBanned, msg)));
     }
     if license.uses >= license.max_uses {
         return Ok(Err(ctx.fail(Why::KeyUsed, "keyused")));
     }
     let now = Utc::now();
-    let secs = match (license.expires_at, license.duration_secs) {
+    let secs = match (license.expires_at(), license.duration_secs()) {
         (Some(at), _) if at <= now => {
             return Ok(Err(Reply::fail(
                 Why::KeyExpired,
@@ -320,7 +321,7 @@ async fn register_as(
     }
     sessions::validate(&mut w, app, &s.id, user.id, username, hwid).await?;
     w.commit().await?;
-    ctx.state.caches.forget_license(app, key).await;
+    ctx.state.caches.forget_license(app, key);
     forget(ctx, s, &[username]).await;
     let now = Utc::now();
     Ok(Reply::ok(ctx.message("loggedInMsg")).field(
@@ -401,7 +402,7 @@ pub async fn upgrade(ctx: &Ctx<'_>) -> Answer {
     }
     users::grant_for_key(&mut w, user.id, &r.tier, r.secs, key).await?;
     w.commit().await?;
-    ctx.state.caches.forget_license(app, key).await;
+    ctx.state.caches.forget_license(app, key);
     ctx.state
         .caches
         .client

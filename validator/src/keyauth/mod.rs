@@ -37,7 +37,7 @@ use crate::cache::{AppView, CacheError};
 use crate::client_ip::client_ip;
 use crate::rate_limit::Limiter;
 use crate::State;
-use params::Params;
+pub(crate) use params::Params;
 use reply::{Reply, SignWith};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,12 +1,14 @@
-//! The validator's memory: apps and licenses in bounded moka caches (unknown ids and keys cached
-//! negatively), blacklist views in a dashmap, all kept current by the invalidation listener.
+//! The validator's memory: licenses in a compact quick_cache ([`licenses`]), apps and the client
+//! API's data in bounded moka caches (unknown ids and keys cached negatively), blacklist views in
+//! a dashmap, all kept current by the invalidation listener.
 //!
 //! Staleness: an entry older than its TTL is re-read while PostgreSQL is reachable; during an
-//! outage it is served until the grace runs out (the hard moka TTL is TTL + grace, so nothing
-//! lingers past that). A load that overlaps an invalidation of its key is dropped after insert
-//! (see [`Generations`]), so an invalidation can never be overwritten by an older read.
+//! outage it is served until TTL + grace (moka's hard TTL; checked on read for licenses), never
+//! past that. A load that overlaps an invalidation of its key is dropped after insert (generation
+//! counters), so an invalidation can never be overwritten by an older read.
 
-use std::hash::{BuildHasher, RandomState};
+mod licenses;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +17,8 @@ use dashmap::DashMap;
 use deadpool_postgres::Pool;
 use keyward_shared::blacklist::BlacklistView;
 use keyward_shared::invalidation::Invalidation;
-use keyward_shared::model::{App, License};
+use keyward_shared::license_facts::LicenseFacts;
+use keyward_shared::model::App;
 use keyward_shared::store;
 use keyward_shared::StoreError;
 use moka::future::Cache;
@@ -145,31 +148,6 @@ where
     }
 }
 
-type LicenseKey = (Uuid, String);
-
-/// Invalidation counters: bumped *before* an entry is dropped and compared after a load was
-/// inserted. If it moved, the load may predate the change, so its entry is dropped again.
-/// License keys spread over shards so unrelated invalidations rarely discard a load.
-struct Generations {
-    license_shards: [AtomicU64; 64],
-    apps: AtomicU64,
-    hasher: RandomState,
-}
-
-impl Generations {
-    fn shard(&self, key: &LicenseKey) -> &AtomicU64 {
-        let h = self.hasher.hash_one(key);
-        &self.license_shards[(h % 64) as usize]
-    }
-
-    fn bump_all(&self) {
-        for g in &self.license_shards {
-            g.fetch_add(1, Ordering::SeqCst);
-        }
-        self.apps.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 /// An app with its blacklist, as a validation needs them.
 #[derive(Clone)]
 pub struct AppView {
@@ -182,9 +160,11 @@ pub struct Caches {
     pub client: crate::keyauth::ClientCaches,
     apps: Cache<Uuid, Cached<Option<Arc<App>>>>,
     blacklists: DashMap<Uuid, Arc<BlacklistView>>,
-    licenses: Cache<LicenseKey, Cached<Option<Arc<License>>>>,
-    generations: Generations,
+    licenses: licenses::LicenseCache,
+    /// Bumped before an app or blacklist entry is dropped (see [`Guarded`]).
+    app_generation: AtomicU64,
     ttl: Duration,
+    hard_ttl: Duration,
     negative_ttl: Duration,
     pool: Pool,
     health: Arc<Health>,
@@ -201,17 +181,12 @@ impl Caches {
                 .time_to_live(hard_ttl)
                 .build(),
             blacklists: DashMap::new(),
-            licenses: Cache::builder()
-                .max_capacity(cfg.license_cache_capacity)
-                .time_to_live(hard_ttl)
-                .support_invalidation_closures()
-                .build(),
-            generations: Generations {
-                license_shards: std::array::from_fn(|_| AtomicU64::new(0)),
-                apps: AtomicU64::new(0),
-                hasher: RandomState::new(),
-            },
+            licenses: licenses::LicenseCache::new(
+                usize::try_from(cfg.license_cache_capacity).unwrap_or(usize::MAX),
+            ),
+            app_generation: AtomicU64::new(0),
             ttl: cfg.cache_ttl(),
+            hard_ttl,
             negative_ttl: cfg.negative_ttl(),
             pool,
             health,
@@ -219,15 +194,13 @@ impl Caches {
         }
     }
 
-    fn usable<T>(&self, entry: &Cached<Option<T>>, freshness: Freshness) -> Option<bool> {
-        let ttl = if entry.value.is_some() {
-            self.ttl
-        } else {
-            self.negative_ttl
-        };
+    /// Whether an entry may be served: `None` when nothing may be (PostgreSQL down past the
+    /// grace), `Some(false)` when it must be re-read first.
+    fn usable(&self, loaded: Instant, found: bool, freshness: Freshness) -> Option<bool> {
+        let ttl = if found { self.ttl } else { self.negative_ttl };
         match freshness {
-            Freshness::Live => Some(entry.loaded.elapsed() < ttl),
-            Freshness::Grace => Some(true),
+            Freshness::Live => Some(loaded.elapsed() < ttl),
+            Freshness::Grace => Some(loaded.elapsed() < self.hard_ttl),
             Freshness::Down => None,
         }
     }
@@ -236,7 +209,7 @@ impl Caches {
     pub async fn app(&self, id: Uuid) -> Result<Option<AppView>, CacheError> {
         let freshness = self.health.freshness();
         let app = match self.apps.get(&id).await {
-            Some(entry) => match self.usable(&entry, freshness) {
+            Some(entry) => match self.usable(entry.loaded, entry.value.is_some(), freshness) {
                 Some(true) => entry.value,
                 Some(false) => {
                     self.apps.invalidate(&id).await;
@@ -258,7 +231,7 @@ impl Caches {
 
     async fn load_app(&self, id: Uuid) -> Result<Option<Arc<App>>, CacheError> {
         self.metrics.cache_miss("app");
-        let before = self.generations.apps.load(Ordering::SeqCst);
+        let before = self.app_generation.load(Ordering::SeqCst);
         let pool = &self.pool;
         let loaded = self
             .apps
@@ -272,7 +245,7 @@ impl Caches {
             })
             .await
             .map_err(|e| CacheError::from(&*e))?;
-        if self.generations.apps.load(Ordering::SeqCst) != before {
+        if self.app_generation.load(Ordering::SeqCst) != before {
             self.apps.invalidate(&id).await;
         }
         Ok(loaded.value)
@@ -280,7 +253,7 @@ impl Caches {
 
     async fn load_blacklist(&self, app: Uuid) -> Result<Arc<BlacklistView>, CacheError> {
         self.metrics.cache_miss("blacklist");
-        let before = self.generations.apps.load(Ordering::SeqCst);
+        let before = self.app_generation.load(Ordering::SeqCst);
         let client = keyward_shared::db::checkout(&self.pool)
             .await
             .map_err(|e| CacheError::from(&e))?;
@@ -289,88 +262,57 @@ impl Caches {
             .map_err(|e| CacheError::from(&e))?;
         let view = Arc::new(BlacklistView::from_entries(&entries));
         self.blacklists.insert(app, view.clone());
-        if self.generations.apps.load(Ordering::SeqCst) != before {
+        if self.app_generation.load(Ordering::SeqCst) != before {
             self.blacklists.remove(&app);
         }
         Ok(view)
     }
 
     /// The license with this key in this app; `None` when the key does not exist.
-    pub async fn license(&self, app: Uuid, key: &str) -> Result<Option<Arc<License>>, CacheError> {
+    pub async fn license(&self, app: Uuid, key: &str) -> Result<Option<LicenseFacts>, CacheError> {
         let freshness = self.health.freshness();
-        let cache_key = (app, key.to_owned());
-        match self.licenses.get(&cache_key).await {
-            Some(entry) => match self.usable(&entry, freshness) {
+        let slot = self.licenses.slot(app, key);
+        match self.licenses.get(&slot) {
+            Some(entry) => match self.usable(entry.loaded, entry.license.is_some(), freshness) {
                 Some(true) => {
                     self.metrics.cache_hit();
-                    Ok(entry.value)
+                    return Ok(entry.license);
                 }
-                Some(false) => {
-                    self.licenses.invalidate(&cache_key).await;
-                    self.load_license(cache_key).await
-                }
-                None => Err(CacheError::Unavailable),
+                Some(false) => self.licenses.forget(&slot),
+                None => return Err(CacheError::Unavailable),
             },
-            None if freshness == Freshness::Live => self.load_license(cache_key).await,
-            None => Err(CacheError::Unavailable),
+            None if freshness != Freshness::Live => return Err(CacheError::Unavailable),
+            None => {}
         }
-    }
-
-    async fn load_license(
-        &self,
-        cache_key: LicenseKey,
-    ) -> Result<Option<Arc<License>>, CacheError> {
         self.metrics.cache_miss("license");
-        let generation = self.generations.shard(&cache_key);
-        let before = generation.load(Ordering::SeqCst);
         let pool = &self.pool;
-        let (app, key) = (cache_key.0, cache_key.1.clone());
-        let loaded = self
-            .licenses
-            .try_get_with(cache_key.clone(), async move {
+        self.licenses
+            .load(slot, || async move {
                 let client = keyward_shared::db::checkout(pool).await?;
-                let license = store::licenses::find_by_key(&*client, app, &key).await?;
-                Ok::<_, StoreError>(Cached {
-                    value: license.map(Arc::new),
-                    loaded: Instant::now(),
-                })
+                let license = store::licenses::find_by_key(&*client, app, key).await?;
+                Ok(license.map(|l| l.facts()))
             })
             .await
-            .map_err(|e| CacheError::from(&*e))?;
-        if generation.load(Ordering::SeqCst) != before {
-            self.licenses.invalidate(&cache_key).await;
-        }
-        Ok(loaded.value)
+            .map_err(|e| CacheError::from(&e))
     }
 
     /// Drops a license after this validator changed it, so the next request reads the new row.
-    pub async fn forget_license(&self, app: Uuid, key: &str) {
-        let cache_key = (app, key.to_owned());
-        self.generations
-            .shard(&cache_key)
-            .fetch_add(1, Ordering::SeqCst);
-        self.licenses.invalidate(&cache_key).await;
+    pub fn forget_license(&self, app: Uuid, key: &str) {
+        self.licenses.forget(&self.licenses.slot(app, key));
     }
 
     pub async fn apply(&self, inv: &Invalidation) {
         match inv {
-            Invalidation::License { app, key } => self.forget_license(*app, key).await,
+            Invalidation::License { app, key } => self.forget_license(*app, key),
             Invalidation::App { app } => {
-                let app = *app;
-                self.generations.bump_all();
-                self.apps.invalidate(&app).await;
-                self.blacklists.remove(&app);
+                self.app_generation.fetch_add(1, Ordering::SeqCst);
+                self.apps.invalidate(app).await;
+                self.blacklists.remove(app);
                 // A deleted app takes its licenses with it.
-                if self
-                    .licenses
-                    .invalidate_entries_if(move |k, _| k.0 == app)
-                    .is_err()
-                {
-                    self.flush_all();
-                }
+                self.licenses.forget_app(*app);
             }
             Invalidation::Blacklist { app } => {
-                self.generations.apps.fetch_add(1, Ordering::SeqCst);
+                self.app_generation.fetch_add(1, Ordering::SeqCst);
                 self.blacklists.remove(app);
             }
             Invalidation::User { .. }
@@ -383,15 +325,39 @@ impl Caches {
 
     pub fn flush_all(&self) {
         self.client.clear();
-        self.generations.bump_all();
+        self.app_generation.fetch_add(1, Ordering::SeqCst);
         self.apps.invalidate_all();
-        self.licenses.invalidate_all();
+        self.licenses.clear();
         self.blacklists.clear();
     }
 
-    pub async fn license_entries(&self) -> u64 {
-        // Counts are maintained lazily; settle them so the metric is exact.
-        self.licenses.run_pending_tasks().await;
-        self.licenses.entry_count()
+    /// Puts an app, its blacklist, its licenses and keys known not to exist in memory as if
+    /// loaded (benches without a database).
+    #[cfg(feature = "bench-support")]
+    pub async fn prime(
+        &self,
+        app: App,
+        blacklist: BlacklistView,
+        licenses: &[keyward_shared::model::License],
+        absent_keys: &[&str],
+    ) {
+        let id = app.id;
+        let entry = Cached {
+            value: Some(Arc::new(app)),
+            loaded: Instant::now(),
+        };
+        self.apps.insert(id, entry).await;
+        self.blacklists.insert(id, Arc::new(blacklist));
+        for l in licenses {
+            let slot = self.licenses.slot(id, &l.key);
+            self.licenses.prime(slot, Some(l.facts()));
+        }
+        for key in absent_keys {
+            self.licenses.prime(self.licenses.slot(id, key), None);
+        }
+    }
+
+    pub fn license_entries(&self) -> usize {
+        self.licenses.len()
     }
 }
