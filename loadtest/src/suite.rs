@@ -411,23 +411,26 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
         });
     }
 
-    // 3. Open loop at half the measured maximum.
+    // 3. Open loop at half the measured maximum, and the bare baseline at the same rate: what
+    // this stack and machine manage at all.
     let half = (max_rate / 2.0).max(100.0);
-    let open = measure(
-        &v1,
-        &one_key,
-        &cfg.load(10.0, Mode::Open { rate: half }),
-        "open loop",
-    )
-    .await?;
+    let open_load = cfg.load(10.0, Mode::Open { rate: half });
+    let open = measure(&v1, &one_key, &open_load, "open loop").await?;
+    let base = start_baseline(cfg.server_cpus.as_deref(), answer.len())?;
+    let base_open = measure(&base.url, &one_key, &open_load, "open loop baseline").await?;
+    drop(base);
+    let quantile_ms = |r: &Report, q: f64| r.stats.total().value_at_quantile(q) as f64 / 1000.0;
     rows.push(Row {
         what: format!("Native validate, open loop at 50 % of max ({half:.0} req/s)"),
         target: "p99 ≤ 1 ms".into(),
         measured: format!(
-            "p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
-            open.stats.total().value_at_quantile(0.5) as f64 / 1000.0,
-            p99_ms(&open),
-            open.stats.total().value_at_quantile(0.999) as f64 / 1000.0
+            "p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms; bare baseline-server at the same rate: p50 {:.3}, p99 {:.3}, p99.9 {:.3} ms",
+            quantile_ms(&open, 0.5),
+            quantile_ms(&open, 0.99),
+            quantile_ms(&open, 0.999),
+            quantile_ms(&base_open, 0.5),
+            quantile_ms(&base_open, 0.99),
+            quantile_ms(&base_open, 0.999),
         ),
         met: Some(p99_ms(&open) <= 1.0),
     });
@@ -555,7 +558,9 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
             "fill the cache",
         )
         .await?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Past one usage write-behind cycle (5 s), so the pending counters are written and
+        // released and what remains is the cache.
+        tokio::time::sleep(Duration::from_secs(6)).await;
         let (rss1, n1) = (
             rss_kib(*pid)?,
             metric(&http, v, "license_cache_entries").await?,

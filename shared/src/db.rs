@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "client_api",
         include_str!("../migrations/0003_client_api.sql"),
     ),
+    (
+        4,
+        "license_fillfactor",
+        include_str!("../migrations/0004_license_fillfactor.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying Keyward's migration lock among advisory locks.

@@ -336,3 +336,44 @@ async fn first_use_starts_expiry_once() {
     let left = ext.expires_at.unwrap() - chrono::Utc::now();
     assert!(left.num_hours() >= 23 && left.num_hours() <= 24, "{left:?}");
 }
+
+/// Usage counters are written behind in batches covering the licenses validated in the last few
+/// seconds (a fraction of each page's rows); they must be heap-only updates (no new entry in each
+/// of the licenses' indexes), which needs the table's free room per page.
+#[tokio::test]
+async fn usage_counters_update_in_place() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let (actor, app) = tenant(&mut c).await;
+    let mut w = WriteTx::begin(&mut c, actor).await.unwrap();
+    let spec = licenses::GenerateSpec {
+        count: Some(200),
+        ..Default::default()
+    };
+    let made = licenses::generate(&mut w, app.id, &spec).await.unwrap();
+    w.commit().await.unwrap();
+
+    let ids: Vec<_> = made.iter().step_by(10).map(|l| l.id).collect();
+    let counts = vec![3_i64; ids.len()];
+    let at = vec![chrono::Utc::now(); ids.len()];
+    let tx = c.transaction().await.unwrap();
+    let updated = keyward_shared::store::usage::record_validations(&tx, &ids, &counts, &at)
+        .await
+        .unwrap();
+    // Counted for this transaction alone, so no wait for the statistics collector.
+    let hot: i64 = tx
+        .query_one(
+            "SELECT pg_stat_get_xact_tuples_hot_updated('licenses'::regclass)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    tx.commit().await.unwrap();
+    assert_eq!(updated, 20);
+    assert_eq!(hot, 20, "every usage update should be heap-only");
+    let again = licenses::get(&c, made[0].account_id, made[0].id)
+        .await
+        .unwrap();
+    assert_eq!(again.validation_count, 3);
+}

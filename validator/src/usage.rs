@@ -37,6 +37,8 @@ impl Usage {
         if ids.is_empty() {
             return Ok(0);
         }
+        // A burst of distinct licenses must not keep its table's capacity for good.
+        self.pending.shrink_to_fit();
         let result = async {
             let client = keyward_shared::db::checkout(pool).await?;
             store::usage::record_validations(&**client, &ids, &counts, &last).await

@@ -27,6 +27,7 @@ pub struct Entry {
 }
 
 const GENERATION_SHARDS: usize = 64;
+const INITIAL_RESERVATION: usize = 65_536;
 
 pub struct LicenseCache {
     entries: quick_cache::sync::Cache<Slot, Entry>,
@@ -39,8 +40,15 @@ pub struct LicenseCache {
 
 impl LicenseCache {
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         LicenseCache {
-            entries: quick_cache::sync::Cache::new(capacity.max(1)),
+            // Reserve for a modest working set and grow on demand, so a validator configured for
+            // a million licenses but serving thousands does not hold memory for a million.
+            entries: quick_cache::sync::Cache::with_weighter(
+                capacity.min(INITIAL_RESERVATION),
+                capacity as u64,
+                quick_cache::UnitWeighter,
+            ),
             key_hashers: [RandomState::new(), RandomState::new()],
             generations: std::array::from_fn(|_| AtomicU64::new(0)),
         }
