@@ -37,24 +37,54 @@ struct Rare {
 
 impl From<&License> for LicenseFacts {
     fn from(l: &License) -> Self {
-        let rare = (l.ban_reason.is_some() || !l.ips.is_empty()).then(|| {
+        let mut facts = LicenseFacts::with(
+            l.used_at,
+            l.expires_at,
+            l.duration_secs,
+            l.hwids.iter().map(|h| h.hwid.as_str()),
+            l.ban_reason.clone(),
+            l.ips.clone(),
+        );
+        facts.id = l.id;
+        facts.status = l.status;
+        facts.level = l.level;
+        facts.hwid_limit = l.hwid_limit;
+        facts.ip_limit = l.ip_limit;
+        facts.max_uses = l.max_uses;
+        facts.uses = l.uses;
+        facts
+    }
+}
+
+impl LicenseFacts {
+    /// The packed fields from their plain forms; the public ones take neutral values (an active
+    /// level-0 license without limits or uses) for the caller to fill in.
+    pub(crate) fn with<'a>(
+        used_at: Option<DateTime<Utc>>,
+        expires_at: Option<DateTime<Utc>>,
+        duration_secs: Option<i64>,
+        hwids: impl Iterator<Item = &'a str>,
+        ban_reason: Option<String>,
+        ips: Vec<IpAddr>,
+    ) -> LicenseFacts {
+        let rare = (ban_reason.is_some() || !ips.is_empty()).then(|| {
             Arc::new(Rare {
-                ban_reason: l.ban_reason.as_deref().map(Box::from),
-                ips: l.ips.as_slice().into(),
+                ban_reason: ban_reason.map(String::into_boxed_str),
+                ips: ips.into_boxed_slice(),
             })
         });
         LicenseFacts {
-            id: l.id,
-            status: l.status,
-            level: l.level,
-            hwid_limit: l.hwid_limit,
-            ip_limit: l.ip_limit,
-            max_uses: l.max_uses,
-            uses: l.uses,
-            used_at: OptI64::time(l.used_at),
-            expires_at: OptI64::time(l.expires_at),
-            duration_secs: OptI64::new(l.duration_secs),
-            hwids: PackedStrs::new(l.hwids.iter().map(|h| h.hwid.as_str())),
+            id: LicenseId::nil(),
+            status: LicenseStatus::Active,
+            level: 0,
+            hwid_limit: 0,
+            ip_limit: 0,
+            max_uses: 0,
+            uses: 0,
+            used_at: OptI64::time(used_at),
+            expires_at: OptI64::time(expires_at),
+            duration_secs: OptI64::new(duration_secs),
+            hwids: PackedStrs::new(hwids),
             rare,
         }
     }

@@ -377,3 +377,51 @@ async fn usage_counters_update_in_place() {
         .unwrap();
     assert_eq!(again.validation_count, 3);
 }
+
+/// The validators' narrow query reads the same facts as the full row.
+#[tokio::test]
+async fn facts_by_key_matches_the_full_row() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let (actor, app) = tenant(&mut c).await;
+    let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
+    let spec = licenses::GenerateSpec {
+        duration_days: Some(30),
+        hwid_limit: Some(3),
+        ip_limit: Some(2),
+        ..Default::default()
+    };
+    let lic = licenses::generate(&mut w, app.id, &spec)
+        .await
+        .unwrap()
+        .remove(0);
+    w.commit().await.unwrap();
+    for (hwid, ip) in [("HWID-A", "203.0.113.9"), ("HWID-B", "2001:db8::1")] {
+        let act = Activation {
+            bind_hwid: Some(hwid.into()),
+            record_ip: Some(ip.parse().unwrap()),
+            first_use: true,
+        };
+        let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
+        licenses::activate(&mut w, lic.id, &act).await.unwrap();
+        w.commit().await.unwrap();
+    }
+    let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
+    licenses::ban(&mut w, lic.id, Some("chargeback"))
+        .await
+        .unwrap();
+    w.commit().await.unwrap();
+
+    let full = licenses::get(&c, actor.account_id, lic.id).await.unwrap();
+    let facts = licenses::facts_by_key(&c, app.id, &lic.key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(facts, full.facts());
+    assert!(facts.has_hwid("HWID-B") && facts.has_ip("2001:db8::1".parse().unwrap()));
+    assert_eq!(facts.ban_reason(), Some("chargeback"));
+    assert!(licenses::facts_by_key(&c, app.id, "NO-SUCH-KEY")
+        .await
+        .unwrap()
+        .is_none());
+}

@@ -1,3 +1,5 @@
+use std::net::IpAddr;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
@@ -7,6 +9,7 @@ use uuid::Uuid;
 use crate::error::{StoreError, StoreResult};
 use crate::invalidation::Invalidation;
 use crate::keygen::{Mask, DEFAULT_MASK};
+use crate::license_facts::LicenseFacts;
 use crate::model::{BoundHwid, License, LicenseStatus};
 use crate::verdict::Activation;
 use crate::write::WriteTx;
@@ -61,20 +64,42 @@ fn from_row(r: &Row) -> License {
     }
 }
 
-/// The license as validators cache it: by app and key. No tenant scope (validators address by
-/// app id; the tenant is the app's).
-pub async fn find_by_key<C: crate::db::Hot>(
+/// What validators cache of a license, by app and key: only the columns the rules read, and the
+/// bound HWIDs and IPs in their primary-key order (a cache miss is the validator's hot query). No tenant scope
+/// (validators address by app id; the tenant is the app's).
+pub async fn facts_by_key<C: crate::db::Hot>(
     c: &C,
     app_id: Uuid,
     key: &str,
-) -> StoreResult<Option<License>> {
-    static SQL: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| format!("{SELECT} WHERE l.app_id = $1 AND l.key = $2"));
-    let stmt = c.statement(&SQL).await?;
-    Ok(c.client()
-        .query_opt(&stmt, &[&app_id, &key])
-        .await?
-        .map(|r| from_row(&r)))
+) -> StoreResult<Option<LicenseFacts>> {
+    const SQL: &str =
+        "SELECT l.id, l.status, l.level, l.hwid_limit, l.ip_limit, l.max_uses, l.uses,
+       l.used_at, l.expires_at, l.duration_secs, l.ban_reason,
+       ARRAY(SELECT h.hwid FROM license_hwids h WHERE h.license_id = l.id ORDER BY h.hwid) AS hwids,
+       ARRAY(SELECT i.ip FROM license_ips i WHERE i.license_id = l.id ORDER BY i.ip) AS ips
+  FROM licenses l WHERE l.app_id = $1 AND l.key = $2";
+    let stmt = c.statement(SQL).await?;
+    let Some(r) = c.client().query_opt(&stmt, &[&app_id, &key]).await? else {
+        return Ok(None);
+    };
+    let hwids: Vec<String> = r.try_get("hwids")?;
+    let ips: Vec<IpAddr> = r.try_get("ips")?;
+    let mut facts = LicenseFacts::with(
+        r.try_get("used_at")?,
+        r.try_get("expires_at")?,
+        r.try_get("duration_secs")?,
+        hwids.iter().map(String::as_str),
+        r.try_get("ban_reason")?,
+        ips,
+    );
+    facts.id = r.try_get("id")?;
+    facts.status = r.try_get("status")?;
+    facts.level = r.try_get("level")?;
+    facts.hwid_limit = r.try_get("hwid_limit")?;
+    facts.ip_limit = r.try_get("ip_limit")?;
+    facts.max_uses = r.try_get("max_uses")?;
+    facts.uses = r.try_get("uses")?;
+    Ok(Some(facts))
 }
 
 pub async fn get<C: GenericClient + Sync>(

@@ -289,8 +289,7 @@ impl Caches {
         self.licenses
             .load(slot, || async move {
                 let client = keyward_shared::db::checkout(pool).await?;
-                let license = store::licenses::find_by_key(&*client, app, key).await?;
-                Ok(license.map(|l| l.facts()))
+                store::licenses::facts_by_key(&*client, app, key).await
             })
             .await
             .map_err(|e| CacheError::from(&e))
