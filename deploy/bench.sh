@@ -36,7 +36,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 pg_port=$(pg_free_port)
-pg_start "$dir/pg" "$pg_port" run
+pg_start "$dir/pg" "$pg_port" bench
 pg_as_user "$(pg_bin_dir)/createdb" -h 127.0.0.1 -p "$pg_port" -U keyward keyward
 export DATABASE_URL="postgres://keyward@127.0.0.1:$pg_port/keyward"
 

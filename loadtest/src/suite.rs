@@ -661,7 +661,7 @@ fn write_report(cfg: &SuiteConfig, rows: &[Row]) -> anyhow::Result<()> {
     let _ = writeln!(md, "- Command: `{}`", cfg.command);
     let _ = writeln!(
         md,
-        "- Setup: release build; PostgreSQL, control-plane and {} validator(s){}; load generator {} keep-alive connections{}.\n",
+        "- Setup: release build; control-plane and {} validator(s){}; PostgreSQL (durable, shared_buffers 1 GB) on any CPU; load generator {} keep-alive connections on the other CPUs{}.\n",
         cfg.validators.len() + usize::from(cfg.limiter_validator.is_some()),
         cfg.server_cpus.as_deref().map(|c| format!(" pinned to CPU {c}")).unwrap_or_default(),
         cfg.connections,
