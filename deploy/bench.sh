@@ -80,4 +80,5 @@ wait_ready "$lim_port" "limiter validator" "$dir/validator-limiter.log"
   "${validator_args[@]}" --limiter-validator "http://127.0.0.1:$lim_port,$lim_pid" \
   "${server_cpus[@]}" "${quick[@]}" --out BENCHMARKS.md \
   --command "deploy/bench.sh ${quick[*]:-}"
+cat deploy/bench-findings.md >> BENCHMARKS.md
 echo "keyward: wrote BENCHMARKS.md"
