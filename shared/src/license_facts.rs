@@ -195,39 +195,26 @@ mod tests {
     use super::*;
     use crate::model::BoundHwid;
     use chrono::TimeZone;
-    use uuid::Uuid;
 
     fn license(hwids: &[&str], ips: &[&str], ban_reason: Option<&str>) -> License {
-        License {
-            id: Uuid::new_v4(),
-            account_id: Uuid::new_v4(),
-            app_id: Uuid::new_v4(),
-            key: "K".into(),
-            status: LicenseStatus::Active,
-            level: 3,
-            note: Some("n".into()),
-            created_at: Utc::now(),
-            used_at: Some(Utc.timestamp_opt(1_700_000_000, 123_456_000).unwrap()),
-            expires_at: None,
-            duration_secs: Some(86_400),
-            hwid_limit: 2,
-            ip_limit: 1,
-            ban_reason: ban_reason.map(Into::into),
-            hwids: hwids
-                .iter()
-                .map(|h| BoundHwid {
-                    hwid: (*h).into(),
-                    bound_at: Utc::now(),
-                    bound_by: "validate".into(),
-                })
-                .collect(),
-            ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
-            last_validated_at: None,
-            validation_count: 0,
-            max_uses: 1,
-            uses: 0,
-            used_by: None,
-        }
+        let mut l = crate::fixtures::license("");
+        l.level = 3;
+        l.used_at = Some(Utc.timestamp_opt(1_700_000_000, 123_456_000).unwrap());
+        l.expires_at = None;
+        l.duration_secs = Some(86_400);
+        l.hwid_limit = 2;
+        l.ip_limit = 1;
+        l.ban_reason = ban_reason.map(Into::into);
+        l.hwids = hwids
+            .iter()
+            .map(|h| BoundHwid {
+                hwid: (*h).into(),
+                bound_at: Utc::now(),
+                bound_by: "validate".into(),
+            })
+            .collect();
+        l.ips = ips.iter().map(|ip| ip.parse().unwrap()).collect();
+        l
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use keyward_shared::invalidation::{self, Invalidation};
-use keyward_shared::model::{App, LicenseStatus};
+use keyward_shared::model::{App, License, LicenseStatus};
 use keyward_shared::store::{accounts, apps, licenses};
 use keyward_shared::testing::TestDb;
 use keyward_shared::verdict::Activation;
@@ -42,6 +42,19 @@ async fn tenant(c: &mut tokio_postgres::Client) -> (Actor, App) {
 }
 
 /// A LISTEN connection whose notifications arrive on a channel.
+/// Licenses generated and committed.
+async fn generate(
+    c: &mut tokio_postgres::Client,
+    actor: &Actor,
+    app: &App,
+    spec: licenses::GenerateSpec,
+) -> Vec<License> {
+    let mut w = WriteTx::begin(c, actor.clone()).await.unwrap();
+    let made = licenses::generate(&mut w, app.id, &spec).await.unwrap();
+    w.commit().await.unwrap();
+    made
+}
+
 async fn listen(url: &str) -> (tokio_postgres::Client, mpsc::UnboundedReceiver<String>) {
     let cfg = db::pg_config(url, "store-test-listener").unwrap();
     let (client, mut conn) = cfg.connect(NoTls).await.unwrap();
@@ -222,16 +235,11 @@ async fn concurrent_activations_never_exceed_the_hwid_limit() {
     let db = TestDb::new().await;
     let mut c = db.client().await;
     let (actor, app) = tenant(&mut c).await;
-    let mut w = WriteTx::begin(&mut c, actor).await.unwrap();
     let spec = licenses::GenerateSpec {
         hwid_limit: Some(2),
         ..Default::default()
     };
-    let lic = licenses::generate(&mut w, app.id, &spec)
-        .await
-        .unwrap()
-        .remove(0);
-    w.commit().await.unwrap();
+    let lic = generate(&mut c, &actor, &app, spec).await.remove(0);
 
     let mut tasks = Vec::new();
     for i in 0..30 {
@@ -278,17 +286,12 @@ async fn first_use_starts_expiry_once() {
     let db = TestDb::new().await;
     let mut c = db.client().await;
     let (actor, app) = tenant(&mut c).await;
-    let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
     let spec = licenses::GenerateSpec {
         duration_secs: Some(3600),
         expiry_on_first_use: true,
         ..Default::default()
     };
-    let lic = licenses::generate(&mut w, app.id, &spec)
-        .await
-        .unwrap()
-        .remove(0);
-    w.commit().await.unwrap();
+    let lic = generate(&mut c, &actor, &app, spec).await.remove(0);
     assert!(lic.expires_at.is_none() && lic.used_at.is_none());
 
     let act = Activation {
@@ -345,13 +348,11 @@ async fn usage_counters_update_in_place() {
     let db = TestDb::new().await;
     let mut c = db.client().await;
     let (actor, app) = tenant(&mut c).await;
-    let mut w = WriteTx::begin(&mut c, actor).await.unwrap();
     let spec = licenses::GenerateSpec {
         count: Some(200),
         ..Default::default()
     };
-    let made = licenses::generate(&mut w, app.id, &spec).await.unwrap();
-    w.commit().await.unwrap();
+    let made = generate(&mut c, &actor, &app, spec).await;
 
     let ids: Vec<_> = made.iter().step_by(10).map(|l| l.id).collect();
     let counts = vec![3_i64; ids.len()];
@@ -384,18 +385,13 @@ async fn facts_by_key_matches_the_full_row() {
     let db = TestDb::new().await;
     let mut c = db.client().await;
     let (actor, app) = tenant(&mut c).await;
-    let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
     let spec = licenses::GenerateSpec {
         duration_days: Some(30),
         hwid_limit: Some(3),
         ip_limit: Some(2),
         ..Default::default()
     };
-    let lic = licenses::generate(&mut w, app.id, &spec)
-        .await
-        .unwrap()
-        .remove(0);
-    w.commit().await.unwrap();
+    let lic = generate(&mut c, &actor, &app, spec).await.remove(0);
     for (hwid, ip) in [("HWID-A", "203.0.113.9"), ("HWID-B", "2001:db8::1")] {
         let act = Activation {
             bind_hwid: Some(hwid.into()),

@@ -1,33 +1,9 @@
 use super::*;
+use crate::fixtures::app;
 use crate::model::{BlacklistEntry, BlacklistKind, BoundHwid, License};
 use chrono::Duration;
 use proptest::prelude::*;
 use uuid::Uuid;
-
-fn app() -> App {
-    App {
-        id: Uuid::new_v4(),
-        account_id: Uuid::new_v4(),
-        name: "demo".into(),
-        secret: "s".into(),
-        version: "1.0".into(),
-        paused: false,
-        hwid_lock: true,
-        anti_vpn: false,
-        hash_check: false,
-        download_url: None,
-        force_hwid: true,
-        min_hwid_len: 20,
-        session_secs: 21600,
-        force_encryption: false,
-        min_username_len: 1,
-        program_hashes: Vec::new(),
-        messages: Default::default(),
-        signing_key_id: None,
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-    }
-}
 
 fn license() -> License {
     License {
