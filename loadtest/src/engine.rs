@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::pacer::Pacer;
 use crate::scenario::Scenario;
 use crate::stats::{ErrorKind, Schedule, Stats};
 
@@ -75,8 +77,12 @@ pub async fn run(
 ) -> anyhow::Result<Outcome> {
     let stop = cfg.stop.clone().unwrap_or_default();
     let budget = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
     let connections = cfg.connections.max(1);
+    let gate = Gate::new(connections);
+    let pacer = match cfg.mode {
+        Mode::Open { .. } => Some(Arc::new(Pacer::start()?)),
+        Mode::Closed => None,
+    };
     let mut tasks = Vec::with_capacity(connections);
     for i in 0..connections {
         let conn = Conn {
@@ -86,20 +92,25 @@ pub async fn run(
             budget: budget.clone(),
             max: cfg.max_requests,
             timeout: cfg.timeout,
-            schedule: match cfg.mode {
+            rate: match cfg.mode {
                 Mode::Closed => None,
-                Mode::Open { rate } => Some(Schedule::new(start, rate, connections, i)),
+                Mode::Open { rate } => Some((rate, connections, i)),
             },
+            schedule: None,
+            pacer: pacer.clone(),
             live: live.clone(),
             stats: Stats::default(),
         };
-        tasks.push(tokio::spawn(conn.run()));
+        tasks.push(tokio::spawn(conn.run(gate.clone())));
     }
+    // The clock starts once every connection is open: connecting is not part of the run, and an
+    // open-loop schedule started earlier would charge the handshakes to the first requests.
+    let start = gate.open().await;
     let stopper = {
         let stop = stop.clone();
         let duration = cfg.duration;
         tokio::spawn(async move {
-            tokio::time::sleep(duration).await;
+            tokio::time::sleep_until((start + duration).into()).await;
             stop.store(true, Ordering::Relaxed);
         })
     };
@@ -112,18 +123,42 @@ pub async fn run(
     Ok(Outcome { stats, elapsed })
 }
 
-/// Tokio's timer wheel has millisecond granularity: sleeping straight to a due time would send up
-/// to a millisecond late, and the open loop charges that lateness to the server. Sleep to a
-/// millisecond before, then yield until the due time.
-async fn wait_until(due: Instant) {
-    let early = Duration::from_millis(1);
-    if let Some(coarse) = due.checked_sub(early) {
-        if coarse > Instant::now() {
-            tokio::time::sleep_until(coarse.into()).await;
+/// Holds every connection after its first connection attempt until all have made theirs, then
+/// gives them one common start time.
+#[derive(Clone)]
+struct Gate {
+    arrived: Arc<tokio::sync::Barrier>,
+    start: tokio::sync::watch::Receiver<Option<Instant>>,
+    set_start: Arc<tokio::sync::watch::Sender<Option<Instant>>>,
+}
+
+impl Gate {
+    fn new(connections: usize) -> Gate {
+        let (set_start, start) = tokio::sync::watch::channel(None);
+        Gate {
+            // The connections and the run itself.
+            arrived: Arc::new(tokio::sync::Barrier::new(connections + 1)),
+            start,
+            set_start: Arc::new(set_start),
         }
     }
-    while Instant::now() < due {
-        tokio::task::yield_now().await;
+
+    /// The run's side: waits for every connection, then starts the clock.
+    async fn open(&self) -> Instant {
+        self.arrived.wait().await;
+        let start = Instant::now();
+        self.set_start.send_replace(Some(start));
+        start
+    }
+
+    /// A connection's side: waits for the start time.
+    async fn pass(mut self) -> Instant {
+        self.arrived.wait().await;
+        match self.start.wait_for(Option::is_some).await {
+            Ok(start) => (*start).unwrap_or_else(Instant::now),
+            // The run was dropped; nothing will be measured.
+            Err(_) => Instant::now(),
+        }
     }
 }
 
@@ -134,7 +169,10 @@ struct Conn {
     budget: Arc<AtomicU64>,
     max: Option<u64>,
     timeout: Duration,
+    /// Open loop: the total rate, the number of connections and this one's index.
+    rate: Option<(f64, usize, usize)>,
     schedule: Option<Schedule>,
+    pacer: Option<Arc<Pacer>>,
     live: Arc<Live>,
     stats: Stats,
 }
@@ -145,25 +183,40 @@ impl Conn {
         self.live.errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    async fn run(mut self) -> Stats {
+    async fn connect(&mut self) -> Option<http1::SendRequest<Full<Bytes>>> {
+        let connect = TcpStream::connect(&self.target.authority);
+        let stream = match tokio::time::timeout(self.timeout, connect).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) | Err(_) => {
+                self.fail(ErrorKind::Connect);
+                return None;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok((sender, conn)) = http1::handshake(TokioIo::new(stream)).await else {
+            self.fail(ErrorKind::Protocol);
+            return None;
+        };
+        tokio::spawn(conn);
+        Some(sender)
+    }
+
+    async fn run(mut self, gate: Gate) -> Stats {
+        let mut gate = Some(gate);
         let mut sent: u64 = 0;
         'reconnect: while !self.stop.load(Ordering::Relaxed) {
-            let connect = TcpStream::connect(&self.target.authority);
-            let stream = match tokio::time::timeout(self.timeout, connect).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(_)) | Err(_) => {
-                    self.fail(ErrorKind::Connect);
-                    // A refused connection returns at once; don't spin on it.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let Ok((mut sender, conn)) = http1::handshake(TokioIo::new(stream)).await else {
-                self.fail(ErrorKind::Protocol);
+            let connected = self.connect().await;
+            if let Some(gate) = gate.take() {
+                let start = gate.pass().await;
+                self.schedule = self
+                    .rate
+                    .map(|(rate, connections, i)| Schedule::new(start, rate, connections, i));
+            }
+            let Some(mut sender) = connected else {
+                // A refused connection returns at once; don't spin on it.
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             };
-            tokio::spawn(conn);
             while !self.stop.load(Ordering::Relaxed) {
                 if let Some(max) = self.max {
                     if self.budget.fetch_add(1, Ordering::Relaxed) >= max {
@@ -174,7 +227,9 @@ impl Conn {
                 let started = match self.schedule {
                     Some(s) => {
                         let due = s.due(sent);
-                        wait_until(due).await;
+                        if let Some(pacer) = &self.pacer {
+                            pacer.wait_until(due).await;
+                        }
                         due
                     }
                     None => Instant::now(),

@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod engine;
+pub mod pacer;
 pub mod probe;
 pub mod progress;
 pub mod report;

@@ -14,6 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
 use crate::db;
+use crate::model::{App, License};
+use crate::store::{accounts, apps, licenses};
+use crate::write::{Actor, WriteTx};
 
 pub const ENV: &str = "KEYWARD_TEST_DATABASE_URL";
 const TEMPLATE_LOCK: i64 = 0x6b65_7977_6172_6402;
@@ -228,4 +231,53 @@ where
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// A test tenant: the account's actor and its app.
+pub struct Tenant {
+    pub actor: Actor,
+    pub app: App,
+}
+
+/// An account with one app, written through the store (`hwid_lock` set as asked).
+pub async fn tenant(c: &mut tokio_postgres::Client, hwid_lock: bool) -> Tenant {
+    let account = accounts::create(
+        &*c,
+        &format!("t{}", crate::secrets::random_token(10)),
+        None,
+        "not-a-login",
+    )
+    .await
+    .expect("account");
+    let actor = Actor {
+        account_id: account.id,
+        label: "test".into(),
+    };
+    let mut w = WriteTx::begin(c, actor.clone()).await.expect("begin");
+    let app = apps::create(
+        &mut w,
+        &apps::AppPatch {
+            name: Some("app".into()),
+            hwid_lock: Some(hwid_lock),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("app");
+    w.commit().await.expect("commit");
+    Tenant { actor, app }
+}
+
+/// Licenses generated through the store, committed.
+pub async fn generate(
+    c: &mut tokio_postgres::Client,
+    t: &Tenant,
+    spec: licenses::GenerateSpec,
+) -> Vec<License> {
+    let mut w = WriteTx::begin(c, t.actor.clone()).await.expect("begin");
+    let out = licenses::generate(&mut w, t.app.id, &spec)
+        .await
+        .expect("generate");
+    w.commit().await.expect("commit");
+    out
 }

@@ -143,11 +143,17 @@ impl Running {
     /// pending usage counters.
     pub async fn shutdown(self) {
         self.state.health.begin_shutdown();
+        self.state.usage.hurry();
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
-        if let Err(e) = self.state.usage.flush(&self.state.pool).await {
+        if let Err(e) = self
+            .state
+            .usage
+            .flush(&self.state.pool, Duration::ZERO)
+            .await
+        {
             tracing::warn!(error = %e, "could not write usage counters at shutdown");
         }
         tracing::info!("validator stopped");
@@ -165,7 +171,9 @@ async fn maintain(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = usage_tick.tick() => {
                 if state.health.is_connected() {
-                    if let Err(e) = state.usage.flush(&state.pool).await {
+                    // Spread over half the interval, so the writes never pile up behind each other.
+                    let spread = Duration::from_millis(state.cfg.usage_flush_ms / 2);
+                    if let Err(e) = state.usage.flush(&state.pool, spread).await {
                         state.metrics.usage_flush_failures.inc();
                         tracing::warn!(error = %e, "could not write usage counters; will retry");
                     }

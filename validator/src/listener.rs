@@ -88,6 +88,7 @@ pub async fn run(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     let initial_backoff = Duration::from_millis(state.cfg.listener_backoff_ms.max(1));
     let mut backoff = initial_backoff;
     let mut first = true;
+    let mut warmed = false;
     loop {
         if !first {
             tokio::select! {
@@ -111,6 +112,13 @@ pub async fn run(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
                 continue;
             }
         };
+        if !warmed {
+            // Before the first "ready": a load balancer sends traffic at once, and every miss of
+            // that first burst would otherwise wait for a new PostgreSQL backend.
+            let open = db::warm(&state.pool, state.cfg.pool_size).await;
+            tracing::info!(open, "query pool warmed");
+            warmed = true;
+        }
         state.caches.flush_all();
         state.metrics.cache_flushes.inc();
         state.health.set_connected();

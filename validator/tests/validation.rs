@@ -444,3 +444,22 @@ async fn usage_is_written_behind_and_ops_endpoints_answer() {
     assert_eq!(row.get::<_, i64>(0), 7);
     assert!(row.get::<_, bool>(1));
 }
+
+#[tokio::test]
+async fn the_query_pool_is_open_before_ready() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    // Ready means the first burst of misses finds its connections open, not PostgreSQL forking.
+    let v = validator(&db.url, |cfg| cfg.pool_size = 5).await;
+    let open: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'keyward-validator'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 5);
+    v.shutdown().await;
+}

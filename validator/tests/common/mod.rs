@@ -5,58 +5,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use keyward_shared::model::{App, License};
-use keyward_shared::store::{accounts, apps, licenses};
-use keyward_shared::write::{Actor, WriteTx};
+use keyward_shared::model::License;
+use keyward_shared::store::licenses;
+#[allow(unused_imports)]
+pub use keyward_shared::testing::{generate, tenant, Tenant};
 use keyward_validator::{Config, Running};
 use serde_json::Value;
 use uuid::Uuid;
-
-pub struct Tenant {
-    pub actor: Actor,
-    pub app: App,
-}
-
-pub async fn tenant(c: &mut tokio_postgres::Client, hwid_lock: bool) -> Tenant {
-    let account = accounts::create(
-        &*c,
-        &format!("t{}", keyward_shared::secrets::random_token(10)),
-        None,
-        "not-a-login",
-    )
-    .await
-    .expect("account");
-    let actor = Actor {
-        account_id: account.id,
-        label: "test".into(),
-    };
-    let mut w = WriteTx::begin(c, actor.clone()).await.expect("begin");
-    let app = apps::create(
-        &mut w,
-        &apps::AppPatch {
-            name: Some("app".into()),
-            hwid_lock: Some(hwid_lock),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("app");
-    w.commit().await.expect("commit");
-    Tenant { actor, app }
-}
-
-pub async fn generate(
-    c: &mut tokio_postgres::Client,
-    t: &Tenant,
-    spec: licenses::GenerateSpec,
-) -> Vec<License> {
-    let mut w = WriteTx::begin(c, t.actor.clone()).await.expect("begin");
-    let out = licenses::generate(&mut w, t.app.id, &spec)
-        .await
-        .expect("generate");
-    w.commit().await.expect("commit");
-    out
-}
 
 pub async fn one_license(c: &mut tokio_postgres::Client, t: &Tenant, hwid_limit: i32) -> License {
     generate(
