@@ -444,40 +444,71 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
     let open = measure(&v1, &one_key, &open_load, "open loop").await?;
     let base = start_baseline(cfg.server_cpus.as_deref(), answer.len())?;
     let base_open = measure(&base.url, &one_key, &open_load, "open loop baseline").await?;
+    // Isolated, the tail still swings 0.2–2.3 ms between runs of one binary on this VM (the load
+    // generator cannot be isolated too: real-time throttling stalls it), so A/B pairs, 3 of them,
+    // judged on the median p99 as the throughput targets are on the median ratio.
     let v1_pid = cfg.validator_pids.first().copied();
-    let isolated = match v1_pid {
-        Some(pid) if realtime(pid, true) && realtime(base.child.id(), true) => {
-            let v = measure(&v1, &one_key, &open_load, "open loop, SCHED_FIFO").await;
-            let b = measure(
-                &base.url,
-                &one_key,
-                &open_load,
-                "open loop baseline, SCHED_FIFO",
-            )
-            .await;
+    let mut isolated: Vec<(f64, f64)> = Vec::new();
+    if let Some(pid) = v1_pid {
+        if realtime(pid, true) && realtime(base.child.id(), true) {
+            let fifo_load = cfg.load(8.0, Mode::Open { rate: half });
+            for i in 1..=3 {
+                let v = measure(
+                    &v1,
+                    &one_key,
+                    &fifo_load,
+                    &format!("open loop, SCHED_FIFO A#{i}"),
+                )
+                .await;
+                let b = measure(
+                    &base.url,
+                    &one_key,
+                    &fifo_load,
+                    &format!("open loop baseline, SCHED_FIFO B#{i}"),
+                )
+                .await;
+                match (v, b) {
+                    (Ok(v), Ok(b)) => isolated.push((p99_ms(&v), p99_ms(&b))),
+                    (Err(e), _) | (_, Err(e)) => {
+                        realtime(pid, false);
+                        return Err(e);
+                    }
+                }
+            }
             realtime(pid, false);
-            Some((v?, b?))
         }
-        _ => None,
-    };
+    }
     drop(base);
     let mut measured = format!(
         "{} (bare baseline-server at the same rate: {})",
         percentiles(&open),
         percentiles(&base_open)
     );
-    if let Some((v, b)) = &isolated {
+    let median_p99 = |pick: fn(&(f64, f64)) -> f64| {
+        let mut v: Vec<f64> = isolated.iter().map(pick).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let isolated_p99 = median_p99(|p| p.0);
+    if let (Some(v), Some(b)) = (isolated_p99, median_p99(|p| p.1)) {
+        let list = |pick: fn(&(f64, f64)) -> f64| {
+            isolated
+                .iter()
+                .map(|p| format!("{:.3}", pick(p)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         measured.push_str(&format!(
-            "; servers at SCHED_FIFO: **{}** (baseline: {})",
-            percentiles(v),
-            percentiles(b)
+            "; servers at SCHED_FIFO, 3 A/B pairs: validator p99 {} → **median {v:.3} ms** (baseline p99 {} → median {b:.3} ms)",
+            list(|p| p.0),
+            list(|p| p.1),
         ));
     }
     rows.push(Row {
         what: format!("Native validate, open loop at 50 % of max ({half:.0} req/s)"),
         target: "p99 ≤ 1 ms".into(),
         measured,
-        met: Some(p99_ms(isolated.as_ref().map_or(&open, |(v, _)| v)) <= 1.0),
+        met: Some(isolated_p99.unwrap_or_else(|| p99_ms(&open)) <= 1.0),
     });
     std::fs::write(dir.join("open-loop.svg"), open.svg())?;
 
