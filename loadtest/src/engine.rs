@@ -230,7 +230,9 @@ impl Conn {
                         if let Some(pacer) = &self.pacer {
                             pacer.wait_until(due).await;
                         }
-                        due
+                        // Late: timed from the due time (the wait is the server's doing). Early
+                        // (the pacer's shared expiry): timed from the actual send.
+                        due.min(Instant::now())
                     }
                     None => Instant::now(),
                 };

@@ -10,10 +10,13 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
+
+/// How early a send may be released to share a timer expiry with its neighbours.
+pub const EARLY: Duration = Duration::from_micros(100);
 
 struct Waiter {
     due: Instant,
@@ -66,9 +69,9 @@ impl Pacer {
         Ok(Pacer { shared, driver })
     }
 
-    /// Returns at `due` (or at once if it has passed).
+    /// Returns at `due`, or up to [`EARLY`] before it (at once if it has passed).
     pub async fn wait_until(&self, due: Instant) {
-        if due <= Instant::now() {
+        if due <= Instant::now() + EARLY {
             return;
         }
         let (wake, woken) = oneshot::channel();
@@ -97,12 +100,15 @@ impl Drop for Pacer {
     }
 }
 
-/// Wakes every waiter whose time has come and returns the next due time.
+/// Wakes every waiter due before `now + EARLY` and returns the next due time. Arming a timerfd is
+/// a VM exit here (`perf`: 12.6 % of the generator's CPU at 57 000 req/s when each send re-armed
+/// it); waking the sends due in the next 100 µs together fires it a fraction as often. A send
+/// that goes early is timed from when it went, not from its due time (see `engine`).
 fn wake_due(shared: &Shared) -> Option<Instant> {
-    let now = Instant::now();
+    let horizon = Instant::now() + EARLY;
     let mut q = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
     while let Some(Reverse(next)) = q.waiters.peek() {
-        if next.due > now {
+        if next.due > horizon {
             return Some(next.due);
         }
         if let Some(Reverse(w)) = q.waiters.pop() {
@@ -229,8 +235,8 @@ mod tests {
         let mut order = Vec::new();
         while let Some((ms, late)) = rx.recv().await {
             order.push(ms);
-            // Never early (saturating would hide it: check against the clock instead).
-            assert!(start.elapsed() >= Duration::from_millis(ms));
+            // Never earlier than the shared-expiry allowance.
+            assert!(start.elapsed() + EARLY >= Duration::from_millis(ms));
             assert!(late < Duration::from_secs(1), "{late:?} late");
         }
         assert_eq!(order, vec![0, 3, 5, 12, 20, 30]);
