@@ -177,9 +177,15 @@ async fn seed_in_database(
     // bitmap scans for unique lookups), that autovacuum pass done now too, and the bulk load's
     // WAL checkpointed now rather than spread over the first minutes of the run, on the cores
     // the measurements share.
-    client
-        .batch_execute("VACUUM (ANALYZE) licenses; ANALYZE license_hwids; ANALYZE license_ips")
-        .await?;
+    // One statement per call: several in one query string run as one transaction, which VACUUM
+    // refuses.
+    for statement in [
+        "VACUUM (ANALYZE) licenses",
+        "ANALYZE license_hwids",
+        "ANALYZE license_ips",
+    ] {
+        client.batch_execute(statement).await?;
+    }
     if let Err(e) = client.batch_execute("CHECKPOINT").await {
         // Needs superuser or pg_checkpoint; the seed is complete without it.
         eprintln!("note: no CHECKPOINT after seeding ({e}); the first minutes may be noisier");
