@@ -68,6 +68,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let tasks = vec![
         tokio::spawn(listener::run(state.clone(), shutdown_rx.clone())),
         tokio::spawn(maintain(state.clone(), shutdown_rx.clone())),
+        tokio::spawn(write_usage(state.clone(), shutdown_rx.clone())),
         tokio::spawn(server::serve(listener, state.clone(), shutdown_rx)),
     ];
     tracing::info!(%addr, "validator listening");
@@ -160,25 +161,35 @@ impl Running {
     }
 }
 
-/// Usage write-behind and rate-limiter purging.
+/// The usage write-behind, in a task of its own: a flush is paced over seconds, and the limiter
+/// purges must not wait for it (a 1 M-address flood outgrew the limiter's bound while they did).
+async fn write_usage(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    let period = Duration::from_millis(state.cfg.usage_flush_ms.max(10));
+    // Spread over half the interval, so the writes never pile up behind each other.
+    let spread = period / 2;
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        // Outside the select: a flush is never dropped half-written (shutdown hurries it instead).
+        if state.health.is_connected() {
+            if let Err(e) = state.usage.flush(&state.pool, spread).await {
+                state.metrics.usage_flush_failures.inc();
+                tracing::warn!(error = %e, "could not write usage counters; will retry");
+            }
+        }
+    }
+}
+
+/// Rate-limiter purging, expired sessions and signing-key reloads.
 async fn maintain(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
-    let mut usage_tick =
-        tokio::time::interval(Duration::from_millis(state.cfg.usage_flush_ms.max(10)));
     let mut purge_tick = tokio::time::interval(Duration::from_secs(1));
     let mut seconds: u64 = 0;
     let mut session_tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
-            _ = usage_tick.tick() => {
-                if state.health.is_connected() {
-                    // Spread over half the interval, so the writes never pile up behind each other.
-                    let spread = Duration::from_millis(state.cfg.usage_flush_ms / 2);
-                    if let Err(e) = state.usage.flush(&state.pool, spread).await {
-                        state.metrics.usage_flush_failures.inc();
-                        tracing::warn!(error = %e, "could not write usage counters; will retry");
-                    }
-                }
-            }
             _ = purge_tick.tick() => {
                 seconds += 1;
                 if seconds.is_multiple_of(10) || state.limiter.over_bound() {
