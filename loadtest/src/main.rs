@@ -555,26 +555,7 @@ async fn compare(
         ratios.push(ratio);
         rows.push(serde_json::json!({"a": ra.json(), "b": rb.json(), "ratio": ratio}));
     }
-    Ok(serde_json::json!({"pairs": rows, "median_ratio": median(&mut ratios)}))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(median(&mut []), 0.0);
-    }
+    Ok(
+        serde_json::json!({"pairs": rows, "median_ratio": keyward_loadtest::stats::median(&mut ratios)}),
+    )
 }

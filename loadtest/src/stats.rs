@@ -107,6 +107,16 @@ impl Schedule {
     }
 }
 
+/// The median (the mean of the middle two for an even count; 0 for none). Sorts `v`.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// The latencies an open-loop client records against a server with the given service times,
 /// one connection, sending each request at its due time or as soon as the previous is answered.
 pub fn open_loop_latencies(interval: Duration, service: &[Duration]) -> Vec<Duration> {
@@ -143,6 +153,13 @@ mod tests {
         assert_eq!(open[11], Duration::from_secs(1) - 10 * MS + MS);
         // The backlog drains at 9 ms per request; afterwards latency is the service time again.
         assert_eq!(open[199], MS);
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&mut []), 0.0);
     }
 
     #[test]

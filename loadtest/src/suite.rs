@@ -200,9 +200,7 @@ async fn compare(
         ratios.push(ra.throughput() / rb.throughput().max(1e-9));
         last = Some(ra);
     }
-    let mut sorted = ratios.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    let median = crate::stats::median(&mut ratios.clone());
     last.map(|r| (ratios, median, r))
         .context("no pairs were run")
 }
@@ -486,8 +484,7 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
     );
     let median_p99 = |pick: fn(&(f64, f64)) -> f64| {
         let mut v: Vec<f64> = isolated.iter().map(pick).collect();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied()
+        (!v.is_empty()).then(|| crate::stats::median(&mut v))
     };
     let isolated_p99 = median_p99(|p| p.0);
     if let (Some(v), Some(b)) = (isolated_p99, median_p99(|p| p.1)) {

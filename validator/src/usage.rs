@@ -136,6 +136,16 @@ mod tests {
 
     use super::*;
 
+    /// `n` licenses of a fresh tenant.
+    async fn licenses(c: &mut tokio_postgres::Client, n: i64) -> Vec<Uuid> {
+        let t = tenant(c, false).await;
+        let spec = GenerateSpec {
+            count: Some(n),
+            ..Default::default()
+        };
+        generate(c, &t, spec).await.iter().map(|l| l.id).collect()
+    }
+
     async fn counts(c: &tokio_postgres::Client, ids: &[Uuid]) -> Vec<i64> {
         let mut out = Vec::new();
         for id in ids {
@@ -152,16 +162,7 @@ mod tests {
     async fn a_paced_flush_writes_chunk_by_chunk_and_hurries_at_shutdown() {
         let db = TestDb::new().await;
         let mut c = db.client().await;
-        let t = tenant(&mut c, false).await;
-        let spec = GenerateSpec {
-            count: Some(5),
-            ..Default::default()
-        };
-        let ids: Vec<Uuid> = generate(&mut c, &t, spec)
-            .await
-            .iter()
-            .map(|l| l.id)
-            .collect();
+        let ids = licenses(&mut c, 5).await;
         let pool = db::pool(db::pg_config(&db.url, "usage-test").unwrap(), 2);
         let usage = Arc::new(Usage::with_chunk(2));
         let now = Utc::now();
@@ -210,16 +211,7 @@ mod tests {
     async fn a_failed_flush_keeps_its_counts_for_the_next() {
         let db = TestDb::new().await;
         let mut c = db.client().await;
-        let t = tenant(&mut c, false).await;
-        let spec = GenerateSpec {
-            count: Some(3),
-            ..Default::default()
-        };
-        let ids: Vec<Uuid> = generate(&mut c, &t, spec)
-            .await
-            .iter()
-            .map(|l| l.id)
-            .collect();
+        let ids = licenses(&mut c, 3).await;
         let usage = Usage::with_chunk(2);
         for id in &ids {
             usage.record(*id, Utc::now());
