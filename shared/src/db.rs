@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, QueueMode, RecyclingMethod, Runtime};
 use tokio_postgres::{Client, NoTls};
 
 use crate::error::{StoreError, StoreResult};
@@ -60,6 +60,10 @@ pub fn pg_config(
 }
 
 /// A query pool. Never used for LISTEN: pools drop notifications and recycle connections.
+///
+/// Last in, first out: a light load keeps reusing the same few connections, whose PostgreSQL
+/// backends stay hot (in a first-in-first-out pool every query woke the next of all 16 backends
+/// in turn).
 pub fn pool(cfg: tokio_postgres::Config, max_size: usize) -> Pool {
     let mgr = Manager::from_config(
         cfg,
@@ -71,6 +75,7 @@ pub fn pool(cfg: tokio_postgres::Config, max_size: usize) -> Pool {
     // Building only fails without a runtime for timeouts, which we always give.
     Pool::builder(mgr)
         .max_size(max_size)
+        .queue_mode(QueueMode::Lifo)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(Duration::from_secs(5)))
         .create_timeout(Some(Duration::from_secs(3)))

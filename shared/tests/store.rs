@@ -13,6 +13,7 @@ use keyward_shared::write::{Actor, WriteTx};
 use keyward_shared::{db, StoreError};
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
+use uuid::Uuid;
 
 async fn tenant(c: &mut tokio_postgres::Client) -> (Actor, App) {
     let acct = accounts::create(
@@ -379,9 +380,9 @@ async fn usage_counters_update_in_place() {
     assert_eq!(again.validation_count, 3);
 }
 
-/// The validators' narrow query reads the same facts as the full row.
+/// The validators' narrow batch query reads the same facts as the full row, answer by lookup.
 #[tokio::test]
-async fn facts_by_key_matches_the_full_row() {
+async fn facts_by_keys_match_the_full_rows() {
     let db = TestDb::new().await;
     let mut c = db.client().await;
     let (actor, app) = tenant(&mut c).await;
@@ -409,15 +410,30 @@ async fn facts_by_key_matches_the_full_row() {
     w.commit().await.unwrap();
 
     let full = licenses::get(&c, actor.account_id, lic.id).await.unwrap();
-    let facts = licenses::facts_by_key(&c, app.id, &lic.key)
+    let other = generate(&mut c, &actor, &app, Default::default())
         .await
-        .unwrap()
-        .unwrap();
+        .remove(0);
+    // In any order, with a missing key and a repeated one: each answer is its lookup's.
+    let answers = licenses::facts_by_keys(
+        &c,
+        &[
+            (app.id, "NO-SUCH-KEY"),
+            (app.id, &lic.key),
+            (app.id, &other.key),
+            (Uuid::new_v4(), &lic.key),
+            (app.id, &lic.key),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(answers.len(), 5);
+    assert!(answers[0].is_none() && answers[3].is_none());
+    let facts = answers[1].clone().unwrap();
     assert_eq!(facts, full.facts());
+    assert_eq!(answers[4].as_ref(), Some(&facts));
     assert!(facts.has_hwid("HWID-B") && facts.has_ip("2001:db8::1".parse().unwrap()));
     assert_eq!(facts.ban_reason(), Some("chargeback"));
-    assert!(licenses::facts_by_key(&c, app.id, "NO-SUCH-KEY")
-        .await
-        .unwrap()
-        .is_none());
+    let other_facts = answers[2].clone().unwrap();
+    assert_eq!(other_facts.id, other.id);
+    assert!(licenses::facts_by_keys(&c, &[]).await.unwrap().is_empty());
 }

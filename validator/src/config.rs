@@ -24,6 +24,11 @@ pub struct Config {
     #[arg(long, env = "KEYWARD_VALIDATOR_POOL_SIZE", default_value_t = 16)]
     pub pool_size: usize,
 
+    /// License lookups at PostgreSQL at once (of the query pool's connections); cache misses that
+    /// arrive while all are busy go together in the next one.
+    #[arg(long, env = "KEYWARD_MISS_QUERIES_IN_FLIGHT", default_value_t = 4)]
+    pub miss_queries_in_flight: usize,
+
     /// Maximum number of cached licenses (known and unknown keys together).
     #[arg(
         long,
@@ -145,6 +150,7 @@ impl Config {
             database_url: database_url.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             pool_size: 16,
+            miss_queries_in_flight: 4,
             license_cache_capacity: 1_000_000,
             app_cache_capacity: 100_000,
             cache_ttl_secs: 300,

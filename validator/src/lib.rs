@@ -80,11 +80,26 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     })
 }
 
+/// The query pool's connection settings. Every statement a validator prepares is a lookup or a
+/// write by id or key, for which a generic plan is right; PostgreSQL would otherwise re-plan the
+/// batched license lookup on every execution (a custom plan for one key looks cheaper than the
+/// generic one for ten), a fifth of its time on cold keys.
+pub(crate) fn query_pool_config(
+    database_url: &str,
+) -> Result<tokio_postgres::Config, keyward_shared::db::ConfigError> {
+    let mut pg = keyward_shared::db::pg_config(database_url, "keyward-validator")?;
+    let options = format!(
+        "{} -c plan_cache_mode=force_generic_plan",
+        pg.get_options().unwrap_or_default()
+    );
+    pg.options(options.trim_start());
+    Ok(pg)
+}
+
 impl State {
     /// The shared state; the pool connects lazily, the caches start empty and not live.
     fn new(cfg: Config) -> anyhow::Result<State> {
-        let pg = keyward_shared::db::pg_config(&cfg.database_url, "keyward-validator")
-            .context("DATABASE_URL")?;
+        let pg = query_pool_config(&cfg.database_url).context("DATABASE_URL")?;
         let pool = keyward_shared::db::pool(pg, cfg.pool_size);
         let health = Arc::new(Health::new(cfg.outage_grace()));
         let metrics = Arc::new(Metrics::new());

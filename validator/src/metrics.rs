@@ -20,6 +20,7 @@ pub struct Metrics {
     pub listener_reconnects: Counter,
     pub cache_flushes: Counter,
     pub activations: Counter,
+    pub license_lookups: Counter,
     pub usage_flush_failures: Counter,
     pub listener_connected: Gauge,
     pub license_cache_entries: Gauge,
@@ -86,6 +87,12 @@ impl Metrics {
             "First-use writes (HWID binds, IP records, expiry starts)",
             activations.clone(),
         );
+        let license_lookups = Counter::default();
+        registry.register(
+            "license_lookups",
+            "Statements that read missed licenses (misses ÷ lookups is the batch size)",
+            license_lookups.clone(),
+        );
         let usage_flush_failures = Counter::default();
         registry.register(
             "usage_flush_failures",
@@ -127,6 +134,7 @@ impl Metrics {
             listener_reconnects,
             cache_flushes,
             activations,
+            license_lookups,
             usage_flush_failures,
             listener_connected,
             license_cache_entries,

@@ -11,8 +11,9 @@ use keyward_shared::store;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// Licenses per `UPDATE`: ≈ 3 ms of PostgreSQL's time each.
-const CHUNK: usize = 500;
+/// Licenses per `UPDATE`: ≈ 0.6 ms of PostgreSQL's time each, short enough that the cache misses
+/// sharing its cores hardly notice one (500 kept the cold-key p99 about 1 ms higher).
+const CHUNK: usize = 100;
 
 pub struct Usage {
     pending: DashMap<Uuid, (i64, DateTime<Utc>)>,

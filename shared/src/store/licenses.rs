@@ -64,42 +64,54 @@ fn from_row(r: &Row) -> License {
     }
 }
 
-/// What validators cache of a license, by app and key: only the columns the rules read, and the
-/// bound HWIDs and IPs in their primary-key order (a cache miss is the validator's hot query). No tenant scope
-/// (validators address by app id; the tenant is the app's).
-pub async fn facts_by_key<C: crate::db::Hot>(
+/// What validators cache of licenses, looked up by app and key, several at once: answer `i` is
+/// for `lookups[i]` (`None`: no such key). Only the columns the rules read, and the bound HWIDs
+/// and IPs in their primary-key order. A cache miss is the validator's hot query, and one
+/// statement for a batch of misses costs PostgreSQL little more than one for a single miss. No
+/// tenant scope (validators address by app id; the tenant is the app's).
+pub async fn facts_by_keys<C: crate::db::Hot>(
     c: &C,
-    app_id: Uuid,
-    key: &str,
-) -> StoreResult<Option<LicenseFacts>> {
-    const SQL: &str =
-        "SELECT l.id, l.status, l.level, l.hwid_limit, l.ip_limit, l.max_uses, l.uses,
-       l.used_at, l.expires_at, l.duration_secs, l.ban_reason,
+    lookups: &[(Uuid, &str)],
+) -> StoreResult<Vec<Option<LicenseFacts>>> {
+    const SQL: &str = "SELECT q.i, l.id, l.status, l.level, l.hwid_limit, l.ip_limit, l.max_uses,
+       l.uses, l.used_at, l.expires_at, l.duration_secs, l.ban_reason,
        ARRAY(SELECT h.hwid FROM license_hwids h WHERE h.license_id = l.id ORDER BY h.hwid) AS hwids,
        ARRAY(SELECT i.ip FROM license_ips i WHERE i.license_id = l.id ORDER BY i.ip) AS ips
-  FROM licenses l WHERE l.app_id = $1 AND l.key = $2";
+  FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS q(app_id, key, i)
+  JOIN licenses l ON l.app_id = q.app_id AND l.key = q.key";
+    let mut answers = vec![None; lookups.len()];
+    if lookups.is_empty() {
+        return Ok(answers);
+    }
+    let apps: Vec<Uuid> = lookups.iter().map(|l| l.0).collect();
+    let keys: Vec<&str> = lookups.iter().map(|l| l.1).collect();
     let stmt = c.statement(SQL).await?;
-    let Some(r) = c.client().query_opt(&stmt, &[&app_id, &key]).await? else {
-        return Ok(None);
-    };
-    let hwids: Vec<String> = r.try_get("hwids")?;
-    let ips: Vec<IpAddr> = r.try_get("ips")?;
-    let mut facts = LicenseFacts::with(
-        r.try_get("used_at")?,
-        r.try_get("expires_at")?,
-        r.try_get("duration_secs")?,
-        hwids.iter().map(String::as_str),
-        r.try_get("ban_reason")?,
-        ips,
-    );
-    facts.id = r.try_get("id")?;
-    facts.status = r.try_get("status")?;
-    facts.level = r.try_get("level")?;
-    facts.hwid_limit = r.try_get("hwid_limit")?;
-    facts.ip_limit = r.try_get("ip_limit")?;
-    facts.max_uses = r.try_get("max_uses")?;
-    facts.uses = r.try_get("uses")?;
-    Ok(Some(facts))
+    for r in c.client().query(&stmt, &[&apps, &keys]).await? {
+        // Ordinality counts from 1.
+        let i: i64 = r.try_get("i")?;
+        let Some(answer) = usize::try_from(i - 1).ok().and_then(|i| answers.get_mut(i)) else {
+            continue;
+        };
+        let hwids: Vec<String> = r.try_get("hwids")?;
+        let ips: Vec<IpAddr> = r.try_get("ips")?;
+        let mut facts = LicenseFacts::with(
+            r.try_get("used_at")?,
+            r.try_get("expires_at")?,
+            r.try_get("duration_secs")?,
+            hwids.iter().map(String::as_str),
+            r.try_get("ban_reason")?,
+            ips,
+        );
+        facts.id = r.try_get("id")?;
+        facts.status = r.try_get("status")?;
+        facts.level = r.try_get("level")?;
+        facts.hwid_limit = r.try_get("hwid_limit")?;
+        facts.ip_limit = r.try_get("ip_limit")?;
+        facts.max_uses = r.try_get("max_uses")?;
+        facts.uses = r.try_get("uses")?;
+        *answer = Some(facts);
+    }
+    Ok(answers)
 }
 
 pub async fn get<C: GenericClient + Sync>(

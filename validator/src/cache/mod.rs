@@ -8,6 +8,7 @@
 //! counters), so an invalidation can never be overwritten by an older read.
 
 mod licenses;
+mod loader;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use crate::health::{Freshness, Health};
 use crate::metrics::Metrics;
 
 /// Why a lookup could not be answered.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CacheError {
     #[error("the license store is unreachable")]
     Unavailable,
@@ -161,6 +162,7 @@ pub struct Caches {
     apps: Cache<Uuid, Cached<Option<Arc<App>>>>,
     blacklists: DashMap<Uuid, Arc<BlacklistView>>,
     licenses: licenses::LicenseCache,
+    license_loader: loader::Loader,
     /// Bumped before an app or blacklist entry is dropped (see [`Guarded`]).
     app_generation: AtomicU64,
     ttl: Duration,
@@ -183,6 +185,11 @@ impl Caches {
             blacklists: DashMap::new(),
             licenses: licenses::LicenseCache::new(
                 usize::try_from(cfg.license_cache_capacity).unwrap_or(usize::MAX),
+            ),
+            license_loader: loader::Loader::new(
+                pool.clone(),
+                cfg.miss_queries_in_flight,
+                metrics.clone(),
             ),
             app_generation: AtomicU64::new(0),
             ttl: cfg.cache_ttl(),
@@ -285,14 +292,9 @@ impl Caches {
             None => {}
         }
         self.metrics.cache_miss("license");
-        let pool = &self.pool;
         self.licenses
-            .load(slot, || async move {
-                let client = keyward_shared::db::checkout(pool).await?;
-                store::licenses::facts_by_key(&*client, app, key).await
-            })
+            .load(slot, || self.license_loader.load(app, key))
             .await
-            .map_err(|e| CacheError::from(&e))
     }
 
     /// Drops a license after this validator changed it, so the next request reads the new row.
