@@ -181,6 +181,7 @@ async fn seed_in_database(
     // refuses.
     for statement in [
         "VACUUM (ANALYZE) licenses",
+        "VACUUM (ANALYZE) license_usage",
         "ANALYZE license_hwids",
         "ANALYZE license_ips",
     ] {

@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "license_fillfactor",
         include_str!("../migrations/0004_license_fillfactor.sql"),
     ),
+    (
+        5,
+        "license_usage",
+        include_str!("../migrations/0005_license_usage.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying Keyward's migration lock among advisory locks.

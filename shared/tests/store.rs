@@ -342,10 +342,11 @@ async fn first_use_starts_expiry_once() {
 }
 
 /// Usage counters are written behind in batches covering the licenses validated in the last few
-/// seconds (a fraction of each page's rows); they must be heap-only updates (no new entry in each
-/// of the licenses' indexes), which needs the table's free room per page.
+/// seconds. They live in `license_usage`, one row per license made with it, so a flush leaves the
+/// license rows (what validators read on a miss) alone, and its updates are heap-only (no new
+/// entry in an index), which needs the table's free room per page.
 #[tokio::test]
-async fn usage_counters_update_in_place() {
+async fn usage_counters_update_in_place_and_leave_licenses_alone() {
     let db = TestDb::new().await;
     let mut c = db.client().await;
     let (actor, app) = tenant(&mut c).await;
@@ -363,21 +364,62 @@ async fn usage_counters_update_in_place() {
         .await
         .unwrap();
     // Counted for this transaction alone, so no wait for the statistics collector.
-    let hot: i64 = tx
+    let stats = tx
         .query_one(
-            "SELECT pg_stat_get_xact_tuples_hot_updated('licenses'::regclass)",
+            "SELECT pg_stat_get_xact_tuples_hot_updated('license_usage'::regclass),
+                    pg_stat_get_xact_tuples_updated('licenses'::regclass)",
             &[],
         )
         .await
-        .unwrap()
-        .get(0);
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(updated, 20);
-    assert_eq!(hot, 20, "every usage update should be heap-only");
+    assert_eq!(stats.get::<_, i64>(0), 20, "every usage update heap-only");
+    assert_eq!(stats.get::<_, i64>(1), 0, "no license row rewritten");
     let again = licenses::get(&c, made[0].account_id, made[0].id)
         .await
         .unwrap();
     assert_eq!(again.validation_count, 3);
+    assert!(again.last_validated_at.is_some());
+    let untouched = licenses::get(&c, made[1].account_id, made[1].id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (untouched.validation_count, untouched.last_validated_at),
+        (0, None)
+    );
+}
+
+/// Every way of creating licenses makes their usage rows (a flush only updates), and deleting a
+/// license takes its row with it.
+#[tokio::test]
+async fn every_license_has_one_usage_row() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let (actor, app) = tenant(&mut c).await;
+    let spec = licenses::GenerateSpec {
+        count: Some(5),
+        ..Default::default()
+    };
+    let made = generate(&mut c, &actor, &app, spec).await;
+    let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
+    licenses::seed_sequential(&mut w, app.id, "SEED", (1, 7), true)
+        .await
+        .unwrap();
+    w.commit().await.unwrap();
+    let orphans = "SELECT count(*) FROM licenses l
+                    WHERE NOT EXISTS (SELECT 1 FROM license_usage u WHERE u.license_id = l.id)";
+    assert_eq!(scalar(&c, "SELECT count(*) FROM license_usage").await, 12);
+    assert_eq!(scalar(&c, orphans).await, 0);
+
+    let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
+    licenses::delete(&mut w, made[0].id).await.unwrap();
+    w.commit().await.unwrap();
+    assert_eq!(scalar(&c, "SELECT count(*) FROM license_usage").await, 11);
+}
+
+async fn scalar(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap().get(0)
 }
 
 /// The validators' narrow batch query reads the same facts as the full row, answer by lookup.

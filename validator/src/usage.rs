@@ -151,7 +151,10 @@ mod tests {
         let mut out = Vec::new();
         for id in ids {
             let row = c
-                .query_one("SELECT validation_count FROM licenses WHERE id = $1", &[id])
+                .query_one(
+                    "SELECT validation_count FROM license_usage WHERE license_id = $1",
+                    &[id],
+                )
                 .await
                 .unwrap();
             out.push(row.get(0));
@@ -184,7 +187,8 @@ mod tests {
             move || async move {
                 let n: i64 = client
                     .query_one(
-                        "SELECT count(*) FROM licenses WHERE id = ANY($1) AND validation_count > 0",
+                        "SELECT count(*) FROM license_usage
+                          WHERE license_id = ANY($1) AND validation_count > 0",
                         &[license_ids],
                     )
                     .await

@@ -436,7 +436,8 @@ async fn usage_is_written_behind_and_ops_endpoints_answer() {
     v.shutdown().await;
     let row = c
         .query_one(
-            "SELECT validation_count, last_validated_at IS NOT NULL FROM licenses WHERE id = $1",
+            "SELECT validation_count, last_validated_at IS NOT NULL FROM license_usage
+              WHERE license_id = $1",
             &[&l.id],
         )
         .await

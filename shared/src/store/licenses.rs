@@ -19,12 +19,13 @@ pub const MAX_BATCH: i64 = 500;
 /// Columns of a full license, with its HWIDs and IPs as arrays (one round trip, no N+1).
 const SELECT: &str = "SELECT l.id, l.account_id, l.app_id, l.key, l.status, l.level, l.note, l.created_at,
        l.used_at, l.expires_at, l.duration_secs, l.hwid_limit, l.ip_limit, l.ban_reason,
-       l.last_validated_at, l.validation_count, l.max_uses, l.uses, l.used_by,
+       u.last_validated_at, coalesce(u.validation_count, 0) AS validation_count, l.max_uses,
+       l.uses, l.used_by,
        ARRAY(SELECT h.hwid FROM license_hwids h WHERE h.license_id = l.id ORDER BY h.bound_at, h.hwid) AS hwids,
        ARRAY(SELECT h.bound_at FROM license_hwids h WHERE h.license_id = l.id ORDER BY h.bound_at, h.hwid) AS hwid_bound_at,
        ARRAY(SELECT h.bound_by FROM license_hwids h WHERE h.license_id = l.id ORDER BY h.bound_at, h.hwid) AS hwid_bound_by,
        ARRAY(SELECT i.ip FROM license_ips i WHERE i.license_id = l.id ORDER BY i.first_seen, i.ip) AS ips
-  FROM licenses l";
+  FROM licenses l LEFT JOIN license_usage u ON u.license_id = l.id";
 
 fn from_row(r: &Row) -> License {
     let hwids: Vec<String> = r.get("hwids");

@@ -1,5 +1,7 @@
 //! Write-behind usage counters: validators batch `validation_count`/`last_validated_at` and flush
-//! them periodically. These columns never influence a verdict, so no invalidation is needed.
+//! them periodically into `license_usage` (one row per license, made with it; see migration
+//! 0005). These columns never influence a verdict, so no invalidation is needed. A license deleted
+//! meanwhile simply matches no row.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
@@ -17,11 +19,11 @@ pub async fn record_validations<C: GenericClient + Sync>(
         return Ok(0);
     }
     Ok(c.execute(
-        "UPDATE licenses l
+        "UPDATE license_usage l
             SET validation_count = l.validation_count + u.n,
                 last_validated_at = greatest(l.last_validated_at, u.t)
            FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) AS u(id, n, t)
-          WHERE l.id = u.id",
+          WHERE l.license_id = u.id",
         &[&ids, &counts, &last_at],
     )
     .await?)
