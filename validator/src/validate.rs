@@ -89,6 +89,13 @@ impl ValidateRequest<'_> {
                 "'key' must be 1 to {MAX_KEY_LEN} characters"
             )));
         }
+        // PostgreSQL text cannot hold NUL: no key or HWID has one, and sent along, a lookup or
+        // write would fail instead of answering.
+        if key.contains('\0') || r.hwid.as_deref().is_some_and(|h| h.contains('\0')) {
+            return Err(ApiError::bad_request(
+                "'key' and 'hwid' must not contain NUL characters",
+            ));
+        }
         let hwid = r.hwid.as_deref().map(str::trim).filter(|h| !h.is_empty());
         if hwid.is_some_and(|h| h.len() > MAX_HWID_LEN) {
             return Err(ApiError::bad_request(format!(

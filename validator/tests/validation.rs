@@ -318,6 +318,11 @@ async fn bad_input_is_a_4xx_json_error() {
             ),
             400,
         ),
+        (format!(r#"{{"app": "{app}", "key": "k\u0000"}}"#), 400),
+        (
+            format!(r#"{{"app": "{app}", "key": "k", "hwid": "m\u0000"}}"#),
+            400,
+        ),
         (
             format!(r#"{{"app": "{app}", "key": "k", "hwid": "m"}}"#),
             200,

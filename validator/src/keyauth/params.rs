@@ -38,6 +38,15 @@ impl Params {
         if self.values.len() >= MAX_PARAMS && !self.values.contains_key(name) {
             return;
         }
+        // PostgreSQL text cannot hold NUL: kept, it would fail the lookup or write the value
+        // reaches (a 500 for the caller's typo); dropped, the value is what the client meant.
+        let cleaned;
+        let value = if value.contains('\0') {
+            cleaned = value.replace('\0', "");
+            &cleaned
+        } else {
+            value
+        };
         let v = value.trim();
         if v.is_empty() {
             // An empty POST value does not hide the query's (PHP: `"" ?? x` keeps "", but
@@ -145,6 +154,20 @@ mod tests {
         assert_eq!(p.get("type"), Some("init"));
         assert_eq!(p.get("hwid"), Some("abc"));
         assert_eq!(p.get("empty"), None);
+    }
+
+    #[tokio::test]
+    async fn nul_characters_are_dropped() {
+        let p = parse(
+            Some("key=K%00EY&pass=%00"),
+            Some("application/json"),
+            br#"{"hwid":"m\u00001","user":"\u0000"}"#,
+        )
+        .await;
+        assert_eq!(
+            (p.get("key"), p.get("hwid"), p.get("pass"), p.get("user")),
+            (Some("KEY"), Some("m1"), None, None)
+        );
     }
 
     #[tokio::test]
