@@ -126,7 +126,8 @@ pub async fn code(
     }
 }
 
-pub async fn license_cache_hits(http: &reqwest::Client, addr: SocketAddr) -> u64 {
+/// One counter from the validator's `/metrics` (0 when it has not been created yet).
+pub async fn metric(http: &reqwest::Client, addr: SocketAddr, series: &str) -> u64 {
     let text = http
         .get(format!("http://{addr}/metrics"))
         .send()
@@ -136,13 +137,21 @@ pub async fn license_cache_hits(http: &reqwest::Client, addr: SocketAddr) -> u64
         .await
         .expect("metrics body");
     text.lines()
-        .find_map(|l| l.strip_prefix("keyward_validator_license_cache_hits_total "))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }
 
-/// Validates until the answer comes from the cache (a first use writes, and its own invalidation
-/// then drops the entry once), so a test can rely on the key being cached.
+pub async fn license_cache_hits(http: &reqwest::Client, addr: SocketAddr) -> u64 {
+    metric(http, addr, "keyward_validator_license_cache_hits_total").await
+}
+
+const ACTIVATIONS: &str = "keyward_validator_activations_total";
+const LICENSE_INVALIDATIONS: &str = r#"keyward_validator_invalidations_total{kind="license"}"#;
+
+/// Validates until the answer comes from the cache, so a test can rely on the key being cached.
+/// A first use writes, and its own invalidation drops the entry again whenever it arrives: wait
+/// for that invalidation before warming, or it may land after this returns.
 pub async fn warm(
     http: &reqwest::Client,
     addr: SocketAddr,
@@ -150,6 +159,19 @@ pub async fn warm(
     key: &str,
     hwid: Option<&str>,
 ) {
+    let activations = metric(http, addr, ACTIVATIONS).await;
+    let invalidations = metric(http, addr, LICENSE_INVALIDATIONS).await;
+    assert_eq!(code(http, addr, app, key, hwid).await, "VALID");
+    let activated = metric(http, addr, ACTIVATIONS).await - activations;
+    keyward_shared::testing::eventually(
+        Duration::from_secs(5),
+        "own activation's invalidation applied",
+        || async move {
+            (metric(http, addr, LICENSE_INVALIDATIONS).await - invalidations >= activated)
+                .then_some(())
+        },
+    )
+    .await;
     keyward_shared::testing::eventually(Duration::from_secs(5), "key cached", || async move {
         let before = license_cache_hits(http, addr).await;
         assert_eq!(code(http, addr, app, key, hwid).await, "VALID");
