@@ -208,6 +208,7 @@ impl Conn {
             let connected = self.connect().await;
             if let Some(gate) = gate.take() {
                 let start = gate.pass().await;
+                self.stats.start_clock(start);
                 self.schedule = self
                     .rate
                     .map(|(rate, connections, i)| Schedule::new(start, rate, connections, i));
@@ -259,7 +260,7 @@ impl Conn {
                 };
                 match tokio::time::timeout(self.timeout, exchange).await {
                     Ok(Ok((parts, body))) => {
-                        self.stats.record(step.name, started.elapsed());
+                        self.stats.record(step.name, started, started.elapsed());
                         self.live.done.fetch_add(1, Ordering::Relaxed);
                         if !parts.status.is_success() {
                             self.fail(ErrorKind::Status(parts.status.as_u16()));

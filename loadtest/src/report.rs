@@ -79,7 +79,67 @@ impl Report {
             "steps": steps,
             "errors": self.stats.errors,
             "error_count": self.stats.error_count(),
+            "timeline": self.timeline_json(),
         })
+    }
+
+    /// Per second of the run: requests sent in it, errors, and their latency (coarse: ±5 %).
+    fn timeline_json(&self) -> Value {
+        self.stats
+            .timeline
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let h = &s.latency;
+                let q = |q: f64| {
+                    if h.is_empty() {
+                        0
+                    } else {
+                        h.value_at_quantile(q)
+                    }
+                };
+                json!({
+                    "second": i,
+                    "requests": h.len(),
+                    "errors": s.errors,
+                    "p50_us": q(0.5),
+                    "p99_us": q(0.99),
+                    "max_us": h.max(),
+                })
+            })
+            .collect()
+    }
+
+    /// Each full second's p99 in ms (the last, partial second left out).
+    pub fn p99_by_second_ms(&self) -> Vec<f64> {
+        let full = (self.elapsed.as_secs() as usize).min(self.stats.timeline.len());
+        self.stats.timeline[..full]
+            .iter()
+            .filter(|s| !s.latency.is_empty())
+            .map(|s| s.latency.value_at_quantile(0.99) as f64 / 1000.0)
+            .collect()
+    }
+
+    /// The seconds whose p99 was the highest, worst first: where a tail came from.
+    fn worst_seconds(&self, n: usize) -> Vec<(usize, f64, f64)> {
+        let mut seconds: Vec<(usize, f64, f64)> = self
+            .stats
+            .timeline
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.latency.is_empty())
+            .map(|(i, s)| {
+                let ms = |us: u64| us as f64 / 1000.0;
+                (
+                    i,
+                    ms(s.latency.value_at_quantile(0.99)),
+                    ms(s.latency.max()),
+                )
+            })
+            .collect();
+        seconds.sort_by(|a, b| b.1.total_cmp(&a.1));
+        seconds.truncate(n);
+        seconds
     }
 
     pub fn human(&self) -> String {
@@ -122,6 +182,14 @@ impl Report {
                 ms(0.999),
                 ms(1.0)
             );
+        }
+        let worst = self.worst_seconds(3);
+        if self.stats.timeline.len() > 1 && !worst.is_empty() {
+            let list: Vec<String> = worst
+                .iter()
+                .map(|(i, p99, max)| format!("{i} s (p99 {p99:.3}, max {max:.3})"))
+                .collect();
+            let _ = writeln!(out, "  worst seconds: {}", list.join(", "));
         }
         if !self.stats.errors.is_empty() {
             let list: Vec<String> = self
@@ -251,11 +319,15 @@ mod tests {
     use super::*;
 
     fn report() -> Report {
+        let t0 = std::time::Instant::now();
         let mut stats = Stats::default();
+        stats.start_clock(t0);
+        // One request every 20 ms over two seconds; the slowest in the second.
         for ms in 1..=100 {
-            stats.record("check", Duration::from_millis(ms));
+            let sent = t0 + Duration::from_millis(20 * (ms - 1));
+            stats.record("check", sent, Duration::from_millis(ms));
         }
-        stats.record("init", Duration::from_millis(5));
+        stats.record("init", t0, Duration::from_millis(5));
         stats.error(crate::stats::ErrorKind::Timeout);
         Report {
             label: "validator <a&b>".into(),
@@ -281,6 +353,18 @@ mod tests {
         for key in ["p50", "p90", "p99", "p999", "max", "mean"] {
             assert!(j["latency_us"][key].is_u64(), "{key}");
         }
+        let timeline = j["timeline"].as_array().unwrap();
+        assert_eq!(timeline.len(), 2);
+        assert_eq!(timeline[0]["second"], 0);
+        assert_eq!(timeline[0]["requests"], 51);
+        assert_eq!(timeline[1]["requests"], 50);
+        // Coarse histograms: within 5 % of the true 100 ms.
+        let max = timeline[1]["max_us"].as_u64().unwrap();
+        assert!((95_000..=105_000).contains(&max), "{max}");
+        assert!(timeline[0]["p99_us"].as_u64().unwrap() < 55_000);
+        let by_second = report().p99_by_second_ms();
+        assert_eq!(by_second.len(), 2);
+        assert!(by_second[0] < by_second[1], "{by_second:?}");
     }
 
     #[test]
@@ -290,6 +374,7 @@ mod tests {
         assert!(h.contains("101 requests"), "{h}");
         assert!(h.contains("check") && h.contains("init") && h.contains("all"));
         assert!(h.contains("timeout: 1"));
+        assert!(h.contains("worst seconds: 1 s (p99 "), "{h}");
         let svg = r.svg();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 3);

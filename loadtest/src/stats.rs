@@ -44,16 +44,59 @@ impl ErrorKind {
 pub struct Stats {
     pub steps: BTreeMap<&'static str, Histogram<u64>>,
     pub errors: BTreeMap<String, u64>,
+    /// One entry per second of the run, by (intended) send time: a tail that comes from a few
+    /// bad seconds (a checkpoint, a flush, a stall) looks different from one spread evenly.
+    pub timeline: Vec<Second>,
+    origin: Option<Instant>,
+}
+
+/// One second of a run.
+#[derive(Clone)]
+pub struct Second {
+    /// Coarse (1 significant digit, u32 counts: ≈ 1.5 KB) so that a long run with many
+    /// connections keeps one per connection and second without growing large.
+    pub latency: Histogram<u32>,
+    pub errors: u64,
+}
+
+impl Default for Second {
+    fn default() -> Second {
+        Second {
+            latency: Histogram::new_with_bounds(1, 60_000_000, 1)
+                .expect("constant bounds are valid"),
+            errors: 0,
+        }
+    }
 }
 
 impl Stats {
-    pub fn record(&mut self, step: &'static str, latency: Duration) {
+    /// Starts the timeline: later samples are placed by their distance from `origin`.
+    pub fn start_clock(&mut self, origin: Instant) {
+        self.origin = Some(origin);
+    }
+
+    fn second(&mut self, at: Instant) -> Option<&mut Second> {
+        let i = at.checked_duration_since(self.origin?)?.as_secs() as usize;
+        if self.timeline.len() <= i {
+            self.timeline.resize_with(i + 1, Second::default);
+        }
+        self.timeline.get_mut(i)
+    }
+
+    /// A completed request of `step`, sent (or due) at `sent`.
+    pub fn record(&mut self, step: &'static str, sent: Instant, latency: Duration) {
         let us = (latency.as_micros() as u64).clamp(1, 60_000_000);
         let _ = self.steps.entry(step).or_insert_with(histogram).record(us);
+        if let Some(second) = self.second(sent) {
+            let _ = second.latency.record(us);
+        }
     }
 
     pub fn error(&mut self, kind: ErrorKind) {
         *self.errors.entry(kind.label()).or_default() += 1;
+        if let Some(second) = self.second(Instant::now()) {
+            second.errors += 1;
+        }
     }
 
     pub fn merge(&mut self, other: &Stats) {
@@ -62,6 +105,14 @@ impl Stats {
         }
         for (k, v) in &other.errors {
             *self.errors.entry(k.clone()).or_default() += v;
+        }
+        if self.timeline.len() < other.timeline.len() {
+            self.timeline
+                .resize_with(other.timeline.len(), Second::default);
+        }
+        for (mine, theirs) in self.timeline.iter_mut().zip(&other.timeline) {
+            let _ = mine.latency.add(&theirs.latency);
+            mine.errors += theirs.errors;
         }
     }
 
@@ -174,12 +225,15 @@ mod tests {
 
     #[test]
     fn merged_stats_keep_every_sample_and_error() {
+        let t0 = Instant::now();
         let mut a = Stats::default();
-        a.record("check", 2 * MS);
+        a.start_clock(t0);
+        a.record("check", t0, 2 * MS);
         a.error(ErrorKind::Status(503));
         let mut b = Stats::default();
-        b.record("check", 4 * MS);
-        b.record("init", MS);
+        b.start_clock(t0);
+        b.record("check", t0 + 2500 * MS, 4 * MS);
+        b.record("init", t0 + 10 * MS, MS);
         b.error(ErrorKind::Status(503));
         b.error(ErrorKind::Signature);
         a.merge(&b);
@@ -189,5 +243,22 @@ mod tests {
         assert_eq!(a.errors["signature"], 1);
         assert_eq!(a.error_count(), 3);
         assert!(a.steps["check"].max() >= 3990);
+        // By send time: two requests in second 0, none in 1, one in 2.
+        let counts: Vec<u64> = a.timeline.iter().map(|s| s.latency.len()).collect();
+        assert_eq!(counts, [2, 0, 1]);
+        assert!(a.timeline[2].latency.max() >= 3900);
+        assert_eq!(a.timeline.iter().map(|s| s.errors).sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn samples_before_the_clock_starts_stay_out_of_the_timeline() {
+        let t0 = Instant::now();
+        let mut s = Stats::default();
+        s.record("check", t0, MS);
+        assert!(s.timeline.is_empty());
+        s.start_clock(t0 + Duration::from_secs(1));
+        s.record("check", t0, MS);
+        assert!(s.timeline.is_empty());
+        assert_eq!(s.total().len(), 2);
     }
 }

@@ -176,12 +176,15 @@ pub async fn server_secret(client: &Client, name: &str, len: usize) -> StoreResu
     Ok(row.get(0))
 }
 
-/// Opens up to `n` pooled connections at once and returns them to the pool, so the first burst
-/// of traffic after a start does not queue behind PostgreSQL starting backends (several ms
-/// each). Returns how many are open; failures are left to the pool's on-demand connecting.
-pub async fn warm(pool: &Pool, n: usize) -> usize {
-    let clients = futures_util::future::join_all((0..n).map(|_| pool.get())).await;
-    clients.iter().filter(|c| c.is_ok()).count()
+/// Opens up to `n` pooled connections at once, so the first burst of traffic after a start does
+/// not queue behind PostgreSQL starting backends (several ms each); they go back to the pool when
+/// dropped. Failures are left to the pool's on-demand connecting.
+pub async fn open(pool: &Pool, n: usize) -> Vec<deadpool_postgres::Client> {
+    futures_util::future::join_all((0..n).map(|_| pool.get()))
+        .await
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect()
 }
 
 /// Maps a pool checkout failure.

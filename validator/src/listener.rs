@@ -115,7 +115,7 @@ pub async fn run(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
         if !warmed {
             // Before the first "ready": a load balancer sends traffic at once, and every miss of
             // that first burst would otherwise wait for a new PostgreSQL backend.
-            let open = db::warm(&state.pool, state.cfg.pool_size).await;
+            let open = state.caches.warm_pool(state.cfg.pool_size).await;
             tracing::info!(open, "query pool warmed");
             warmed = true;
         }
