@@ -359,12 +359,12 @@ async fn usage_counters_update_in_place_and_leave_licenses_alone() {
     let ids: Vec<_> = made.iter().step_by(10).map(|l| l.id).collect();
     let counts = vec![3_i64; ids.len()];
     let at = vec![chrono::Utc::now(); ids.len()];
-    let tx = c.transaction().await.unwrap();
-    let updated = keyward_shared::store::usage::record_validations(&tx, &ids, &counts, &at)
+    c.batch_execute("BEGIN").await.unwrap();
+    let updated = keyward_shared::store::usage::record_validations(&c, &ids, &counts, &at)
         .await
         .unwrap();
     // Counted for this transaction alone, so no wait for the statistics collector.
-    let stats = tx
+    let stats = c
         .query_one(
             "SELECT pg_stat_get_xact_tuples_hot_updated('license_usage'::regclass),
                     pg_stat_get_xact_tuples_updated('licenses'::regclass)",
@@ -372,7 +372,7 @@ async fn usage_counters_update_in_place_and_leave_licenses_alone() {
         )
         .await
         .unwrap();
-    tx.commit().await.unwrap();
+    c.batch_execute("COMMIT").await.unwrap();
     assert_eq!(updated, 20);
     assert_eq!(stats.get::<_, i64>(0), 20, "every usage update heap-only");
     assert_eq!(stats.get::<_, i64>(1), 0, "no license row rewritten");

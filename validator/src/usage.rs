@@ -122,7 +122,7 @@ impl Usage {
         let counts: Vec<i64> = chunk.iter().map(|c| c.1).collect();
         let last: Vec<DateTime<Utc>> = chunk.iter().map(|c| c.2).collect();
         let client = keyward_shared::db::checkout(pool).await?;
-        store::usage::record_validations(&**client, &ids, &counts, &last).await
+        store::usage::record_validations(&*client, &ids, &counts, &last).await
     }
 
     fn merge(&self, license: Uuid, n: i64, at: DateTime<Utc>) {
