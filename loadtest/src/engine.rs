@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 use crate::pacer::Pacer;
 use crate::scenario::Scenario;
-use crate::stats::{ErrorKind, Schedule, Stats};
+use crate::stats::{ErrorKind, Schedule, Stats, Timeline};
 
 #[derive(Clone)]
 pub struct Target {
@@ -83,6 +83,7 @@ pub async fn run(
         Mode::Open { .. } => Some(Arc::new(Pacer::start()?)),
         Mode::Closed => None,
     };
+    let timeline = Arc::new(Timeline::default());
     let mut tasks = Vec::with_capacity(connections);
     for i in 0..connections {
         let conn = Conn {
@@ -99,6 +100,7 @@ pub async fn run(
             schedule: None,
             pacer: pacer.clone(),
             live: live.clone(),
+            timeline: timeline.clone(),
             stats: Stats::default(),
         };
         tasks.push(tokio::spawn(conn.run(gate.clone())));
@@ -118,6 +120,7 @@ pub async fn run(
     for t in tasks {
         stats.merge(&t.await?);
     }
+    stats.timeline = timeline.seconds();
     let elapsed = start.elapsed();
     stopper.abort();
     Ok(Outcome { stats, elapsed })
@@ -174,6 +177,7 @@ struct Conn {
     schedule: Option<Schedule>,
     pacer: Option<Arc<Pacer>>,
     live: Arc<Live>,
+    timeline: Arc<Timeline>,
     stats: Stats,
 }
 
@@ -208,7 +212,7 @@ impl Conn {
             let connected = self.connect().await;
             if let Some(gate) = gate.take() {
                 let start = gate.pass().await;
-                self.stats.start_clock(start);
+                self.stats.start_clock(start, self.timeline.clone());
                 self.schedule = self
                     .rate
                     .map(|(rate, connections, i)| Schedule::new(start, rate, connections, i));
@@ -279,6 +283,7 @@ impl Conn {
                 }
             }
         }
+        self.stats.stop_clock();
         self.stats
     }
 }
@@ -328,6 +333,9 @@ mod tests {
         assert_eq!(out.stats.total().len(), 500);
         assert_eq!(live.done.load(Ordering::Relaxed), 500);
         assert!(out.stats.errors.is_empty(), "{:?}", out.stats.errors);
+        // Every connection handed its last second over to the run's timeline.
+        let in_timeline: u64 = out.stats.timeline.iter().map(|s| s.latency.len()).sum();
+        assert_eq!(in_timeline, 500);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

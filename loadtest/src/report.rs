@@ -320,8 +320,9 @@ mod tests {
 
     fn report() -> Report {
         let t0 = std::time::Instant::now();
+        let sink = std::sync::Arc::new(crate::stats::Timeline::default());
         let mut stats = Stats::default();
-        stats.start_clock(t0);
+        stats.start_clock(t0, sink.clone());
         // One request every 20 ms over two seconds; the slowest in the second.
         for ms in 1..=100 {
             let sent = t0 + Duration::from_millis(20 * (ms - 1));
@@ -329,6 +330,8 @@ mod tests {
         }
         stats.record("init", t0, Duration::from_millis(5));
         stats.error(crate::stats::ErrorKind::Timeout);
+        stats.stop_clock();
+        stats.timeline = sink.seconds();
         Report {
             label: "validator <a&b>".into(),
             mode: "closed".into(),

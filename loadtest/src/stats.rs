@@ -2,6 +2,7 @@
 //! open-loop schedule whose intended send times latencies are measured from.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -46,15 +47,15 @@ pub struct Stats {
     pub errors: BTreeMap<String, u64>,
     /// One entry per second of the run, by (intended) send time: a tail that comes from a few
     /// bad seconds (a checkpoint, a flush, a stall) looks different from one spread evenly.
+    /// Filled from the run's [`Timeline`] when it ends.
     pub timeline: Vec<Second>,
-    origin: Option<Instant>,
+    clock: Option<Clock>,
 }
 
 /// One second of a run.
 #[derive(Clone)]
 pub struct Second {
-    /// Coarse (1 significant digit, u32 counts: ≈ 1.5 KB) so that a long run with many
-    /// connections keeps one per connection and second without growing large.
+    /// Coarse (1 significant digit, u32 counts: ≈ 1.5 KB): resolution enough to see a bad second.
     pub latency: Histogram<u32>,
     pub errors: u64,
 }
@@ -69,18 +70,75 @@ impl Default for Second {
     }
 }
 
+impl Second {
+    fn merge(&mut self, other: &Second) {
+        let _ = self.latency.add(&other.latency);
+        self.errors += other.errors;
+    }
+}
+
+/// A run's seconds, shared by its connections. Each connection fills the second it is in and
+/// hands it over when it moves on, so memory grows with the run's length, not with connections
+/// × length (a thousand connections for ten minutes would otherwise hold ≈ 900 MB).
+#[derive(Default)]
+pub struct Timeline(Mutex<Vec<Second>>);
+
+impl Timeline {
+    fn add(&self, i: usize, second: &Second) {
+        // Poisoned only if a connection panicked mid-merge; its numbers are lost either way.
+        let Ok(mut seconds) = self.0.lock() else {
+            return;
+        };
+        if seconds.len() <= i {
+            seconds.resize_with(i + 1, Second::default);
+        }
+        seconds[i].merge(second);
+    }
+
+    pub fn seconds(&self) -> Vec<Second> {
+        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+#[derive(Clone)]
+struct Clock {
+    origin: Instant,
+    sink: Arc<Timeline>,
+    current: Option<(usize, Second)>,
+}
+
 impl Stats {
     /// Starts the timeline: later samples are placed by their distance from `origin`.
-    pub fn start_clock(&mut self, origin: Instant) {
-        self.origin = Some(origin);
+    pub fn start_clock(&mut self, origin: Instant, sink: Arc<Timeline>) {
+        self.clock = Some(Clock {
+            origin,
+            sink,
+            current: None,
+        });
+    }
+
+    /// Hands the second in progress to the run's timeline (a connection's end).
+    pub fn stop_clock(&mut self) {
+        if let Some(Clock {
+            sink,
+            current: Some((i, second)),
+            ..
+        }) = self.clock.take()
+        {
+            sink.add(i, &second);
+        }
     }
 
     fn second(&mut self, at: Instant) -> Option<&mut Second> {
-        let i = at.checked_duration_since(self.origin?)?.as_secs() as usize;
-        if self.timeline.len() <= i {
-            self.timeline.resize_with(i + 1, Second::default);
+        let clock = self.clock.as_mut()?;
+        let i = at.checked_duration_since(clock.origin)?.as_secs() as usize;
+        if clock.current.as_ref().map(|(j, _)| *j) != Some(i) {
+            if let Some((j, done)) = clock.current.take() {
+                clock.sink.add(j, &done);
+            }
+            clock.current = Some((i, Second::default()));
         }
-        self.timeline.get_mut(i)
+        clock.current.as_mut().map(|(_, second)| second)
     }
 
     /// A completed request of `step`, sent (or due) at `sent`.
@@ -111,8 +169,7 @@ impl Stats {
                 .resize_with(other.timeline.len(), Second::default);
         }
         for (mine, theirs) in self.timeline.iter_mut().zip(&other.timeline) {
-            let _ = mine.latency.add(&theirs.latency);
-            mine.errors += theirs.errors;
+            mine.merge(theirs);
         }
     }
 
@@ -226,16 +283,19 @@ mod tests {
     #[test]
     fn merged_stats_keep_every_sample_and_error() {
         let t0 = Instant::now();
+        let sink = Arc::new(Timeline::default());
         let mut a = Stats::default();
-        a.start_clock(t0);
+        a.start_clock(t0, sink.clone());
         a.record("check", t0, 2 * MS);
         a.error(ErrorKind::Status(503));
         let mut b = Stats::default();
-        b.start_clock(t0);
+        b.start_clock(t0, sink.clone());
         b.record("check", t0 + 2500 * MS, 4 * MS);
         b.record("init", t0 + 10 * MS, MS);
         b.error(ErrorKind::Status(503));
         b.error(ErrorKind::Signature);
+        a.stop_clock();
+        b.stop_clock();
         a.merge(&b);
         assert_eq!(a.steps["check"].len(), 2);
         assert_eq!(a.total().len(), 3);
@@ -244,21 +304,47 @@ mod tests {
         assert_eq!(a.error_count(), 3);
         assert!(a.steps["check"].max() >= 3990);
         // By send time: two requests in second 0, none in 1, one in 2.
-        let counts: Vec<u64> = a.timeline.iter().map(|s| s.latency.len()).collect();
+        let seconds = sink.seconds();
+        let counts: Vec<u64> = seconds.iter().map(|s| s.latency.len()).collect();
         assert_eq!(counts, [2, 0, 1]);
-        assert!(a.timeline[2].latency.max() >= 3900);
-        assert_eq!(a.timeline.iter().map(|s| s.errors).sum::<u64>(), 3);
+        assert!(seconds[2].latency.max() >= 3900);
+        assert_eq!(seconds.iter().map(|s| s.errors).sum::<u64>(), 3);
     }
 
     #[test]
-    fn samples_before_the_clock_starts_stay_out_of_the_timeline() {
+    fn connections_hand_over_each_second_when_they_move_on() {
         let t0 = Instant::now();
+        let sink = Arc::new(Timeline::default());
+        let mut conns: Vec<Stats> = (0..100).map(|_| Stats::default()).collect();
+        for c in &mut conns {
+            c.start_clock(t0, sink.clone());
+            c.record("check", t0 + 100 * MS, MS);
+        }
+        // Still in progress: nothing handed over yet.
+        assert!(sink.seconds().is_empty());
+        for c in &mut conns {
+            c.record("check", t0 + 1100 * MS, 2 * MS);
+        }
+        // Second 0 is complete in the shared timeline; each connection holds only second 1.
+        let seconds = sink.seconds();
+        assert_eq!(seconds.len(), 1);
+        assert_eq!(seconds[0].latency.len(), 100);
+        for c in &mut conns {
+            c.stop_clock();
+        }
+        assert_eq!(sink.seconds()[1].latency.len(), 100);
+    }
+
+    #[test]
+    fn samples_outside_the_clock_stay_out_of_the_timeline() {
+        let t0 = Instant::now();
+        let sink = Arc::new(Timeline::default());
         let mut s = Stats::default();
         s.record("check", t0, MS);
-        assert!(s.timeline.is_empty());
-        s.start_clock(t0 + Duration::from_secs(1));
+        s.start_clock(t0 + Duration::from_secs(1), sink.clone());
         s.record("check", t0, MS);
-        assert!(s.timeline.is_empty());
+        s.stop_clock();
+        assert!(sink.seconds().is_empty());
         assert_eq!(s.total().len(), 2);
     }
 }
