@@ -110,33 +110,35 @@ impl Report {
             .collect()
     }
 
-    /// Each full second's p99 in ms (the last, partial second left out).
-    pub fn p99_by_second_ms(&self) -> Vec<f64> {
-        let full = (self.elapsed.as_secs() as usize).min(self.stats.timeline.len());
-        self.stats.timeline[..full]
-            .iter()
-            .filter(|s| !s.latency.is_empty())
-            .map(|s| s.latency.value_at_quantile(0.99) as f64 / 1000.0)
-            .collect()
-    }
-
-    /// The seconds whose p99 was the highest, worst first: where a tail came from.
-    fn worst_seconds(&self, n: usize) -> Vec<(usize, f64, f64)> {
-        let mut seconds: Vec<(usize, f64, f64)> = self
-            .stats
+    /// The seconds that saw requests: (second, p99 ms, max ms).
+    fn busy_seconds(&self) -> impl Iterator<Item = (usize, f64, f64)> + '_ {
+        let ms = |us: u64| us as f64 / 1000.0;
+        self.stats
             .timeline
             .iter()
             .enumerate()
             .filter(|(_, s)| !s.latency.is_empty())
-            .map(|(i, s)| {
-                let ms = |us: u64| us as f64 / 1000.0;
+            .map(move |(i, s)| {
                 (
                     i,
                     ms(s.latency.value_at_quantile(0.99)),
                     ms(s.latency.max()),
                 )
             })
-            .collect();
+    }
+
+    /// Each full second's p99 in ms (the last, partial second left out).
+    pub fn p99_by_second_ms(&self) -> Vec<f64> {
+        let full = self.elapsed.as_secs() as usize;
+        self.busy_seconds()
+            .filter(|(i, _, _)| *i < full)
+            .map(|(_, p99, _)| p99)
+            .collect()
+    }
+
+    /// The seconds whose p99 was the highest, worst first: where a tail came from.
+    fn worst_seconds(&self, n: usize) -> Vec<(usize, f64, f64)> {
+        let mut seconds: Vec<_> = self.busy_seconds().collect();
         seconds.sort_by(|a, b| b.1.total_cmp(&a.1));
         seconds.truncate(n);
         seconds

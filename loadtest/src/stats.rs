@@ -47,7 +47,8 @@ pub struct Stats {
     pub errors: BTreeMap<String, u64>,
     /// One entry per second of the run, by (intended) send time: a tail that comes from a few
     /// bad seconds (a checkpoint, a flush, a stall) looks different from one spread evenly.
-    /// Filled from the run's [`Timeline`] when it ends.
+    /// Filled from the run's [`Timeline`] when it ends (connections hand their seconds there,
+    /// so `merge` has nothing of it to add).
     pub timeline: Vec<Second>,
     clock: Option<Clock>,
 }
@@ -163,13 +164,6 @@ impl Stats {
         }
         for (k, v) in &other.errors {
             *self.errors.entry(k.clone()).or_default() += v;
-        }
-        if self.timeline.len() < other.timeline.len() {
-            self.timeline
-                .resize_with(other.timeline.len(), Second::default);
-        }
-        for (mine, theirs) in self.timeline.iter_mut().zip(&other.timeline) {
-            mine.merge(theirs);
         }
     }
 
