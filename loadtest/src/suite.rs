@@ -136,6 +136,24 @@ async fn metric(http: &reqwest::Client, validator: &str, name: &str) -> anyhow::
         .with_context(|| format!("metric {name}"))
 }
 
+/// Waits up to `deadline` for a validator to have written every usage count it holds (its
+/// `usage_backlog` at zero), so that one phase's write-behind does not run under the next
+/// phase's measurement; returns what is still unwritten then.
+async fn write_behind_drained(
+    http: &reqwest::Client,
+    validator: &str,
+    deadline: Duration,
+) -> anyhow::Result<f64> {
+    let until = Instant::now() + deadline;
+    loop {
+        let backlog = metric(http, validator, "usage_backlog").await?;
+        if backlog == 0.0 || Instant::now() >= until {
+            return Ok(backlog);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 impl SuiteConfig {
     fn secs(&self, full: f64) -> Duration {
         Duration::from_secs_f64(if self.quick {
@@ -595,6 +613,9 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
     )
     .await?;
     let cold_half = (cold.throughput() / 2.0).max(100.0);
+    // The closed loop leaves seconds of usage counts to write (≈ 2 s of PostgreSQL at 45 % of a
+    // core after 20 s at 13 600 req/s): that is the closed loop's cost, not the open loop's.
+    let unwritten = write_behind_drained(&http, &v1, Duration::from_secs(60)).await?;
     let fresh = cfg.validators.get(1).unwrap_or(&v1);
     let cold_open = measure(
         fresh,
@@ -610,12 +631,17 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
         ),
         target: "p99 ≤ 5 ms".into(),
         measured: format!(
-            "{:.0} req/s (closed-loop p99 {:.2} ms); open loop: **{}** (p99 of each second: {}); errors {}",
+            "{:.0} req/s (closed-loop p99 {:.2} ms); open loop: **{}** (p99 of each second: {}); errors {}{}",
             cold.throughput(),
             p99_ms(&cold),
             percentiles(&cold_open),
             spread(cold_open.p99_by_second_ms()),
-            cold.stats.error_count() + cold_open.stats.error_count()
+            cold.stats.error_count() + cold_open.stats.error_count(),
+            if unwritten > 0.0 {
+                format!("; the closed loop's usage counts were still {unwritten:.0} behind when the open loop began")
+            } else {
+                String::new()
+            }
         ),
         met: Some(p99_ms(&cold_open) <= 5.0),
     });

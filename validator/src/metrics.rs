@@ -26,6 +26,7 @@ pub struct Metrics {
     pub license_cache_entries: Gauge,
     pub rate_limiter_tracked: Gauge,
     pub password_hashes: Gauge,
+    pub usage_backlog: Gauge,
 }
 
 impl Metrics {
@@ -123,8 +124,15 @@ impl Metrics {
             "End-user password hashes computed (argon2id/bcrypt, incl. unknown-user dummies)",
             password_hashes.clone(),
         );
+        let usage_backlog = Gauge::default();
+        registry.register(
+            "usage_backlog",
+            "Licenses whose validation counts are not yet written to the database",
+            usage_backlog.clone(),
+        );
         Metrics {
             password_hashes,
+            usage_backlog,
             registry,
             verdicts,
             errors,

@@ -109,6 +109,10 @@ async fn metrics(state: &State) -> Response<Full<Bytes>> {
         .metrics
         .password_hashes
         .set(state.client.passwords.computed() as i64);
+    state
+        .metrics
+        .usage_backlog
+        .set(state.usage.backlog() as i64);
     let mut resp = Response::new(Full::new(Bytes::from(state.metrics.render())));
     resp.headers_mut().insert(
         CONTENT_TYPE,

@@ -1,7 +1,7 @@
 //! Usage counters written behind: validations bump an in-memory counter per license; a task
 //! writes the batch every few seconds and at shutdown. They never influence a verdict.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ type Pending = DashMap<Uuid, (i64, DateTime<Utc>)>;
 pub struct Usage {
     /// Shared with the blocking thread that drains it.
     pending: Arc<Pending>,
+    /// Licenses drained by a flush and not yet written (see [`Usage::backlog`]).
+    unwritten: Arc<AtomicUsize>,
     /// Licenses per statement ([`CHUNK`]; smaller in tests).
     chunk: usize,
     /// Set at shutdown: a flush under way writes its remaining chunks without pausing.
@@ -38,6 +40,7 @@ impl Usage {
     fn with_chunk(chunk: usize) -> Usage {
         Usage {
             pending: Arc::new(DashMap::new()),
+            unwritten: Arc::new(AtomicUsize::new(0)),
             chunk: chunk.max(1),
             hurry: AtomicBool::new(false),
             hurried: Notify::new(),
@@ -46,6 +49,14 @@ impl Usage {
 
     pub fn record(&self, license: Uuid, at: DateTime<Utc>) {
         self.merge(license, 1, at);
+    }
+
+    /// Licenses whose counts have not reached the database yet, pending or in a flush under
+    /// way. Never low while counts are in transit (it may read high for a moment), so zero means
+    /// written: what a benchmark waits for before measuring the next phase, and what an operator
+    /// watches for a write-behind falling behind.
+    pub fn backlog(&self) -> usize {
+        self.pending.len() + self.unwritten.load(Ordering::Acquire)
     }
 
     /// Writes everything pending, in chunks of [`CHUNK`] licenses in id order, each chunk its own
@@ -61,15 +72,16 @@ impl Usage {
     ) -> Result<u64, keyward_shared::StoreError> {
         // Off the async workers: draining and sorting 80 000 licenses took 9 ms, during which
         // the requests queued on that worker waited.
-        let pending = self.pending.clone();
-        let batch = match tokio::task::spawn_blocking(move || drain_sorted(&pending)).await {
-            Ok(batch) => batch,
-            // Only if the runtime is shutting down; whatever was drained is lost with it.
-            Err(e) => {
-                tracing::warn!(error = %e, "usage counters could not be collected");
-                return Ok(0);
-            }
-        };
+        let (pending, unwritten) = (self.pending.clone(), self.unwritten.clone());
+        let batch =
+            match tokio::task::spawn_blocking(move || drain_sorted(&pending, &unwritten)).await {
+                Ok(batch) => batch,
+                // Only if the runtime is shutting down; whatever was drained is lost with it.
+                Err(e) => {
+                    tracing::warn!(error = %e, "usage counters could not be collected");
+                    return Ok(0);
+                }
+            };
         if batch.is_empty() {
             return Ok(0);
         }
@@ -82,11 +94,16 @@ impl Usage {
                 self.pause_until(started + gap * i as u32).await;
             }
             match self.write(pool, chunk).await {
-                Ok(n) => written += n,
+                Ok(n) => {
+                    written += n;
+                    self.unwritten.fetch_sub(chunk.len(), Ordering::AcqRel);
+                }
                 Err(e) => {
-                    for &(id, n, t) in &batch[i * self.chunk..] {
+                    let rest = &batch[i * self.chunk..];
+                    for &(id, n, t) in rest {
                         self.merge(id, n, t);
                     }
+                    self.unwritten.fetch_sub(rest.len(), Ordering::AcqRel);
                     return Err(e);
                 }
             }
@@ -134,13 +151,17 @@ impl Usage {
     }
 }
 
-/// Everything pending, in id order (see [`Usage::flush`]).
-fn drain_sorted(pending: &Pending) -> Vec<(Uuid, i64, DateTime<Utc>)> {
+/// Everything pending, in id order (see [`Usage::flush`]), counted in `unwritten` before it
+/// leaves `pending`, so that the backlog never reads low while it moves.
+fn drain_sorted(pending: &Pending, unwritten: &AtomicUsize) -> Vec<(Uuid, i64, DateTime<Utc>)> {
     let keys: Vec<Uuid> = pending.iter().map(|e| *e.key()).collect();
+    unwritten.fetch_add(keys.len(), Ordering::AcqRel);
+    let listed = keys.len();
     let mut batch: Vec<(Uuid, i64, DateTime<Utc>)> = keys
         .into_iter()
         .filter_map(|k| pending.remove(&k).map(|(id, (n, t))| (id, n, t)))
         .collect();
+    unwritten.fetch_sub(listed - batch.len(), Ordering::AcqRel);
     if !batch.is_empty() {
         // A burst of distinct licenses must not keep its table's capacity for good.
         pending.shrink_to_fit();
@@ -196,6 +217,7 @@ mod tests {
             usage.record(*id, now);
         }
         usage.record(ids[0], now);
+        assert_eq!(usage.backlog(), 5);
 
         // Three chunks spread over ten minutes: the first goes at once, the next not for minutes.
         let flush = tokio::spawn({
@@ -221,6 +243,13 @@ mod tests {
         )
         .await;
         assert_eq!(written, 2, "one chunk of two, the rest paced");
+        let usage_ref = &usage;
+        eventually(
+            Duration::from_secs(10),
+            "backlog of 3",
+            move || async move { (usage_ref.backlog() == 3).then_some(()) },
+        )
+        .await;
 
         usage.hurry();
         let done = tokio::time::timeout(Duration::from_secs(10), flush)
@@ -229,6 +258,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(done, 5);
+        assert_eq!(usage.backlog(), 0);
         let mut expected = vec![1; 5];
         expected[0] = 2;
         assert_eq!(counts(&c, &ids).await, expected);
@@ -250,10 +280,12 @@ mod tests {
         );
         assert!(usage.flush(&nowhere, Duration::ZERO).await.is_err());
         assert_eq!(counts(&c, &ids).await, vec![0, 0, 0]);
+        assert_eq!(usage.backlog(), 3, "merged back, still owed");
 
         usage.record(ids[2], Utc::now());
         let pool = db::pool(db::pg_config(&db.url, "usage-test").unwrap(), 1);
         assert_eq!(usage.flush(&pool, Duration::ZERO).await.unwrap(), 3);
         assert_eq!(counts(&c, &ids).await, vec![1, 1, 2]);
+        assert_eq!(usage.backlog(), 0);
     }
 }

@@ -437,6 +437,10 @@ async fn usage_is_written_behind_and_ops_endpoints_answer() {
         "{metrics}"
     );
     assert!(metrics.contains("keyward_validator_listener_connected 1"));
+    assert!(
+        metrics.contains("keyward_validator_usage_backlog 1"),
+        "one license's counts wait for the next flush: {metrics}"
+    );
     // Counters reach the database at shutdown at the latest.
     v.shutdown().await;
     let row = c
