@@ -686,9 +686,9 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
             "fill the cache",
         )
         .await?;
-        // Past one usage write-behind cycle (5 s), so the pending counters are written and
-        // released and what remains is the cache.
-        tokio::time::sleep(Duration::from_secs(6)).await;
+        // Once the usage write-behind has written the sweep's counters (and released them), what
+        // remains is the cache; the next row's flood must not share PostgreSQL with that flush.
+        write_behind_drained(&http, v, Duration::from_secs(60)).await?;
         let (rss1, n1) = (
             rss_kib(*pid)?,
             metric(&http, v, "license_cache_entries").await?,
