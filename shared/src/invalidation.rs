@@ -39,6 +39,16 @@ pub struct Payload {
 
 /// Splits invalidations into payloads that each fit in one NOTIFY.
 pub fn encode(generation: i64, items: &[Invalidation]) -> Vec<String> {
+    encode_items(items)
+        .iter()
+        .map(|i| envelope(generation, i))
+        .collect()
+}
+
+/// The payloads without their generation: the JSON array of each one's `i`. The write path
+/// wraps them in SQL (see [`envelope`]), in the statement that takes the generation, so that no
+/// client round trip falls between taking it and committing.
+pub fn encode_items(items: &[Invalidation]) -> Vec<String> {
     let mut out = Vec::new();
     let mut batch: Vec<Invalidation> = Vec::new();
     let mut size = 0;
@@ -47,29 +57,31 @@ pub fn encode(generation: i64, items: &[Invalidation]) -> Vec<String> {
             .map(|s| s.len())
             .unwrap_or(MAX_PAYLOAD);
         if !batch.is_empty() && size + item_len + 1 > MAX_PAYLOAD - 40 {
-            out.push(render(generation, std::mem::take(&mut batch)));
+            out.push(render(std::mem::take(&mut batch)));
             size = 0;
         }
         if item_len > MAX_PAYLOAD - 40 {
             // A single oversized entry (a pathological key) degrades to a full flush.
-            out.push(render(generation, vec![Invalidation::All]));
+            out.push(render(vec![Invalidation::All]));
             continue;
         }
         size += item_len + 1;
         batch.push(item.clone());
     }
     if !batch.is_empty() || out.is_empty() {
-        out.push(render(generation, batch));
+        out.push(render(batch));
     }
     out
 }
 
-fn render(generation: i64, items: Vec<Invalidation>) -> String {
-    serde_json::to_string(&Payload {
-        g: generation,
-        i: items,
-    })
-    .unwrap_or_else(|_| format!("{{\"g\":{generation},\"i\":[{{\"k\":\"all\"}}]}}"))
+/// `{"g":<generation>,"i":<items>}`, the [`Payload`] layout; the write path builds the same
+/// string in SQL.
+fn envelope(generation: i64, items: &str) -> String {
+    format!("{{\"g\":{generation},\"i\":{items}}}")
+}
+
+fn render(items: Vec<Invalidation>) -> String {
+    serde_json::to_string(&items).unwrap_or_else(|_| r#"[{"k":"all"}]"#.to_string())
 }
 
 /// Parses a payload; an unreadable one is answered with a full flush by the caller.

@@ -102,22 +102,21 @@ impl<'a> WriteTx<'a> {
             .await?;
         }
         if !invalidations.is_empty() {
-            // Last statement before commit: the row lock serialises generations in commit order
-            // and is held only briefly.
-            let generation: i64 = tx
-                .query_one(
-                    "UPDATE cache_epoch SET generation = generation + 1 RETURNING generation",
-                    &[],
-                )
-                .await?
-                .get(0);
-            for payload in invalidation::encode(generation, &invalidations) {
-                tx.execute(
-                    "SELECT pg_notify($1, $2)",
-                    &[&invalidation::CHANNEL, &payload],
-                )
-                .await?;
-            }
+            // One statement, the last before the commit: the generation row's lock serialises
+            // generations in commit order, so every invalidating write waits for it, and it is
+            // held from here to the end of the commit. Taking the generation and notifying in
+            // separate statements held it across two more client round trips (a burst of first
+            // uses committed one at a time behind them).
+            tx.execute(
+                "WITH g AS (UPDATE cache_epoch SET generation = generation + 1 RETURNING generation)
+                 SELECT pg_notify($1, '{\"g\":' || g.generation || ',\"i\":' || items || '}')
+                   FROM g, unnest($2::text[]) AS items",
+                &[
+                    &invalidation::CHANNEL,
+                    &invalidation::encode_items(&invalidations),
+                ],
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())

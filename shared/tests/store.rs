@@ -146,16 +146,28 @@ async fn large_batches_split_into_payloads_under_the_limit() {
     };
     let made = licenses::generate(&mut w, app.id, &spec).await.unwrap();
     w.commit().await.unwrap();
-    let mut seen = 0;
+    let committed: i64 = c
+        .query_one("SELECT generation FROM cache_epoch", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let (mut seen, mut payloads) = (0, 0);
     while seen < made.len() {
         let payload = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .unwrap()
             .unwrap();
         assert!(payload.len() < 8000);
-        seen += invalidation::decode(&payload).unwrap().i.len();
+        let p = invalidation::decode(&payload).unwrap();
+        assert_eq!(
+            p.g, committed,
+            "every payload of one write carries its generation"
+        );
+        seen += p.i.len();
+        payloads += 1;
     }
     assert_eq!(seen, 500);
+    assert!(payloads > 1);
 }
 
 #[tokio::test]
