@@ -105,8 +105,8 @@ impl<'a> WriteTx<'a> {
             // One statement, the last before the commit: the generation row's lock serialises
             // generations in commit order, so every invalidating write waits for it, and it is
             // held from here to the end of the commit. Taking the generation and notifying in
-            // separate statements held it across two more client round trips (a burst of first
-            // uses committed one at a time behind them).
+            // separate statements held it across one more client round trip per notification (a
+            // burst of first uses commits one at a time behind it).
             tx.execute(
                 "WITH g AS (UPDATE cache_epoch SET generation = generation + 1 RETURNING generation)
                  SELECT pg_notify($1, '{\"g\":' || g.generation || ',\"i\":' || items || '}')
