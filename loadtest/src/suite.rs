@@ -136,22 +136,32 @@ async fn metric(http: &reqwest::Client, validator: &str, name: &str) -> anyhow::
         .with_context(|| format!("metric {name}"))
 }
 
-/// Waits up to `deadline` for a validator to have written every usage count it holds (its
-/// `usage_backlog` at zero), so that one phase's write-behind does not run under the next
-/// phase's measurement; returns what is still unwritten then.
+/// Polls a validator's gauge until it reads zero or `deadline` passes; returns its last reading.
+async fn gauge_at_zero(
+    http: &reqwest::Client,
+    validator: &str,
+    name: &str,
+    deadline: Duration,
+) -> anyhow::Result<f64> {
+    let until = Instant::now() + deadline;
+    loop {
+        let value = metric(http, validator, name).await?;
+        if value == 0.0 || Instant::now() >= until {
+            return Ok(value);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits up to `deadline` for a validator to have written every usage count it holds, so that
+/// one phase's write-behind does not run under the next phase's measurement; returns what is
+/// still unwritten then.
 async fn write_behind_drained(
     http: &reqwest::Client,
     validator: &str,
     deadline: Duration,
 ) -> anyhow::Result<f64> {
-    let until = Instant::now() + deadline;
-    loop {
-        let backlog = metric(http, validator, "usage_backlog").await?;
-        if backlog == 0.0 || Instant::now() >= until {
-            return Ok(backlog);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    gauge_at_zero(http, validator, "usage_backlog", deadline).await
 }
 
 impl SuiteConfig {
@@ -747,12 +757,13 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
             }
         };
         let rss_peak = rss_kib(*pid)?;
-        let idle_deadline = Instant::now() + Duration::from_secs(30);
-        let mut after = metric(&http, lv, "rate_limiter_tracked_clients").await?;
-        while after > 0.0 && Instant::now() < idle_deadline {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            after = metric(&http, lv, "rate_limiter_tracked_clients").await?;
-        }
+        let after = gauge_at_zero(
+            &http,
+            lv,
+            "rate_limiter_tracked_clients",
+            Duration::from_secs(30),
+        )
+        .await?;
         rows.push(Row {
             what: format!("Rate-limiter state for {count} distinct client addresses"),
             target: "bounded, released when idle".into(),
