@@ -17,7 +17,7 @@ if [ "${1:-}" = "--quick" ]; then quick=(--quick); fi
 
 echo "keyward: building (release)"
 cargo build -q --release -p keyward-control-plane -p keyward-validator -p keyward-loadtest
-t=target/release
+t="$(cargo_target_dir)/release"
 
 pg_ensure_installed
 dir=$(mktemp -d /tmp/keyward-bench.XXXXXX)

@@ -60,7 +60,7 @@ fi
 
 echo "keyward: building ($profile)"
 cargo build -q "${cargo_flags[@]}" -p keyward-control-plane -p keyward-validator
-target=target/$profile
+target="$(cargo_target_dir)/$profile"
 
 "$target/control-plane" migrate
 demo=$("$target/control-plane" demo --control-plane-url "http://127.0.0.1:$cp_port" \

@@ -70,6 +70,10 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if let Some(reason) = e.rejected_value() {
+            tracing::warn!(error = %e, "the database refused a value that passed every check");
+            return ApiError::bad_request(format!("a value was refused: {reason}"));
+        }
         match e {
             StoreError::Invalid(m) => ApiError::bad_request(m),
             StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),

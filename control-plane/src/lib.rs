@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 mod error;
 mod extract;
+mod input;
 mod keyaux;
 mod metrics;
 mod routes;

@@ -22,9 +22,76 @@ fn parse_curl(line: &str) -> Option<(String, String)> {
     Some((url.to_string(), body.to_string()))
 }
 
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The directory this test binary was built in (`<target>/<profile>/deps/<test>`): where cargo
+/// builds, whatever `CARGO_TARGET_DIR` says.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.ancestors()
+        .nth(3)
+        .expect("<target>/<profile>/deps/<binary>")
+        .to_path_buf()
+}
+
+/// Many developers export `CARGO_TARGET_DIR`: every script asks cargo where it builds instead
+/// of assuming `./target`.
+#[test]
+fn scripts_ask_cargo_where_it_builds() {
+    let ask = |env: Option<&str>| {
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", ". deploy/lib/services.sh && cargo_target_dir"])
+            .current_dir(repo());
+        match env {
+            Some(dir) => cmd.env("CARGO_TARGET_DIR", dir),
+            None => cmd.env_remove("CARGO_TARGET_DIR"),
+        };
+        let out = cmd.output().expect("bash");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        ask(Some("/tmp/keyward-elsewhere")),
+        "/tmp/keyward-elsewhere"
+    );
+    assert!(ask(None).starts_with('/'), "an absolute directory");
+    for entry in std::fs::read_dir(repo().join("deploy")).expect("deploy/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "sh") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("script");
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split('#').next().unwrap_or("");
+            // `target/` as a path of its own, not the end of a name such as `$target/`.
+            let literal = code.match_indices("target/").any(|(i, _)| {
+                code[..i]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !(c.is_alphanumeric() || "$_{-".contains(c)))
+            });
+            assert!(
+                !literal,
+                "{}:{}: a path into ./target; use \"$(cargo_target_dir)\": {line}",
+                path.display(),
+                n + 1
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn run_script_prints_a_curl_that_validates_and_ctrl_c_stops_everything() {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = repo();
     let state = std::env::temp_dir().join(format!(
         "keyward-run-test-{}",
         keyward_shared::secrets::random_token(8)
@@ -33,6 +100,8 @@ async fn run_script_prints_a_curl_that_validates_and_ctrl_c_stops_everything() {
         .arg("deploy/run.sh")
         .current_dir(&repo)
         .env_remove("DATABASE_URL")
+        // Spelled out, as developers who build elsewhere do: the script must follow it.
+        .env("CARGO_TARGET_DIR", target_dir())
         .env("KEYWARD_STATE_DIR", &state)
         .env("KEYWARD_PG_PORT", free_port().to_string())
         .env("KEYWARD_CP_PORT", free_port().to_string())

@@ -1,6 +1,15 @@
 # shellcheck shell=bash
 # Helpers of the scripts that start Keyward's services. Sourced, not executed.
 
+# Where cargo puts what it builds: honours CARGO_TARGET_DIR and build.target-dir in cargo's
+# config, so scripts never assume ./target.
+cargo_target_dir() {
+  local dir
+  dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+  if [ -z "$dir" ]; then echo "keyward: cargo did not say where it builds" >&2; return 1; fi
+  printf '%s\n' "$dir"
+}
+
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # True when the service on the port answers /readyz with 200.

@@ -27,6 +27,19 @@ impl StoreError {
         }
     }
 
+    /// The database refused a value (out of range or malformed for its type, too long for an
+    /// index): bad input that no earlier check caught, to be answered 400 with its reason rather
+    /// than 500. `None` for every other failure.
+    pub fn rejected_value(&self) -> Option<String> {
+        let StoreError::Database(e) = self else {
+            return None;
+        };
+        let db = e.as_db_error()?;
+        // Class 22: data exception; 54: program limit exceeded (e.g. an index row too large).
+        let class = db.code().code().get(..2)?;
+        matches!(class, "22" | "54").then(|| db.message().to_string())
+    }
+
     /// Maps a unique-violation into `Conflict` with the given message; other errors pass through.
     pub fn conflict_on_unique(self, message: &str) -> StoreError {
         if let StoreError::Database(e) = &self {

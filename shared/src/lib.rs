@@ -22,6 +22,8 @@ pub mod write;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixtures;
 #[cfg(feature = "test-support")]
+pub mod keepalive;
+#[cfg(feature = "test-support")]
 pub mod testing;
 
 pub use error::StoreError;

@@ -93,6 +93,11 @@ pub struct Config {
     #[arg(long, env = "KEYWARD_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
 
+    /// After SIGTERM, how long to keep serving while `/readyz` reports not ready, so that load
+    /// balancers and Kubernetes stop sending traffic before the listener closes.
+    #[arg(long, env = "KEYWARD_SHUTDOWN_DELAY_SECS", default_value_t = 0)]
+    pub shutdown_delay_secs: u64,
+
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "KEYWARD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -164,6 +169,7 @@ impl Config {
             epoch_check_ms: 2_000,
             listener_backoff_ms: 100,
             max_body_bytes: 16 * 1024,
+            shutdown_delay_secs: 0,
             shutdown_grace_secs: 10,
             session_cache_capacity: 1_000_000,
             user_cache_capacity: 500_000,

@@ -54,6 +54,10 @@ impl ApiError {
         )
     }
 
+    pub fn request_timeout(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", message)
+    }
+
     pub fn unsupported_media_type() -> ApiError {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -3,6 +3,7 @@
 //! [`start`] builds the caches, starts the invalidation listener, the maintenance task (usage
 //! write-behind, rate-limiter purge) and the HTTP server, and returns a [`Running`] handle.
 
+mod body;
 mod cache;
 mod client_ip;
 pub mod config;
@@ -143,7 +144,8 @@ impl Running {
         self.addr
     }
 
-    /// Waits until the listener is connected and the caches flushed (what `/readyz` reports).
+    /// Waits until the validator is ready (what `/readyz` reports): after start, once the
+    /// listener is connected and the caches flushed.
     pub async fn wait_ready(&self, deadline: Duration) -> anyhow::Result<()> {
         let start = tokio::time::Instant::now();
         while !self.state.health.is_ready() {
@@ -155,10 +157,18 @@ impl Running {
         Ok(())
     }
 
-    /// Graceful stop: not ready, stop accepting, finish in-flight requests (bounded), write the
-    /// pending usage counters.
+    /// Graceful stop: not ready (while still serving for the shutdown delay), stop accepting,
+    /// finish in-flight requests (bounded), write the pending usage counters.
     pub async fn shutdown(self) {
         self.state.health.begin_shutdown();
+        let delay = Duration::from_secs(self.state.cfg.shutdown_delay_secs);
+        if !delay.is_zero() {
+            tracing::info!(
+                ?delay,
+                "not ready; serving until load balancers have noticed"
+            );
+            tokio::time::sleep(delay).await;
+        }
         self.state.usage.hurry();
         let _ = self.shutdown.send(true);
         for t in self.tasks {

@@ -112,6 +112,8 @@ pub async fn run(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
                 continue;
             }
         };
+        // Connected again: not ready until the flush below has run.
+        state.health.set_resyncing();
         if !warmed {
             // Before the first "ready": a load balancer sends traffic at once, and every miss of
             // that first burst would otherwise wait for a new PostgreSQL backend.

@@ -1,20 +1,44 @@
-//! Routing: a `match` on method and path, body reading with a size cap, and the ops endpoints.
+//! Routing: a `match` on method and path, and the ops endpoints. Every handler gets the request
+//! head and its [`RequestBody`], which is settled (drained or the connection marked to close)
+//! before the answer goes out.
 
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::body::{BodyError, RequestBody};
 use crate::client_ip::client_ip;
 use crate::error::{json_response, ApiError};
+use crate::health::Readiness;
 use crate::{keyauth, validate, State};
 
 pub async fn handle(state: &State, peer: IpAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let result = match (req.method(), req.uri().path()) {
-        (&Method::POST, "/v1/validate") => validate_route(state, peer, req).await,
+    let (parts, incoming) = req.into_parts();
+    let mut body = RequestBody::new(incoming, &parts.headers);
+    let keyauth = keyauth::Api::from_path(parts.uri.path());
+    let limit = match keyauth {
+        Some(_) => state.cfg.client_api_max_body_bytes,
+        None => state.cfg.max_body_bytes,
+    };
+    let mut resp = route(state, peer, &parts, &mut body, keyauth).await;
+    body.settle(limit, &mut resp).await;
+    resp
+}
+
+async fn route(
+    state: &State,
+    peer: IpAddr,
+    parts: &Parts,
+    body: &mut RequestBody,
+    keyauth: Option<keyauth::Api>,
+) -> Response<Full<Bytes>> {
+    let result = match (&parts.method, parts.uri.path()) {
+        (&Method::POST, "/v1/validate") => validate_route(state, peer, parts, body).await,
         (_, "/v1/validate") => Err(ApiError::method_not_allowed("POST")),
         (&Method::GET | &Method::HEAD, "/healthz") => Ok(json_response(
             StatusCode::OK,
@@ -23,9 +47,9 @@ pub async fn handle(state: &State, peer: IpAddr, req: Request<Incoming>) -> Resp
         (&Method::GET | &Method::HEAD, "/readyz") => Ok(readyz(state)),
         (&Method::GET, "/metrics") => Ok(metrics(state).await),
         (_, "/healthz" | "/readyz" | "/metrics") => Err(ApiError::method_not_allowed("GET")),
-        (&Method::GET | &Method::POST, path) if keyauth::Api::from_path(path).is_some() => {
-            let api = keyauth::Api::from_path(path).unwrap_or(keyauth::Api::V1_2);
-            return keyauth::handle(state, peer, req, api).await;
+        (&Method::GET | &Method::POST, _) if keyauth.is_some() => {
+            let api = keyauth.unwrap_or(keyauth::Api::V1_2);
+            return keyauth::handle(state, peer, parts, body, api).await;
         }
         (_, path) => Err(ApiError::not_found(
             "NOT_FOUND",
@@ -41,11 +65,12 @@ pub async fn handle(state: &State, peer: IpAddr, req: Request<Incoming>) -> Resp
 async fn validate_route(
     state: &State,
     peer: IpAddr,
-    req: Request<Incoming>,
+    parts: &Parts,
+    body: &mut RequestBody,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let ip = client_ip(peer, req.headers(), &state.cfg.trusted_proxies);
+    let ip = client_ip(peer, &parts.headers, &state.cfg.trusted_proxies);
     state.limiter.check(ip).map_err(ApiError::rate_limited)?;
-    if let Some(ct) = req.headers().get(CONTENT_TYPE) {
+    if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
         let json = ct
             .to_str()
             .map(|v| {
@@ -58,42 +83,53 @@ async fn validate_route(
             return Err(ApiError::unsupported_media_type());
         }
     }
-    let body = read_body(req, state.cfg.max_body_bytes).await?;
+    let body = body.read(state.cfg.max_body_bytes).await?;
     let parsed = validate::parse(&body)?;
     let validation = parsed.check()?;
     let out = validate::validate(state, validation, ip).await?;
     Ok(json_response(StatusCode::OK, out))
 }
 
-pub(crate) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::payload_too_large(limit));
-    }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::payload_too_large(limit))
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge(limit) => ApiError::payload_too_large(limit),
+            BodyError::TimedOut => ApiError::request_timeout(e.to_string()),
+            BodyError::Unreadable(_) => ApiError::bad_request(e.to_string()),
         }
-        Err(e) => Err(ApiError::bad_request(format!(
-            "could not read the request body: {e}"
-        ))),
     }
 }
 
 fn readyz(state: &State) -> Response<Full<Bytes>> {
-    if state.health.is_ready() {
-        json_response(StatusCode::OK, br#"{"ready":true}"#.to_vec())
-    } else {
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            br#"{"success":false,"code":"NOT_READY","message":"the invalidation listener is not connected (or the validator is shutting down)"}"#.to_vec(),
-        )
-    }
+    let readiness = state.health.readiness();
+    let (status, body) = match readiness {
+        Readiness::Live => (
+            StatusCode::OK,
+            r#"{"ready":true,"state":"live"}"#.to_string(),
+        ),
+        Readiness::Outage { grace_left } => (
+            StatusCode::OK,
+            format!(
+                r#"{{"ready":true,"state":"outage","grace_left_secs":{},"message":"PostgreSQL is unreachable: cached answers are served for the rest of the outage grace, misses answer 503"}}"#,
+                grace_left.as_secs()
+            ),
+        ),
+        not_ready => {
+            let why = match not_ready {
+                Readiness::Starting => "starting: the caches have not yet been flushed under a connected invalidation listener",
+                Readiness::GraceOver => "PostgreSQL has been unreachable for longer than the outage grace",
+                Readiness::Resyncing => "the invalidation listener reconnected and the caches are being flushed",
+                _ => "shutting down",
+            };
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    r#"{{"success":false,"ready":false,"code":"NOT_READY","message":"{why}"}}"#
+                ),
+            )
+        }
+    };
+    json_response(status, body.into_bytes())
 }
 
 async fn metrics(state: &State) -> Response<Full<Bytes>> {

@@ -20,6 +20,8 @@ async fn listener_pid(c: &tokio_postgres::Client) -> Option<i32> {
     .map(|r| r.get(0))
 }
 
+const LISTENER_CONNECTED: &str = "keyward_validator_listener_connected";
+
 async fn ready(http: &reqwest::Client, addr: std::net::SocketAddr) -> bool {
     http.get(format!("http://{addr}/readyz"))
         .send()
@@ -50,14 +52,10 @@ async fn killed_listener_reconnects_flushes_and_sees_changes_made_in_the_gap() {
         .unwrap()
         .get(0);
     assert!(killed);
-    eventually(
-        Duration::from_secs(5),
-        "validator reports not ready",
-        || {
-            let http = http.clone();
-            async move { (!ready(&http, a).await).then_some(()) }
-        },
-    )
+    eventually(Duration::from_secs(5), "listener disconnected", || {
+        let http = http.clone();
+        async move { (metric(&http, a, LISTENER_CONNECTED).await == 0).then_some(()) }
+    })
     .await;
     // Nobody listens now: this ban's notification is lost to the validator.
     let mut w = WriteTx::begin(&mut c, t.actor.clone()).await.unwrap();
@@ -111,8 +109,22 @@ async fn lost_notification_is_caught_by_the_epoch_check() {
     v.shutdown().await;
 }
 
+async fn readyz(http: &reqwest::Client, addr: std::net::SocketAddr) -> (u16, serde_json::Value) {
+    let r = http
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .expect("readyz answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("readyz JSON"))
+}
+
+/// Readiness means "can serve": a PostgreSQL outage keeps every validator in rotation for the
+/// grace (cached keys answer, misses 503), takes it out afterwards, and it comes back only once
+/// its caches were flushed, so the first answer after "ready" already sees changes made during
+/// the outage.
 #[tokio::test]
-async fn outage_serves_cached_keys_for_the_grace_and_503_for_the_rest() {
+async fn outage_keeps_readiness_for_the_grace_and_ready_again_only_after_the_flush() {
     let db = TestDb::new().await;
     let mut c = db.client().await;
     let t = tenant(&mut c, true).await;
@@ -120,22 +132,29 @@ async fn outage_serves_cached_keys_for_the_grace_and_503_for_the_rest() {
     let uncached = one_license(&mut c, &t, 0).await;
     let proxy = ChaosProxy::start(db.socket_addr()).await;
     let v = validator(&db.url_via(&proxy), |cfg| {
-        cfg.outage_grace_secs = 2;
+        cfg.outage_grace_secs = 3;
         cfg.listener_backoff_ms = 50;
     })
     .await;
     let http = reqwest::Client::new();
     let a = v.addr();
+    assert_eq!(readyz(&http, a).await.1["state"], "live");
     warm(&http, a, t.app.id, &cached.key, Some("m")).await;
 
     proxy.break_networking();
     eventually(Duration::from_secs(5), "outage noticed", || {
         let http = http.clone();
-        async move { (!ready(&http, a).await).then_some(()) }
+        async move { (metric(&http, a, LISTENER_CONNECTED).await == 0).then_some(()) }
     })
     .await;
-    // Within the grace: the cached key still answers; the uncached one is "unavailable", never
-    // "invalid".
+    // Within the grace: still ready, the cached key answers, the uncached one is
+    // "unavailable", never "invalid".
+    let (status, body) = readyz(&http, a).await;
+    assert_eq!(
+        (status, &body["state"]),
+        (200, &serde_json::json!("outage")),
+        "{body}"
+    );
     assert_eq!(
         code(&http, a, t.app.id, &cached.key, Some("m")).await,
         "VALID"
@@ -143,24 +162,73 @@ async fn outage_serves_cached_keys_for_the_grace_and_503_for_the_rest() {
     let r = validate(&http, a, t.app.id, &uncached.key, Some("m")).await;
     assert_eq!((r.status, r.code()), (503, "UNAVAILABLE"), "{:?}", r.body);
     assert_eq!(r.body["success"], false);
-    // After the grace even cached keys are refused with 503.
-    let (_, took) =
-        eventually(Duration::from_secs(10), "grace runs out", || {
-            let (http, app, key) = (http.clone(), t.app.id, cached.key.clone());
-            async move {
-                (code(&http, a, app, &key, Some("m")).await == "503:UNAVAILABLE").then_some(())
-            }
-        })
-        .await;
-    println!("cached answers stopped {took:?} into the outage (grace 2 s)");
+    // Banned meanwhile, directly in PostgreSQL: no notification reaches this validator.
+    let mut w = WriteTx::begin(&mut c, t.actor.clone()).await.unwrap();
+    licenses::ban(&mut w, cached.id, None).await.unwrap();
+    w.commit().await.unwrap();
 
-    proxy.restore_networking();
-    eventually(Duration::from_secs(15), "recovery", || {
-        let (http, app, key) = (http.clone(), t.app.id, uncached.key.clone());
-        async move { (code(&http, a, app, &key, Some("m")).await == "VALID").then_some(()) }
+    // After the grace: not ready, and even cached keys are refused with 503.
+    let (_, took) = eventually(Duration::from_secs(10), "grace runs out", || {
+        let http = http.clone();
+        async move { (readyz(&http, a).await.0 == 503).then_some(()) }
     })
     .await;
+    println!("not ready {took:?} into the outage (grace 3 s)");
+    assert_eq!(readyz(&http, a).await.1["code"], "NOT_READY");
+    assert_eq!(
+        code(&http, a, t.app.id, &cached.key, Some("m")).await,
+        "503:UNAVAILABLE"
+    );
+
+    // PostgreSQL back: ready again only after the flush, so the ban is the first answer.
+    proxy.restore_networking();
+    eventually(Duration::from_secs(15), "ready again", || {
+        let http = http.clone();
+        async move { (readyz(&http, a).await.0 == 200).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        code(&http, a, t.app.id, &cached.key, Some("m")).await,
+        "BANNED"
+    );
+    assert_eq!(
+        code(&http, a, t.app.id, &uncached.key, Some("m")).await,
+        "VALID"
+    );
     v.shutdown().await;
+}
+
+/// On shutdown (SIGTERM) a validator reports not ready at once but keeps serving for the
+/// shutdown delay, so load balancers stop sending before its listener closes.
+#[tokio::test]
+async fn shutdown_drains_not_ready_while_still_serving() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let t = tenant(&mut c, true).await;
+    let l = one_license(&mut c, &t, 0).await;
+    let v = validator(&db.url, |cfg| cfg.shutdown_delay_secs = 3).await;
+    let http = reqwest::Client::new();
+    let a = v.addr();
+    assert_eq!(code(&http, a, t.app.id, &l.key, Some("m")).await, "VALID");
+    let stopping = tokio::spawn(v.shutdown());
+    eventually(Duration::from_secs(2), "draining reported", || {
+        let http = http.clone();
+        async move { (readyz(&http, a).await.0 == 503).then_some(()) }
+    })
+    .await;
+    assert!(readyz(&http, a).await.1["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("shutting down")));
+    // Still answering while the load balancer catches up.
+    assert_eq!(code(&http, a, t.app.id, &l.key, Some("m")).await, "VALID");
+    stopping.await.expect("shutdown");
+    assert!(
+        http.get(format!("http://{a}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "stopped listening after the delay"
+    );
 }
 
 #[tokio::test]

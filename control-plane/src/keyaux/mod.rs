@@ -30,100 +30,103 @@ pub fn router() -> Router<AppState> {
         .route("/api/dashboard/stats", get(d::stats))
         .route("/api/dashboard/apps", get(d::list_apps).post(d::create_app))
         .route(
-            "/api/dashboard/apps/{app}",
+            "/api/dashboard/apps/{appId}",
             get(d::get_app).put(d::update_app).delete(d::delete_app),
         )
         .route(
-            "/api/dashboard/apps/{app}/reset-secret",
+            "/api/dashboard/apps/{appId}/reset-secret",
             post(d::reset_secret),
         )
         .route(
-            "/api/dashboard/licenses/{app}",
+            "/api/dashboard/licenses/{appId}",
             get(d::list_licenses).post(d::generate_licenses),
         )
         .route(
-            "/api/dashboard/licenses/{app}/unused/all",
+            "/api/dashboard/licenses/{appId}/unused/all",
             delete(d::delete_unused_licenses),
         )
         .route(
-            "/api/dashboard/licenses/{app}/used/all",
+            "/api/dashboard/licenses/{appId}/used/all",
             delete(d::delete_used_licenses),
         )
         .route(
-            "/api/dashboard/licenses/{app}/{license}",
+            "/api/dashboard/licenses/{appId}/{licenseId}",
             delete(d::delete_license),
         )
         .route(
-            "/api/dashboard/licenses/{app}/{license}/ban",
+            "/api/dashboard/licenses/{appId}/{licenseId}/ban",
             post(d::ban_license),
         )
         .route(
-            "/api/dashboard/users/{app}",
+            "/api/dashboard/users/{appId}",
             get(d::list_users).post(d::create_user),
         )
         .route(
-            "/api/dashboard/users/{app}/all/users",
+            "/api/dashboard/users/{appId}/all/users",
             delete(d::delete_all_users),
         )
         .route(
-            "/api/dashboard/users/{app}/{user}",
+            "/api/dashboard/users/{appId}/{userId}",
             get(d::get_user).delete(d::delete_user),
         )
-        .route("/api/dashboard/users/{app}/{user}/ban", post(d::ban_user))
         .route(
-            "/api/dashboard/users/{app}/{user}/unban",
+            "/api/dashboard/users/{appId}/{userId}/ban",
+            post(d::ban_user),
+        )
+        .route(
+            "/api/dashboard/users/{appId}/{userId}/unban",
             post(d::unban_user),
         )
         .route(
-            "/api/dashboard/users/{app}/{user}/reset-hwid",
+            "/api/dashboard/users/{appId}/{userId}/reset-hwid",
             post(d::reset_user_hwid),
         )
         .route(
-            "/api/dashboard/users/{app}/{user}/extend",
+            "/api/dashboard/users/{appId}/{userId}/extend",
             post(d::extend_user),
         )
         .route(
-            "/api/dashboard/subscriptions/{app}",
+            "/api/dashboard/subscriptions/{appId}",
             get(d::list_subscriptions).post(d::create_subscription),
         )
         .route(
-            "/api/dashboard/subscriptions/{app}/{sub}",
+            "/api/dashboard/subscriptions/{appId}/{subId}",
             delete(d::delete_subscription),
         )
         .route(
-            "/api/dashboard/variables/{app}/global",
+            "/api/dashboard/variables/{appId}/global",
             get(d::list_global_vars).post(d::set_global_var),
         )
         .route(
-            "/api/dashboard/variables/{app}/global/{var}",
+            "/api/dashboard/variables/{appId}/global/{varId}",
             delete(d::delete_global_var),
         )
         .route(
-            "/api/dashboard/variables/{app}/user",
+            "/api/dashboard/variables/{appId}/user",
             get(d::list_user_vars).post(d::set_user_var),
         )
         .route(
-            "/api/dashboard/variables/{app}/user/{var}",
+            "/api/dashboard/variables/{appId}/user/{varId}",
             delete(d::delete_user_var),
         )
         .route(
-            "/api/dashboard/webhooks/{app}",
+            "/api/dashboard/webhooks/{appId}",
             get(d::list_webhooks).post(d::create_webhook),
         )
         .route(
-            "/api/dashboard/webhooks/{app}/{hook}",
+            "/api/dashboard/webhooks/{appId}/{webhookId}",
             delete(d::delete_webhook),
         )
         .route(
-            "/api/dashboard/blacklist/{app}",
+            "/api/dashboard/blacklist/{appId}",
             get(d::list_blacklist).post(d::add_blacklist),
         )
         .route(
-            "/api/dashboard/blacklist/{app}/{entry}",
+            "/api/dashboard/blacklist/{appId}/{entryId}",
             delete(d::delete_blacklist),
         )
         .route(
-            "/api/dashboard/logs/{app}",
+            "/api/dashboard/logs/{appId}",
             get(d::list_logs).delete(d::clear_logs),
         )
         .route(
@@ -131,11 +134,16 @@ pub fn router() -> Router<AppState> {
             get(d::list_seller_keys).post(d::create_seller_key),
         )
         .route(
-            "/api/dashboard/seller-keys/{key}",
+            "/api/dashboard/seller-keys/{keyId}",
             delete(d::delete_seller_key),
         )
         .route("/api/seller", get(seller::handle))
         .route("/api/seller/", get(seller::handle))
+}
+
+/// Whether a path belongs to this facade (its errors take KeyAux's shape).
+pub fn owns(path: &str) -> bool {
+    path.starts_with("/api/")
 }
 
 /// KeyAux's error shape: the status plus `{"success": false, "message": …}`.

@@ -10,15 +10,20 @@ mod licenses;
 mod ops;
 mod signing_keys;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::Next;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::error::ApiError;
+use crate::input::BodyLimits;
 use crate::AppState;
+
+/// A client that has not sent its whole body by then is cut off (slow-body protection).
+const BODY_DEADLINE: Duration = Duration::from_secs(30);
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
@@ -60,8 +65,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
-            max_body_bytes,
-            reject_declared_oversize,
+            BodyLimits {
+                max_bytes: max_body_bytes,
+                deadline: BODY_DEADLINE,
+            },
+            crate::input::guard,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -82,16 +90,12 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// `DefaultBodyLimit` only acts where a handler reads the body; this turns away a body declared
-/// too large on every route (bodiless ones included) before any work is done.
-async fn reject_declared_oversize(State(max): State<usize>, req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return ApiError::payload_too_large().into_response();
+/// An error in the shape of the facade that owns `path` (for answers given before a handler,
+/// such as the input guard's).
+pub fn reject(path: &str, e: ApiError) -> Response {
+    if crate::keyaux::owns(path) {
+        crate::keyaux::KaError(e).into_response()
+    } else {
+        e.into_response()
     }
-    next.run(req).await
 }

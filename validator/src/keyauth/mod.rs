@@ -22,9 +22,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::Utc;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use hyper::{Request, Response, StatusCode};
+use hyper::http::request::Parts;
+use hyper::{Response, StatusCode};
 use keyward_shared::model::App;
 use keyward_shared::store::sessions::Session;
 use uuid::Uuid;
@@ -33,6 +33,7 @@ pub use caches::ClientCaches;
 pub use password::Passwords;
 pub use signer::Signers;
 
+use crate::body::{BodyError, RequestBody};
 use crate::cache::{AppView, CacheError};
 use crate::client_ip::client_ip;
 use crate::rate_limit::Limiter;
@@ -178,11 +179,12 @@ pub struct ClientApi {
 pub async fn handle(
     state: &State,
     peer: IpAddr,
-    req: Request<Incoming>,
+    parts: &Parts,
+    body: &mut RequestBody,
     api: Api,
 ) -> Response<Full<Bytes>> {
-    let ip = client_ip(peer, req.headers(), &state.cfg.trusted_proxies);
-    let (reply, app, session, ownerid) = match answer(state, ip, req, api).await {
+    let ip = client_ip(peer, &parts.headers, &state.cfg.trusted_proxies);
+    let (reply, app, session, ownerid) = match answer(state, ip, parts, body, api).await {
         Ok(done) => done,
         Err((reply, ownerid)) => (reply, None, None, ownerid),
     };
@@ -209,29 +211,32 @@ type Done = (Reply, Option<Arc<App>>, Option<Arc<Session>>, String);
 async fn answer(
     state: &State,
     ip: IpAddr,
-    req: Request<Incoming>,
+    parts: &Parts,
+    body: &mut RequestBody,
     api: Api,
 ) -> Result<Done, (Reply, String)> {
     let early = |r: Reply| (r.signed_with(SignWith::Nothing), String::new());
     if let Err(wait) = state.limiter.check(ip) {
         return Err(early(too_many(wait)));
     }
-    let query = req.uri().query().map(str::to_string);
-    let content_type = req
-        .headers()
+    let content_type = parts
+        .headers
         .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let limit = state.cfg.client_api_max_body_bytes;
-    let body = match crate::routes::read_body(req, limit).await {
+        .and_then(|v| v.to_str().ok());
+    let body = match body.read(state.cfg.client_api_max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
+            let status = match e {
+                BodyError::TooLarge(_) => 413,
+                BodyError::TimedOut => 408,
+                BodyError::Unreadable(_) => 400,
+            };
             return Err(early(
-                Reply::fail(Why::BadRequest, e.message).status(e.status.as_u16()),
-            ))
+                Reply::fail(Why::BadRequest, e.to_string()).status(status),
+            ));
         }
     };
-    let p = match Params::parse(query.as_deref(), content_type.as_deref(), body).await {
+    let p = match Params::parse(parts.uri.query(), content_type, body).await {
         Ok(p) => p,
         Err(e) => {
             return Err(early(
