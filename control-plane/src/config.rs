@@ -13,6 +13,10 @@ pub struct Config {
     #[arg(long, env = "KEYWARD_CP_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// TLS termination (plain HTTP without a certificate).
+    #[command(flatten)]
+    pub tls: keyward_shared::tls::TlsOptions,
+
     /// HS256 secret for admin JWTs. Default: generated once and kept in the database, so every
     /// control-plane instance agrees without configuration.
     #[arg(long, env = "KEYWARD_JWT_SECRET", hide_env_values = true)]
@@ -47,6 +51,7 @@ impl Config {
         Config {
             database_url: database_url.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: Default::default(),
             jwt_secret: None,
             jwt_ttl_secs: 86_400,
             pool_size: 16,

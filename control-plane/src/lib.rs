@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::Config;
+pub use keyward_shared::tls::Tls;
 
 use auth::JwtKeys;
 use error::{ApiError, ApiResult};
@@ -71,6 +72,7 @@ impl AppState {
 /// A started control-plane.
 pub struct Running {
     addr: SocketAddr,
+    tls: Option<Arc<Tls>>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     janitor: JoinHandle<()>,
@@ -79,6 +81,11 @@ pub struct Running {
 impl Running {
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TLS termination, when a certificate is configured (SIGHUP reloads it).
+    pub fn tls(&self) -> Option<&Arc<Tls>> {
+        self.tls.as_ref()
     }
 
     /// Stops accepting, lets in-flight requests finish, and returns.
@@ -92,6 +99,7 @@ impl Running {
 /// Migrates, binds `cfg.listen` and serves in the background.
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let pg = db::pg_config(&cfg.database_url, "keyward-control-plane").context("DATABASE_URL")?;
+    let tls = cfg.tls.load().context("TLS")?;
     // Checked before touching the database, so a typo never generates or pins anything.
     let signing_seed = cfg
         .signing_key_seed
@@ -129,19 +137,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let (shutdown, mut shutdown_rx) = watch::channel(false);
-    let server = tokio::spawn(async move {
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = shutdown_rx.changed().await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "control-plane server failed");
-        }
-    });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let server = tokio::spawn(serve(listener, tls.clone(), app, shutdown_rx.clone()));
+    if let Some(tls) = &tls {
+        let mut stop = shutdown_rx;
+        tokio::spawn(tls.clone().watch(cfg.tls.reload_check(), async move {
+            let _ = stop.changed().await;
+        }));
+    }
     // Login limiter state of idle addresses is dropped, so it stays bounded.
     let janitor = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -151,13 +154,41 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             state.0.login_limiter.shrink_to_fit();
         }
     });
-    tracing::info!(%addr, "control-plane listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "control-plane listening");
     Ok(Running {
         addr,
+        tls,
         shutdown,
         server,
         janitor,
     })
+}
+
+/// How long a stop waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The router on the shared accept loop; each request carries its peer as `ConnectInfo`, which
+/// the login limiter and the audit log read.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<Tls>>,
+    app: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use tower::ServiceExt;
+    let service_for = move |peer: SocketAddr| {
+        let app = app.clone();
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            app.clone().oneshot(req)
+        })
+    };
+    let stop = async move {
+        let _ = shutdown.changed().await;
+    };
+    keyward_shared::serve::serve(listener, tls, service_for, stop, SHUTDOWN_GRACE).await;
 }
 
 /// Parses a signing-key seed (64 hex characters). The error says what is expected and never

@@ -105,7 +105,11 @@ async fn main() -> anyhow::Result<()> {
     match command {
         Command::Serve(cfg) => {
             let running = keyward_control_plane::start(cfg).await?;
-            shutdown_signal().await?;
+            keyward_shared::serve::until_stopped(|| match running.tls() {
+                Some(tls) => tls.reload_logged("reloaded on SIGHUP"),
+                None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+            })
+            .await?;
             tracing::info!("shutting down");
             running.shutdown().await;
         }
@@ -233,13 +237,4 @@ fn print_keys(keys: &[keyward_shared::store::signing_keys::SigningKey]) {
             k.created_at.to_rfc3339()
         );
     }
-}
-
-async fn shutdown_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        r = tokio::signal::ctrl_c() => r?,
-    }
-    Ok(())
 }

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// One answer as it came off the wire.
@@ -95,13 +95,14 @@ pub async fn answer_then_reuse(
     }
 }
 
-async fn read_response(conn: &mut BufReader<TcpStream>) -> Result<RawResponse, String> {
+/// Reads one answer (status, headers, a `Content-Length` or chunked body) within a deadline.
+pub async fn read_response<R: AsyncBufRead + Unpin>(conn: &mut R) -> Result<RawResponse, String> {
     tokio::time::timeout(ANSWER_DEADLINE, read_response_inner(conn))
         .await
         .map_err(|_| format!("no answer within {ANSWER_DEADLINE:?}"))?
 }
 
-async fn read_response_inner(conn: &mut BufReader<TcpStream>) -> Result<RawResponse, String> {
+async fn read_response_inner<R: AsyncBufRead + Unpin>(conn: &mut R) -> Result<RawResponse, String> {
     let mut line = String::new();
     let n = conn
         .read_line(&mut line)

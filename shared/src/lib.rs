@@ -14,8 +14,10 @@ pub mod keygen;
 pub mod license_facts;
 pub mod model;
 pub mod secrets;
+pub mod serve;
 pub mod signing;
 pub mod store;
+pub mod tls;
 pub mod verdict;
 pub mod write;
 
@@ -23,6 +25,8 @@ pub mod write;
 pub mod fixtures;
 #[cfg(feature = "test-support")]
 pub mod keepalive;
+#[cfg(feature = "test-support")]
+pub mod test_tls;
 #[cfg(feature = "test-support")]
 pub mod testing;
 

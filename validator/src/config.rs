@@ -20,6 +20,10 @@ pub struct Config {
     )]
     pub listen: SocketAddr,
 
+    /// TLS termination (plain HTTP without a certificate).
+    #[command(flatten)]
+    pub tls: keyward_shared::tls::TlsOptions,
+
     /// Maximum connections of the query pool (cache misses, first-use writes, usage flushes).
     #[arg(long, env = "KEYWARD_VALIDATOR_POOL_SIZE", default_value_t = 16)]
     pub pool_size: usize,
@@ -154,6 +158,7 @@ impl Config {
         Config {
             database_url: database_url.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: Default::default(),
             pool_size: 16,
             miss_queries_in_flight: 4,
             license_cache_capacity: 1_000_000,

@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::Config;
+pub use keyward_shared::tls::Tls;
 pub use listener::APPLICATION_NAME as LISTENER_APPLICATION_NAME;
 
 use cache::Caches;
@@ -55,27 +56,44 @@ pub(crate) struct State {
 pub struct Running {
     addr: SocketAddr,
     state: Arc<State>,
+    tls: Option<Arc<Tls>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
+    // Checked before anything starts: a bad certificate stops the start with what is wrong.
+    let tls = cfg.tls.load().context("TLS")?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let state = Arc::new(State::new(cfg)?);
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(listener::run(state.clone(), shutdown_rx.clone())),
         tokio::spawn(maintain(state.clone(), shutdown_rx.clone())),
         tokio::spawn(write_usage(state.clone(), shutdown_rx.clone())),
-        tokio::spawn(server::serve(listener, state.clone(), shutdown_rx)),
     ];
-    tracing::info!(%addr, "validator listening");
+    if let Some(tls) = &tls {
+        let mut stop = shutdown_rx.clone();
+        let every = state.cfg.tls.reload_check();
+        tasks.push(tokio::spawn(tls.clone().watch(every, async move {
+            let _ = stop.changed().await;
+        })));
+    }
+    tasks.push(tokio::spawn(server::serve(
+        listener,
+        tls.clone(),
+        state.clone(),
+        shutdown_rx,
+    )));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "validator listening");
     Ok(Running {
         addr,
         state,
+        tls,
         shutdown,
         tasks,
     })
@@ -142,6 +160,11 @@ impl State {
 impl Running {
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TLS termination, when a certificate is configured (SIGHUP reloads it).
+    pub fn tls(&self) -> Option<&Arc<Tls>> {
+        self.tls.as_ref()
     }
 
     /// Waits until the validator is ready (what `/readyz` reports): after start, once the

@@ -22,17 +22,12 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let running = keyward_validator::start(cli.config).await?;
-    shutdown_signal().await?;
+    keyward_shared::serve::until_stopped(|| match running.tls() {
+        Some(tls) => tls.reload_logged("reloaded on SIGHUP"),
+        None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+    })
+    .await?;
     tracing::info!("shutting down");
     running.shutdown().await;
-    Ok(())
-}
-
-async fn shutdown_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        r = tokio::signal::ctrl_c() => r?,
-    }
     Ok(())
 }
