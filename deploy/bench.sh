@@ -80,5 +80,36 @@ wait_ready "$lim_port" "limiter validator" "$dir/validator-limiter.log"
   "${validator_args[@]}" --limiter-validator "http://127.0.0.1:$lim_port,$lim_pid" \
   "${server_cpus[@]}" "${quick[@]}" --out BENCHMARKS.md \
   --command "deploy/bench.sh ${quick[*]:-}"
+
+# What TLS costs the server: criterion, in-process (no network, no generator), on the servers' CPU.
+echo "keyward: TLS handshake and per-request cost (criterion)"
+cargo bench -q -p keyward-benches --bench tls --no-run 2>/dev/null
+"${server[@]}" cargo bench -q -p keyward-benches --bench tls -- --noplot >"$dir/tls-bench.log" 2>&1 || {
+  cat "$dir/tls-bench.log" >&2; exit 1; }
+python3 - "$(cargo_target_dir)/criterion/tls" >>BENCHMARKS.md <<'PY'
+import json, sys
+root = sys.argv[1]
+def median_us(name):
+    with open(f"{root}/{name}/new/estimates.json") as f:
+        return json.load(f)["median"]["point_estimate"] / 1000
+h13, h12, req = (median_us(n) for n in ("handshake_tls13_server", "handshake_tls12_server", "request_tls13_server"))
+print("\n## TLS termination: the server's CPU per handshake and per request (`cargo bench -p keyward-benches --bench tls`)\n")
+print("Client and server in one process through memory buffers, only the server's calls timed, with the services' own")
+print("`ServerConfig` (rustls on aws-lc-rs, ECDSA P-256 certificate, full handshakes: no resumption). Medians.\n")
+print("| Measurement | Server CPU | One core's ceiling |")
+print("|---|---|---|")
+print(f"| Full handshake, TLS 1.3 (X25519, AES-256-GCM) | {h13:.1f} µs | {1e6 / h13:,.0f} handshakes/s |")
+print(f"| Full handshake, TLS 1.2 (ECDHE X25519, ECDSA) | {h12:.1f} µs | {1e6 / h12:,.0f} handshakes/s |")
+print(f"| One request (214 B) and its answer (347 B) on an open TLS 1.3 connection | {req:.2f} µs | {1e6 / req:,.0f} req/s of record work alone |")
+PY
+{
+  echo
+  echo "End to end, \`deploy/bench-tls.sh 3 10\`: one validator over plain HTTP and one over HTTPS, same cache-hit"
+  echo "\`/v1/validate\`, wrk (OpenSSL 3 client) on CPU 1, servers on CPU 0, interleaved pairs. One wrk core cannot"
+  echo "saturate the server over TLS, least of all with a handshake per request (its OpenSSL handshake costs more"
+  echo "than the server's): read the server's CPU per request, not the ratio, where a row says generator-bound."
+  echo
+  ./deploy/bench-tls.sh 3 10 2>"$dir/bench-tls.log" || { cat "$dir/bench-tls.log" >&2; exit 1; }
+} >>BENCHMARKS.md
 cat deploy/bench-findings.md >> BENCHMARKS.md
 echo "keyward: wrote BENCHMARKS.md"

@@ -169,6 +169,7 @@ pub struct Tls {
     files: TlsFiles,
     provider: Arc<CryptoProvider>,
     current: Arc<Current>,
+    config: Arc<ServerConfig>,
     acceptor: TlsAcceptor,
     state: Mutex<(Option<Stamp>, Presented)>,
 }
@@ -194,8 +195,10 @@ impl Tls {
             .with_no_client_auth()
             .with_cert_resolver(current.clone());
         config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+        let config = Arc::new(config);
         Ok(Tls {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            acceptor: TlsAcceptor::from(config.clone()),
+            config,
             files,
             provider,
             current,
@@ -205,6 +208,11 @@ impl Tls {
 
     pub fn acceptor(&self) -> &TlsAcceptor {
         &self.acceptor
+    }
+
+    /// The configuration every handshake uses (the benchmarks measure exactly this one).
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.config.clone()
     }
 
     pub fn files(&self) -> &TlsFiles {
