@@ -24,29 +24,10 @@ echo "keyward: building (release)" >&2
 cargo build -q --release -p keyward-control-plane -p keyward-validator
 t="$(cargo_target_dir)/release"
 
-pg_ensure_installed
-dir=$(mktemp -d /tmp/keyward-bench-tls.XXXXXX)
-chmod 755 "$dir"
-pids=()
-cleanup() {
-  trap - EXIT INT TERM
-  if [ ${#pids[@]} -gt 0 ]; then
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
-  fi
-  pg_stop "$dir/pg"
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+bench_scratch keyward-bench-tls
 
 server=() load=()
 if [ "$(nproc)" -ge 2 ]; then server=(taskset -c 0); load=(taskset -c 1); fi
-
-pg_port=$(pg_free_port)
-pg_start "$dir/pg" "$pg_port" bench
-pg_as_user "$(pg_bin_dir)/createdb" -h 127.0.0.1 -p "$pg_port" -U keyward keyward
-export DATABASE_URL="postgres://keyward@127.0.0.1:$pg_port/keyward"
 "$t/control-plane" migrate >/dev/null
 demo=$("$t/control-plane" demo)
 body=$(printf '%s\n' "$demo" | sed -n "s/.*-d '\({\"app\".*}\)'.*/\1/p" | head -n 1)

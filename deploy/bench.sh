@@ -19,26 +19,7 @@ echo "keyward: building (release)"
 cargo build -q --release -p keyward-control-plane -p keyward-validator -p keyward-loadtest
 t="$(cargo_target_dir)/release"
 
-pg_ensure_installed
-dir=$(mktemp -d /tmp/keyward-bench.XXXXXX)
-chmod 755 "$dir"
-pids=()
-cleanup() {
-  trap - EXIT INT TERM
-  if [ ${#pids[@]} -gt 0 ]; then
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
-  fi
-  pg_stop "$dir/pg"
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-pg_port=$(pg_free_port)
-pg_start "$dir/pg" "$pg_port" bench
-pg_as_user "$(pg_bin_dir)/createdb" -h 127.0.0.1 -p "$pg_port" -U keyward keyward
-export DATABASE_URL="postgres://keyward@127.0.0.1:$pg_port/keyward"
+bench_scratch keyward-bench
 
 # Servers on CPU 0, the load generator on the others (PostgreSQL floats).
 server=() load=() server_cpus=()

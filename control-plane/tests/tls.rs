@@ -5,11 +5,10 @@
 mod common;
 
 use common::*;
-use keyward_shared::test_tls::{connect, Spawned, TempDir, TestCert, Validity};
-use keyward_shared::testing::{eventually, TestDb};
+use keyward_shared::test_tls::{assert_sighup_reloads, TempDir, TestCert, Validity};
+use keyward_shared::testing::TestDb;
 use reqwest::Method;
 use serde_json::json;
-use std::time::Duration;
 
 const CONTROL_PLANE: &str = env!("CARGO_BIN_EXE_control-plane");
 
@@ -94,48 +93,9 @@ async fn the_admin_api_over_tls_on_http1_and_h2() {
 #[tokio::test]
 async fn sighup_reloads_the_certificate_and_the_process_keeps_serving() {
     let db = TestDb::new().await;
-    let dir = TempDir::new();
-    let first = TestCert::new(Validity::Current);
-    let (cert, key) = first.write_to(dir.path());
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let mut cp = Spawned::start(
-        CONTROL_PLANE,
-        &["serve"],
-        &[
-            ("DATABASE_URL", db.url.as_str()),
-            ("KEYWARD_CP_LISTEN", "127.0.0.1:0"),
-            ("KEYWARD_TLS_CERT", cert.as_str()),
-            ("KEYWARD_TLS_KEY", key.as_str()),
-            // Only the signal can reload within this test.
-            ("KEYWARD_TLS_RELOAD_CHECK_MS", "3600000"),
-        ],
-    )
-    .await;
-    let mut open = connect(cp.addr, &first.cert_pem).await.expect("handshake");
-    let second = TestCert::new(Validity::Current);
-    second.write_to(dir.path());
-    assert!(
-        connect(cp.addr, &second.cert_pem).await.is_err(),
-        "reloaded before the signal"
-    );
-    cp.signal("HUP");
-    eventually(
-        Duration::from_secs(10),
-        "a handshake with the certificate loaded on SIGHUP",
-        || async { connect(cp.addr, &second.cert_pem).await.ok() },
-    )
-    .await;
-    assert!(
-        cp.is_running(),
-        "SIGHUP stopped the control-plane: {}",
-        cp.log()
-    );
-    assert!(cp.logged("reloaded on SIGHUP"), "{}", cp.log());
-    assert!(
-        connect(cp.addr, &first.cert_pem).await.is_err(),
-        "the old certificate is still presented"
-    );
-    assert_eq!(open.get("/healthz").await.expect("healthz").status, 200);
-    let status = cp.stop().await;
-    assert!(status.success(), "{status}");
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("KEYWARD_CP_LISTEN", "127.0.0.1:0"),
+    ];
+    assert_sighup_reloads(CONTROL_PLANE, &["serve"], &env).await;
 }

@@ -33,3 +33,30 @@ wait_ready() {
   tail -n 30 "$log" >&2
   return 1
 }
+
+# bench_scratch PREFIX: a scratch directory in `dir`, a private bench PostgreSQL in it with the
+# database `keyward` (DATABASE_URL exported), and an exit trap that stops the processes listed
+# in `pids` and then the cluster. Needs deploy/lib/pg.sh.
+bench_scratch() {
+  pg_ensure_installed
+  dir=$(mktemp -d "/tmp/$1.XXXXXX")
+  chmod 755 "$dir"
+  pids=()
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM HUP
+  local port
+  port=$(pg_free_port)
+  pg_start "$dir/pg" "$port" bench
+  pg_as_user "$(pg_bin_dir)/createdb" -h 127.0.0.1 -p "$port" -U keyward keyward
+  export DATABASE_URL="postgres://keyward@127.0.0.1:$port/keyward"
+}
+
+bench_cleanup() {
+  trap - EXIT INT TERM
+  if [ ${#pids[@]} -gt 0 ]; then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+  pg_stop "$dir/pg"
+  rm -rf "$dir"
+}

@@ -276,3 +276,66 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Waits (10 s at most) until new handshakes at `addr` present `cert`; returns such a connection.
+pub async fn presenting(addr: SocketAddr, cert: &TestCert, what: &str) -> RawTls {
+    let (conn, _) =
+        crate::testing::eventually(std::time::Duration::from_secs(10), what, || async {
+            connect(addr, &cert.cert_pem).await.ok()
+        })
+        .await;
+    conn
+}
+
+/// The SIGHUP check of a service binary: started with TLS (`env` gives the rest, listening on
+/// port 0 of 127.0.0.1), its certificate renewed on disk, then SIGHUP. Nothing changes before the
+/// signal; after it new handshakes get the renewal and not the old certificate, the connection
+/// opened before still answers, the process keeps running and logs the reload, and SIGTERM
+/// still ends it cleanly.
+pub async fn assert_sighup_reloads(bin: &str, args: &[&str], env: &[(&str, &str)]) {
+    let dir = TempDir::new();
+    let first = TestCert::new(Validity::Current);
+    let (cert, key) = first.write_to(dir.path());
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let mut env = env.to_vec();
+    env.extend([
+        ("KEYWARD_TLS_CERT", cert.as_str()),
+        ("KEYWARD_TLS_KEY", key.as_str()),
+        // Only the signal can reload within the check.
+        ("KEYWARD_TLS_RELOAD_CHECK_MS", "3600000"),
+    ]);
+    let mut service = Spawned::start(bin, args, &env).await;
+    let mut open = connect(service.addr, &first.cert_pem)
+        .await
+        .expect("handshake");
+    let second = TestCert::new(Validity::Current);
+    second.write_to(dir.path());
+    assert!(
+        connect(service.addr, &second.cert_pem).await.is_err(),
+        "reloaded before the signal"
+    );
+    service.signal("HUP");
+    presenting(
+        service.addr,
+        &second,
+        "a handshake with the certificate loaded on SIGHUP",
+    )
+    .await;
+    assert!(
+        service.is_running(),
+        "SIGHUP stopped {bin}: {}",
+        service.log()
+    );
+    assert!(service.logged("reloaded on SIGHUP"), "{}", service.log());
+    assert!(
+        connect(service.addr, &first.cert_pem).await.is_err(),
+        "the old certificate is still presented"
+    );
+    let r = open
+        .get("/healthz")
+        .await
+        .expect("the connection opened before");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let status = service.stop().await;
+    assert!(status.success(), "{status}");
+}

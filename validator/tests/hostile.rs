@@ -274,14 +274,7 @@ struct Side {
 
 async fn side(c: &mut tokio_postgres::Client) -> Side {
     let t = tenant(c, false).await;
-    let owner: String = c
-        .query_one(
-            "SELECT public_id FROM accounts WHERE id = $1",
-            &[&t.actor.account_id],
-        )
-        .await
-        .expect("owner")
-        .get(0);
+    let owner = owner_of(c, &t).await;
     let mut keys = Vec::new();
     for _ in 0..3 {
         let batch = licenses::GenerateSpec {

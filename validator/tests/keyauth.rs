@@ -86,16 +86,6 @@ async fn answer(resp: reqwest::Response) -> Answer {
     }
 }
 
-async fn owner_of(c: &tokio_postgres::Client, t: &Tenant) -> String {
-    c.query_one(
-        "SELECT public_id FROM accounts WHERE id = $1",
-        &[&t.actor.account_id],
-    )
-    .await
-    .expect("owner")
-    .get(0)
-}
-
 async fn patch_app(c: &mut tokio_postgres::Client, t: &Tenant, patch: apps::AppPatch) {
     let mut w = WriteTx::begin(c, t.actor.clone()).await.expect("begin");
     apps::update(&mut w, t.app.id, &patch).await.expect("patch");

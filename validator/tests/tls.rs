@@ -5,11 +5,12 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::*;
-use keyward_shared::test_tls::{connect, run_to_exit, Spawned, TestCert, Validity};
-use keyward_shared::testing::{eventually, TestDb};
+use keyward_shared::test_tls::{
+    assert_sighup_reloads, connect, presenting, run_to_exit, TestCert, Validity,
+};
+use keyward_shared::testing::TestDb;
 use keyward_validator::{Config, Running};
 
 const VALIDATOR: &str = env!("CARGO_BIN_EXE_validator");
@@ -39,14 +40,7 @@ async fn validate_and_keyauth_over_tls_on_http1_and_h2() {
     let mut c = db.client().await;
     let t = tenant(&mut c, true).await;
     let l = one_license(&mut c, &t, 1).await;
-    let owner: String = c
-        .query_one(
-            "SELECT public_id FROM accounts WHERE id = $1",
-            &[&t.actor.account_id],
-        )
-        .await
-        .expect("owner")
-        .get(0);
+    let owner = owner_of(&c, &t).await;
     let dir = tempdir();
     let cert = TestCert::new(Validity::Current);
     cert.write_to(dir.path());
@@ -131,12 +125,7 @@ async fn a_renewed_certificate_reaches_new_handshakes_and_open_connections_keep_
     // The renewer swaps both files; new handshakes present the new certificate.
     let second = TestCert::new(Validity::Current);
     second.write_to(dir.path());
-    eventually(
-        Duration::from_secs(10),
-        "a handshake with the renewed certificate",
-        || async { connect(addr, &second.cert_pem).await.ok() },
-    )
-    .await;
+    presenting(addr, &second, "a handshake with the renewed certificate").await;
     assert!(
         connect(addr, &first.cert_pem).await.is_err(),
         "the old certificate is still presented"
@@ -168,42 +157,11 @@ async fn a_renewed_certificate_reaches_new_handshakes_and_open_connections_keep_
 #[tokio::test]
 async fn sighup_reloads_the_certificate_and_the_process_keeps_serving() {
     let db = TestDb::new().await;
-    let dir = tempdir();
-    let first = TestCert::new(Validity::Current);
-    let (cert, key) = first.write_to(dir.path());
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let mut v = Spawned::start(
-        VALIDATOR,
-        &[],
-        &[
-            ("DATABASE_URL", db.url.as_str()),
-            ("KEYWARD_VALIDATOR_LISTEN", "127.0.0.1:0"),
-            ("KEYWARD_TLS_CERT", cert.as_str()),
-            ("KEYWARD_TLS_KEY", key.as_str()),
-            // Only the signal can reload within this test.
-            ("KEYWARD_TLS_RELOAD_CHECK_MS", "3600000"),
-        ],
-    )
-    .await;
-    let mut open = connect(v.addr, &first.cert_pem).await.expect("handshake");
-    let second = TestCert::new(Validity::Current);
-    second.write_to(dir.path());
-    assert!(
-        connect(v.addr, &second.cert_pem).await.is_err(),
-        "reloaded before the signal"
-    );
-    v.signal("HUP");
-    eventually(
-        Duration::from_secs(10),
-        "a handshake with the certificate loaded on SIGHUP",
-        || async { connect(v.addr, &second.cert_pem).await.ok() },
-    )
-    .await;
-    assert!(v.is_running(), "SIGHUP stopped the validator: {}", v.log());
-    assert!(v.logged("reloaded on SIGHUP"), "{}", v.log());
-    assert_eq!(open.get("/healthz").await.expect("healthz").status, 200);
-    let status = v.stop().await;
-    assert!(status.success(), "{status}");
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("KEYWARD_VALIDATOR_LISTEN", "127.0.0.1:0"),
+    ];
+    assert_sighup_reloads(VALIDATOR, &[], &env).await;
 }
 
 #[tokio::test]

@@ -13,6 +13,17 @@ use keyward_validator::{Config, Running};
 use serde_json::Value;
 use uuid::Uuid;
 
+/// The account's 10-character public id: the `ownerid` KeyAuth clients send.
+pub async fn owner_of(c: &tokio_postgres::Client, t: &Tenant) -> String {
+    c.query_one(
+        "SELECT public_id FROM accounts WHERE id = $1",
+        &[&t.actor.account_id],
+    )
+    .await
+    .expect("owner")
+    .get(0)
+}
+
 pub async fn one_license(c: &mut tokio_postgres::Client, t: &Tenant, hwid_limit: i32) -> License {
     generate(
         c,
