@@ -14,12 +14,7 @@ cd "$(dirname "$0")/.."
 . deploy/lib/services.sh
 pairs=${1:-3} secs=${2:-10}
 
-if ! command -v wrk >/dev/null; then
-  echo "keyward: installing wrk from Debian's packages" >&2
-  sudo=""; if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk >&2
-fi
+ensure_debian_tool wrk
 echo "keyward: building (release)" >&2
 cargo build -q --release -p keyward-control-plane -p keyward-validator
 t="$(cargo_target_dir)/release"

@@ -3,7 +3,7 @@
 # control-plane, four validators (plus one that trusts the load generator as a proxy, for the
 # rate-limiter measurement), servers and load generator pinned to separate CPUs where there are
 # two or more, and BENCHMARKS.md written with every figure and the machine it ran on.
-#   ./deploy/bench.sh           full run (~10 min on 2 cores, after the build)
+#   ./deploy/bench.sh           full run (~20 min on 2 cores, after the build)
 #   ./deploy/bench.sh --quick   short smoke run (200k licenses, short phases)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 quick=()
 if [ "${1:-}" = "--quick" ]; then quick=(--quick); fi
 
+# wrk: the cross-check of every throughput row and of the generator's own ceiling.
+ensure_debian_tool wrk
 echo "keyward: building (release)"
 cargo build -q --release -p keyward-control-plane -p keyward-validator -p keyward-loadtest
 t="$(cargo_target_dir)/release"

@@ -10,6 +10,18 @@ cargo_target_dir() {
   printf '%s\n' "$dir"
 }
 
+# Installs a command from Debian's package of that name when it is missing (the benchmarks'
+# wrk cross-checks).
+ensure_debian_tool() {
+  local tool=$1
+  if command -v "$tool" >/dev/null; then return 0; fi
+  echo "keyward: installing $tool from Debian's packages" >&2
+  local sudo=""; if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$tool" >&2
+  command -v "$tool" >/dev/null || { echo "keyward: $tool installation failed" >&2; return 1; }
+}
+
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # True when the service on the port answers /readyz with 200.

@@ -2,7 +2,10 @@
 //! the `keyward-loadtest` binary (and by its tests against a real validator).
 
 pub mod baseline;
+pub mod compare;
+pub mod cpu;
 pub mod engine;
+pub mod http1;
 pub mod pacer;
 pub mod probe;
 pub mod progress;
@@ -11,3 +14,5 @@ pub mod scenario;
 pub mod setup;
 pub mod stats;
 pub mod suite;
+pub mod throttle;
+pub mod wrk;

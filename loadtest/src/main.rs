@@ -10,10 +10,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use keyward_loadtest::engine::{self, LoadConfig, Mode, Target};
-use keyward_loadtest::report::Report;
+use keyward_loadtest::baseline;
+use keyward_loadtest::compare::{self, measure};
+use keyward_loadtest::engine::{LoadConfig, Mode};
 use keyward_loadtest::scenario::{KeyAuthVersion, Repeat, Scenario};
-use keyward_loadtest::{baseline, progress};
 
 #[derive(Parser)]
 #[command(version, about = "Load generator for Keyward validators")]
@@ -120,6 +120,10 @@ enum Cmd {
         server_cpus: Option<String>,
         #[arg(short = 'c', long, default_value_t = 32)]
         connections: usize,
+        /// Share of one core the servers of the A/B rows may use (cgroup CPU quota; needs root),
+        /// so that one generator core has headroom over them; 0: full cores.
+        #[arg(long, default_value_t = 0.5)]
+        server_quota: f64,
         /// Short durations and 200k licenses (a smoke run).
         #[arg(long)]
         quick: bool,
@@ -130,7 +134,8 @@ enum Cmd {
         command: String,
     },
     /// Runs the scenario against A and B in turn (A, B, A, B, …) and prints the A/B throughput
-    /// ratio of each pair and their median.
+    /// ratio of each pair, their median, and the generator's CPU and ceiling on B: a ratio whose
+    /// B ran within 10 % of that ceiling is reported as generator-bound.
     Compare {
         /// The system under test, e.g. a validator.
         #[arg(long)]
@@ -172,6 +177,10 @@ struct LoadArgs {
     /// Per-request timeout in milliseconds.
     #[arg(long, default_value_t = 5_000)]
     timeout_ms: u64,
+    /// Generator threads, each a single-threaded runtime (default: one per CPU the process may
+    /// use; `taskset` narrows that).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 impl LoadArgs {
@@ -185,14 +194,8 @@ impl LoadArgs {
                 None => Mode::Closed,
             },
             timeout: Duration::from_millis(self.timeout_ms.max(1)),
+            threads: self.threads.map(|t| t.max(1)),
             stop: None,
-        }
-    }
-
-    fn mode_label(&self) -> String {
-        match self.rate {
-            Some(r) => format!("open loop at {r} req/s"),
-            None => "closed loop".into(),
         }
     }
 }
@@ -257,6 +260,10 @@ struct ScenarioArgs {
     /// Sweep: claim a new client address per request in X-Forwarded-For.
     #[arg(long)]
     spoof_addresses: bool,
+    /// KeyAuth: verify the signature of one answer in N (1: all). Verifying Ed25519 costs the
+    /// generator more than signing costs the server; sample when 1.3 would be generator-bound.
+    #[arg(long, default_value_t = 1)]
+    verify_every: u32,
 }
 
 impl ScenarioArgs {
@@ -329,6 +336,7 @@ impl ScenarioArgs {
                         RepeatArg::License => Repeat::License,
                         RepeatArg::Check => Repeat::Check,
                     },
+                    verify_every: self.verify_every.max(1),
                 }
             }
             ScenarioKind::Sweep => Scenario::Sweep {
@@ -354,28 +362,6 @@ struct OutputArgs {
     svg: Option<PathBuf>,
 }
 
-async fn one_run(
-    url: &str,
-    load: &LoadArgs,
-    scenario: &Scenario,
-    label: &str,
-) -> anyhow::Result<Report> {
-    let target = Target::parse(url)?;
-    let cfg = load.config();
-    let live = Arc::new(engine::Live::default());
-    let progress = progress::start(live.clone(), cfg.duration, label.to_string());
-    let outcome = engine::run(&target, scenario, &cfg, live).await;
-    progress.finish().await;
-    let outcome = outcome?;
-    Ok(Report {
-        label: label.to_string(),
-        mode: load.mode_label(),
-        connections: cfg.connections,
-        elapsed: outcome.elapsed,
-        stats: outcome.stats,
-    })
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -388,7 +374,13 @@ fn main() -> anyhow::Result<()> {
             output,
         } => {
             let scenario = scenario.build()?;
-            let report = rt.block_on(one_run(&load.url, &load, &scenario, &output.label))?;
+            let report = rt.block_on(measure(
+                &load.url,
+                &scenario,
+                &load.config(),
+                &output.label,
+                true,
+            ))?;
             print!("{}", report.human());
             if let Some(path) = &output.json {
                 std::fs::write(path, serde_json::to_string_pretty(&report.json())?)
@@ -479,6 +471,7 @@ fn main() -> anyhow::Result<()> {
             limiter_validator,
             server_cpus,
             connections,
+            server_quota,
             quick,
             out,
             command,
@@ -505,6 +498,7 @@ fn main() -> anyhow::Result<()> {
                 limiter_validator,
                 server_cpus,
                 connections,
+                server_quota: (server_quota > 0.0).then_some(server_quota),
                 quick,
                 out,
                 command,
@@ -520,7 +514,17 @@ fn main() -> anyhow::Result<()> {
             json,
         } => {
             let scenario = scenario.build()?;
-            let result = rt.block_on(compare(&a, &b, pairs, &load, &scenario))?;
+            let result = rt.block_on(compare::run(
+                &a,
+                &b,
+                &scenario,
+                &load.config(),
+                pairs,
+                "compare",
+                true,
+            ))?;
+            eprintln!("{}", result.summary());
+            let result = result.json();
             println!("{}", serde_json::to_string_pretty(&result)?);
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&result)?)
@@ -529,33 +533,4 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A, B, A, B, …: interleaving spreads drift (thermal, other load) over both sides.
-async fn compare(
-    a: &str,
-    b: &str,
-    pairs: usize,
-    load: &LoadArgs,
-    scenario: &Scenario,
-) -> anyhow::Result<serde_json::Value> {
-    let mut ratios = Vec::new();
-    let mut rows = Vec::new();
-    for i in 0..pairs.max(1) {
-        let ra = one_run(a, load, scenario, &format!("A#{}", i + 1)).await?;
-        let rb = one_run(b, load, scenario, &format!("B#{}", i + 1)).await?;
-        let ratio = ra.throughput() / rb.throughput().max(1e-9);
-        eprintln!(
-            "pair {}: A {:.0} req/s, B {:.0} req/s, A/B {:.3}",
-            i + 1,
-            ra.throughput(),
-            rb.throughput(),
-            ratio
-        );
-        ratios.push(ratio);
-        rows.push(serde_json::json!({"a": ra.json(), "b": rb.json(), "ratio": ratio}));
-    }
-    Ok(
-        serde_json::json!({"pairs": rows, "median_ratio": keyward_loadtest::stats::median(&mut ratios)}),
-    )
 }

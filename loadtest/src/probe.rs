@@ -97,6 +97,7 @@ pub async fn run(p: &Probe<'_>) -> anyhow::Result<Value> {
                 max_requests: None,
                 mode: Mode::Closed,
                 timeout: Duration::from_secs(5),
+                threads: Some(1),
                 stop: Some(stop.clone()),
             };
             let scenario = scenario.clone();

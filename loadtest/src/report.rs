@@ -7,6 +7,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use crate::cpu::GeneratorUse;
 use crate::stats::Stats;
 
 pub const PERCENTILES: [(&str, f64); 5] = [
@@ -23,6 +24,8 @@ pub struct Report {
     pub connections: usize,
     pub elapsed: Duration,
     pub stats: Stats,
+    /// The generator's CPU over the run.
+    pub generator: Option<GeneratorUse>,
 }
 
 fn quantile_us(h: &Histogram<u64>, q: f64) -> u64 {
@@ -49,6 +52,26 @@ impl Report {
 
     pub fn throughput(&self) -> f64 {
         self.requests() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The generator's threads were within 10 % of saturation: the throughput may be its own.
+    pub fn generator_bound(&self) -> bool {
+        self.generator.is_some_and(|g| g.bound())
+    }
+
+    /// "generator 1 thread at 63 % CPU, ceiling ≈ 142 000 req/s" (or that it was not measured).
+    pub fn generator_summary(&self) -> String {
+        match self.generator {
+            Some(g) => format!(
+                "generator {} thread{} at {:.0} % CPU, ceiling ≈ {:.0} req/s{}",
+                g.threads,
+                if g.threads == 1 { "" } else { "s" },
+                g.share() * 100.0,
+                g.ceiling(self.throughput()),
+                if g.bound() { " (generator-bound)" } else { "" }
+            ),
+            None => "generator CPU not measured".into(),
+        }
     }
 
     pub fn json(&self) -> Value {
@@ -80,6 +103,14 @@ impl Report {
             "errors": self.stats.errors,
             "error_count": self.stats.error_count(),
             "timeline": self.timeline_json(),
+            "signatures_verified": self.stats.verified,
+            "generator": self.generator.map(|g| json!({
+                "threads": g.threads,
+                "cpu_s": g.cpu.as_secs_f64(),
+                "cpu_share": g.share(),
+                "ceiling_rps": g.ceiling(self.throughput()),
+                "bound": g.bound(),
+            })),
         })
     }
 
@@ -157,6 +188,15 @@ impl Report {
             self.connections,
             self.stats.error_count()
         );
+        let _ = writeln!(out, "  {}", self.generator_summary());
+        if self.stats.verified > 0 {
+            let _ = writeln!(
+                out,
+                "  signatures verified: {} of {} answers",
+                self.stats.verified,
+                self.requests()
+            );
+        }
         let _ = writeln!(
             out,
             "  {:<12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}   (ms)",
@@ -340,6 +380,11 @@ mod tests {
             connections: 8,
             elapsed: Duration::from_secs(2),
             stats,
+            generator: Some(GeneratorUse {
+                threads: 1,
+                cpu: Duration::from_millis(1900),
+                elapsed: Duration::from_secs(2),
+            }),
         }
     }
 
@@ -355,6 +400,8 @@ mod tests {
         assert!(check["max"].as_u64().unwrap() >= 99_900);
         assert_eq!(j["errors"]["timeout"], 1);
         assert_eq!(j["error_count"], 1);
+        assert_eq!(j["generator"]["bound"], true);
+        assert!((j["generator"]["cpu_share"].as_f64().unwrap() - 0.95).abs() < 1e-9);
         for key in ["p50", "p90", "p99", "p999", "max", "mean"] {
             assert!(j["latency_us"][key].is_u64(), "{key}");
         }
@@ -379,6 +426,8 @@ mod tests {
         assert!(h.contains("101 requests"), "{h}");
         assert!(h.contains("check") && h.contains("init") && h.contains("all"));
         assert!(h.contains("timeout: 1"));
+        assert!(h.contains("generator 1 thread at 95 % CPU"), "{h}");
+        assert!(h.contains("(generator-bound)"), "{h}");
         assert!(h.contains("worst seconds: 1 s (p99 "), "{h}");
         let svg = r.svg();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));

@@ -1,26 +1,18 @@
 //! What the virtual clients send: native validations (one key, keys drawn uniformly, or a mixed
 //! fleet) and KeyAuth flows (init → license → check on 1.2 or 1.3, answers verified). Each
-//! connection drives its own [`Client`], which yields the next request and judges its answer.
+//! connection drives its own [`Client`], which writes the next request, whole, into a buffer it
+//! reuses (no allocation per request; a fixed request is built once) and judges its answer.
 
+use std::borrow::Cow;
+use std::io::Write as _;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::http1::Answer;
 use crate::stats::ErrorKind;
-
-/// One request of a scenario.
-pub struct Step {
-    pub name: &'static str,
-    pub path: Arc<str>,
-    pub content_type: &'static str,
-    pub body: Bytes,
-    /// Sent as `X-Forwarded-For` (a validator that trusts the load generator as a proxy then
-    /// sees this as the client address).
-    pub forwarded_for: Option<String>,
-}
 
 /// Which KeyAuth step a flow repeats once it is logged in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,25 +69,41 @@ pub enum Scenario {
         /// 1.3: the deployment's Ed25519 public key (`GET /v1/signing-keys`).
         public_key: Option<Box<VerifyingKey>>,
         repeat: Repeat,
+        /// Verify the signature of one answer in this many (1: every answer). Verifying an
+        /// Ed25519 signature costs the generator about twice what signing costs the server, so a
+        /// 1.3 run that checks every answer measures the generator; the report says how many
+        /// were verified.
+        verify_every: u32,
     },
 }
 
 impl Scenario {
-    pub fn client(&self, seed: u64) -> Client {
+    /// The virtual client of one connection to `authority` (the `Host` it sends).
+    pub fn client(&self, seed: u64, authority: &str) -> Client {
+        let head = |path: &str, content_type: &str| {
+            format!("POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: {content_type}\r\n")
+                .into_bytes()
+        };
+        let keyauth_path = match self {
+            Scenario::KeyAuth {
+                version: KeyAuthVersion::V1_3,
+                ..
+            } => "/api/1.3/",
+            _ => "/api/1.2/",
+        };
         Client {
             scenario: self.clone(),
             rng: SmallRng::seed_from_u64(seed),
             phase: Phase::Init,
-            session: None,
+            session: String::new(),
             enckey: format!("{:016x}", seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-            validate_path: Arc::from("/v1/validate"),
-            keyauth_path: Arc::from(match self {
-                Scenario::KeyAuth {
-                    version: KeyAuthVersion::V1_3,
-                    ..
-                } => "/api/1.3/",
-                _ => "/api/1.2/",
-            }),
+            validate_head: head("/v1/validate", "application/json"),
+            keyauth_head: head(keyauth_path, "application/x-www-form-urlencoded"),
+            request: Vec::with_capacity(512),
+            body: Vec::with_capacity(256),
+            fixed: false,
+            answers: 0,
+            scratch: Vec::new(),
         }
     }
 }
@@ -111,10 +119,19 @@ pub struct Client {
     scenario: Scenario,
     rng: SmallRng,
     phase: Phase,
-    session: Option<String>,
+    session: String,
     enckey: String,
-    validate_path: Arc<str>,
-    keyauth_path: Arc<str>,
+    /// Request line, host and content type of each kind of request.
+    validate_head: Vec<u8>,
+    keyauth_head: Vec<u8>,
+    /// The request last written, whole; with `fixed`, the one every request repeats.
+    request: Vec<u8>,
+    body: Vec<u8>,
+    fixed: bool,
+    /// Answers judged, for sampling signature checks.
+    answers: u64,
+    /// Timestamp and body of a 1.3 answer: the signed message.
+    scratch: Vec<u8>,
 }
 
 fn pick<'a>(rng: &mut SmallRng, keys: &'a [String]) -> &'a str {
@@ -124,31 +141,78 @@ fn pick<'a>(rng: &mut SmallRng, keys: &'a [String]) -> &'a str {
     &keys[rng.random_range(0..keys.len())]
 }
 
-fn form(pairs: &[(&str, &str)]) -> Bytes {
-    let mut s = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        s.append_pair(k, v);
+/// Appends a JSON string (quoted, escaped).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Appends `name=value` (form-encoded), `&`-separated from what precedes it.
+fn form_pair(out: &mut Vec<u8>, name: &str, value: &str) {
+    if !out.is_empty() {
+        out.push(b'&');
     }
-    Bytes::from(s.finish())
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'=');
+    for part in form_urlencoded::byte_serialize(value.as_bytes()) {
+        out.extend_from_slice(part.as_bytes());
+    }
+}
+
+/// `{"app":…,"key":…,"hwid":…}` into `out`.
+fn validate_body(out: &mut Vec<u8>, app: &str, key: &str, hwid: Option<&str>) {
+    out.clear();
+    out.extend_from_slice(b"{\"app\":");
+    json_str(out, app);
+    out.extend_from_slice(b",\"key\":");
+    json_str(out, key);
+    out.extend_from_slice(b",\"hwid\":");
+    match hwid {
+        Some(h) => json_str(out, h),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+}
+
+/// What a KeyAuth answer says (only the fields the flow reads; the rest is skipped unparsed).
+#[derive(serde::Deserialize)]
+struct Verdict<'a> {
+    #[serde(default)]
+    success: Option<bool>,
+    #[serde(borrow, default)]
+    sessionid: Option<Cow<'a, str>>,
 }
 
 impl Client {
-    fn validate(&self, name: &'static str, app: &str, key: &str, hwid: Option<&str>) -> Step {
-        let body = serde_json::json!({"app": app, "key": key, "hwid": hwid}).to_string();
-        Step {
-            name,
-            path: self.validate_path.clone(),
-            content_type: "application/json",
-            body: Bytes::from(body),
-            forwarded_for: None,
+    /// Head (and an `X-Forwarded-For`) and `body` as one request in `request`.
+    fn assemble(
+        request: &mut Vec<u8>,
+        head: &[u8],
+        forwarded_for: Option<std::net::Ipv4Addr>,
+        body: &[u8],
+    ) {
+        request.clear();
+        request.extend_from_slice(head);
+        if let Some(address) = forwarded_for {
+            let _ = write!(request, "x-forwarded-for: {address}\r\n");
         }
+        let _ = write!(request, "content-length: {}\r\n\r\n", body.len());
+        request.extend_from_slice(body);
     }
 
-    pub fn next_step(&mut self) -> Step {
-        match &self.scenario {
+    /// Writes the next request; returns its step name and the request, ready to send.
+    pub fn next_request(&mut self) -> (&'static str, &[u8]) {
+        let name = match &self.scenario {
             Scenario::Validate { app, keys, hwid } => {
+                if self.fixed {
+                    return ("validate", &self.request);
+                }
                 let key = pick(&mut self.rng, keys);
-                self.validate("validate", app, key, hwid.as_deref())
+                validate_body(&mut self.body, app, key, hwid.as_deref());
+                Self::assemble(&mut self.request, &self.validate_head, None, &self.body);
+                // One key: every request is this one.
+                self.fixed = keys.len() == 1;
+                "validate"
             }
             Scenario::Sweep {
                 app,
@@ -158,14 +222,17 @@ impl Client {
             } => {
                 let i = cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let key = keys.get(i % keys.len().max(1)).map_or("", String::as_str);
-                let mut step = self.validate("sweep", app, key, None);
-                if *spoof_addresses {
-                    // 10.0.0.0/8 upwards: distinct for the first 2^32 requests.
-                    step.forwarded_for = Some(
-                        std::net::Ipv4Addr::from(0x0a00_0000u32.wrapping_add(i as u32)).to_string(),
-                    );
-                }
-                step
+                validate_body(&mut self.body, app, key, None);
+                // 10.0.0.0/8 upwards: distinct for the first 2^32 requests.
+                let address = std::net::Ipv4Addr::from(0x0a00_0000u32.wrapping_add(i as u32));
+                let forwarded_for = spoof_addresses.then_some(address);
+                Self::assemble(
+                    &mut self.request,
+                    &self.validate_head,
+                    forwarded_for,
+                    &self.body,
+                );
+                "sweep"
             }
             Scenario::Mixed {
                 app,
@@ -174,17 +241,22 @@ impl Client {
                 activations,
             } => {
                 let roll: f64 = self.rng.random();
-                if roll < *unknown {
+                let name = if roll < *unknown {
                     let key = format!("UNKNOWN-{:016x}", self.rng.random::<u64>());
-                    self.validate("unknown", app, &key, None)
+                    validate_body(&mut self.body, app, &key, None);
+                    "unknown"
                 } else if roll < unknown + activations {
                     let hwid = format!("hw-{:016x}", self.rng.random::<u64>());
-                    let key = pick(&mut self.rng, keys).to_string();
-                    self.validate("activation", app, &key, Some(&hwid))
+                    let key = pick(&mut self.rng, keys);
+                    validate_body(&mut self.body, app, key, Some(&hwid));
+                    "activation"
                 } else {
-                    let key = pick(&mut self.rng, keys).to_string();
-                    self.validate("known", app, &key, Some("loadtest-machine"))
-                }
+                    let key = pick(&mut self.rng, keys);
+                    validate_body(&mut self.body, app, key, Some("loadtest-machine"));
+                    "known"
+                };
+                Self::assemble(&mut self.request, &self.validate_head, None, &self.body);
+                name
             }
             Scenario::KeyAuth {
                 version,
@@ -194,105 +266,104 @@ impl Client {
                 hwid,
                 ..
             } => {
-                let base = [("name", name.as_str()), ("ownerid", owner.as_str())];
-                let sid = self.session.clone().unwrap_or_default();
-                let (step, params): (&'static str, Vec<(&str, &str)>) = match self.phase {
+                let body = &mut self.body;
+                body.clear();
+                form_pair(body, "name", name);
+                form_pair(body, "ownerid", owner);
+                let step = match self.phase {
                     Phase::Init => {
-                        let mut p = vec![("type", "init"), ("ver", "1.0")];
+                        form_pair(body, "type", "init");
+                        form_pair(body, "ver", "1.0");
                         if *version == KeyAuthVersion::V1_2 {
-                            p.push(("enckey", self.enckey.as_str()));
+                            form_pair(body, "enckey", &self.enckey);
                         }
-                        ("init", p)
+                        "init"
                     }
                     Phase::License => {
-                        let key = pick(&mut self.rng, keys).to_string();
-                        let body = form(
-                            &[
-                                &base[..],
-                                &[
-                                    ("type", "license"),
-                                    ("key", key.as_str()),
-                                    ("hwid", hwid.as_str()),
-                                    ("sessionid", sid.as_str()),
-                                ],
-                            ]
-                            .concat(),
-                        );
-                        return Step {
-                            name: "license",
-                            path: self.keyauth_path.clone(),
-                            content_type: "application/x-www-form-urlencoded",
-                            body,
-                            forwarded_for: None,
-                        };
+                        let key = pick(&mut self.rng, keys);
+                        form_pair(body, "type", "license");
+                        form_pair(body, "key", key);
+                        form_pair(body, "hwid", hwid);
+                        form_pair(body, "sessionid", &self.session);
+                        "license"
                     }
-                    Phase::Check => ("check", vec![("type", "check"), ("sessionid", &sid)]),
+                    Phase::Check => {
+                        form_pair(body, "type", "check");
+                        form_pair(body, "sessionid", &self.session);
+                        "check"
+                    }
                 };
-                Step {
-                    name: step,
-                    path: self.keyauth_path.clone(),
-                    content_type: "application/x-www-form-urlencoded",
-                    body: form(&[&base[..], &params[..]].concat()),
-                    forwarded_for: None,
-                }
+                Self::assemble(&mut self.request, &self.keyauth_head, None, &self.body);
+                step
             }
-        }
+        };
+        (name, &self.request)
     }
 
-    /// Judges an answer (status already 2xx) and advances the flow.
-    pub fn check(&mut self, headers: &hyper::HeaderMap, body: &[u8]) -> Result<(), ErrorKind> {
+    /// Judges an answer (status already 2xx) and advances the flow; `Ok(true)` when its
+    /// signature was verified, `Ok(false)` when it was not sampled or is not signed.
+    pub fn check(&mut self, answer: &Answer<'_>) -> Result<bool, ErrorKind> {
         let Scenario::KeyAuth {
             version,
             secret,
             public_key,
             repeat,
+            verify_every,
             ..
         } = &self.scenario
         else {
-            return Ok(());
+            return Ok(false);
         };
         let phase = self.phase;
         // Whatever happens, a failed step restarts the flow with a new session.
         self.phase = Phase::Init;
-        match version {
-            KeyAuthVersion::V1_2 => {
-                let key = match phase {
-                    Phase::Init => secret.clone(),
-                    _ => format!("{}-{secret}", self.enckey),
-                };
-                let expected = keyward_shared::signing::hmac_hex(key.as_bytes(), body);
-                let sent = headers.get("signature").and_then(|v| v.to_str().ok());
-                if sent != Some(expected.as_str()) {
-                    return Err(ErrorKind::Signature);
+        self.answers += 1;
+        let body = answer.body;
+        let verify = self
+            .answers
+            .is_multiple_of(u64::from((*verify_every).max(1)));
+        if verify {
+            match version {
+                KeyAuthVersion::V1_2 => {
+                    let expected = match phase {
+                        Phase::Init => keyward_shared::signing::hmac_hex(secret.as_bytes(), body),
+                        _ => {
+                            let key = format!("{}-{secret}", self.enckey);
+                            keyward_shared::signing::hmac_hex(key.as_bytes(), body)
+                        }
+                    };
+                    if answer.header("signature") != Some(expected.as_bytes()) {
+                        return Err(ErrorKind::Signature);
+                    }
+                }
+                KeyAuthVersion::V1_3 => {
+                    let (Some(pk), Some(sig), Some(ts)) = (
+                        public_key,
+                        answer.header("x-signature-ed25519"),
+                        answer.header("x-signature-timestamp"),
+                    ) else {
+                        return Err(ErrorKind::Signature);
+                    };
+                    let mut raw = [0u8; 64];
+                    hex::decode_to_slice(sig, &mut raw).map_err(|_| ErrorKind::Signature)?;
+                    self.scratch.clear();
+                    self.scratch.extend_from_slice(ts);
+                    self.scratch.extend_from_slice(body);
+                    pk.verify(&self.scratch, &Signature::from_bytes(&raw))
+                        .map_err(|_| ErrorKind::Signature)?;
                 }
             }
-            KeyAuthVersion::V1_3 => {
-                let Some(pk) = public_key else {
-                    return Err(ErrorKind::Signature);
-                };
-                let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
-                let (Some(sig), Some(ts)) =
-                    (get("x-signature-ed25519"), get("x-signature-timestamp"))
-                else {
-                    return Err(ErrorKind::Signature);
-                };
-                let sig = hex::decode(sig)
-                    .ok()
-                    .and_then(|b| Signature::from_slice(&b).ok())
-                    .ok_or(ErrorKind::Signature)?;
-                let mut msg = ts.as_bytes().to_vec();
-                msg.extend_from_slice(body);
-                pk.verify(&msg, &sig).map_err(|_| ErrorKind::Signature)?;
-            }
         }
-        let json: serde_json::Value =
-            serde_json::from_slice(body).map_err(|_| ErrorKind::Protocol)?;
-        if json["success"] != true {
+        let verdict: Verdict = serde_json::from_slice(body).map_err(|_| ErrorKind::Protocol)?;
+        if verdict.success != Some(true) {
             return Err(ErrorKind::Refused);
         }
         self.phase = match (phase, repeat) {
             (Phase::Init, _) => {
-                self.session = json["sessionid"].as_str().map(str::to_string);
+                self.session.clear();
+                if let Some(sid) = &verdict.sessionid {
+                    self.session.push_str(sid);
+                }
                 Phase::License
             }
             (Phase::License, Repeat::License) => Phase::License,
@@ -300,7 +371,7 @@ impl Client {
             (Phase::Check, Repeat::Check) => Phase::Check,
             (Phase::Check, _) => Phase::Init,
         };
-        Ok(())
+        Ok(verify)
     }
 }
 
@@ -316,15 +387,93 @@ mod tests {
             unknown: 0.2,
             activations: 0.1,
         };
-        let mut c = s.client(7);
+        let mut c = s.client(7, "127.0.0.1:1");
         let mut counts = std::collections::HashMap::new();
         for _ in 0..10_000 {
-            *counts.entry(c.next_step().name).or_insert(0) += 1;
+            *counts.entry(c.next_request().0).or_insert(0) += 1;
         }
         let share = |k: &str| f64::from(counts[k]) / 10_000.0;
         assert!((share("unknown") - 0.2).abs() < 0.03, "{counts:?}");
         assert!((share("activation") - 0.1).abs() < 0.03, "{counts:?}");
         assert!((share("known") - 0.7).abs() < 0.03, "{counts:?}");
+    }
+
+    /// The request's step, its body, and whether its head is well-formed HTTP/1.1 with the
+    /// right length.
+    fn parse(c: &mut Client) -> (&'static str, String) {
+        let (name, req) = c.next_request();
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut r = httparse::Request::new(&mut headers);
+        let httparse::Status::Complete(len) = r.parse(req).unwrap() else {
+            panic!("incomplete head")
+        };
+        let length: usize = r
+            .headers
+            .iter()
+            .find(|h| h.name == "content-length")
+            .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+            .unwrap();
+        assert_eq!(req.len() - len, length);
+        assert!(r
+            .headers
+            .iter()
+            .any(|h| h.name == "host" && h.value == b"h:1"));
+        (name, String::from_utf8(req[len..].to_vec()).unwrap())
+    }
+
+    fn signed(secret: &str, body: &'static [u8]) -> (String, Vec<HeaderSpan>) {
+        let buf = format!(
+            "signature{}",
+            keyward_shared::signing::hmac_hex(secret.as_bytes(), body)
+        );
+        (buf, vec![(0..9, 9..9 + 64)])
+    }
+
+    use crate::http1::HeaderSpan;
+
+    #[test]
+    fn validate_requests_are_valid_json_whatever_the_key() {
+        let s = Scenario::Validate {
+            app: "a".into(),
+            keys: Arc::new(vec![r#"K"\1"#.into(), "K2".into()]),
+            hwid: None,
+        };
+        let mut c = s.client(3, "h:1");
+        for _ in 0..20 {
+            let (name, body) = parse(&mut c);
+            assert_eq!(name, "validate");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert!(v["key"] == r#"K"\1"# || v["key"] == "K2", "{v}");
+            assert_eq!(v["hwid"], serde_json::Value::Null);
+        }
+        // One key: the same request every time, built once.
+        let one = Scenario::Validate {
+            app: "a".into(),
+            keys: Arc::new(vec!["K".into()]),
+            hwid: Some("m".into()),
+        };
+        let mut c = one.client(3, "h:1");
+        let first = parse(&mut c);
+        assert_eq!(parse(&mut c), first);
+        assert_eq!(first.1, r#"{"app":"a","key":"K","hwid":"m"}"#);
+    }
+
+    #[test]
+    fn a_sweep_claims_one_address_per_request() {
+        let s = Scenario::Sweep {
+            app: "a".into(),
+            keys: Arc::new(vec!["K1".into(), "K2".into()]),
+            cursor: Arc::default(),
+            spoof_addresses: true,
+        };
+        let mut c = s.client(1, "h:1");
+        let req = String::from_utf8(c.next_request().1.to_vec()).unwrap();
+        assert!(req.contains("x-forwarded-for: 10.0.0.0\r\n"), "{req}");
+        let req = String::from_utf8(c.next_request().1.to_vec()).unwrap();
+        assert!(
+            req.contains("x-forwarded-for: 10.0.0.1\r\n") && req.contains("K2"),
+            "{req}"
+        );
     }
 
     #[test]
@@ -339,22 +488,64 @@ mod tests {
             hwid: "h".repeat(20),
             public_key: None,
             repeat: Repeat::Flow,
+            verify_every: 1,
         };
-        let mut c = s.client(1);
-        assert_eq!(c.next_step().name, "init");
+        let mut c = s.client(1, "h:1");
+        let (step, body) = parse(&mut c);
+        assert_eq!(step, "init");
+        assert!(body.starts_with("name=app&ownerid=0123456789&type=init&ver=1.0&enckey="));
         let body = br#"{"success":true,"message":"Initialized","sessionid":"abc"}"#;
-        let mut headers = hyper::HeaderMap::new();
-        let sig = keyward_shared::signing::hmac_hex(secret.as_bytes(), body);
-        headers.insert("signature", sig.parse().unwrap());
-        assert_eq!(c.check(&headers, body), Ok(()));
-        let license = c.next_step();
-        assert_eq!(license.name, "license");
-        assert!(String::from_utf8_lossy(&license.body).contains("sessionid=abc"));
+        let (buf, headers) = signed(&secret, body);
+        let answer = Answer::from_parts(200, buf.as_bytes(), &headers, body);
+        assert_eq!(c.check(&answer), Ok(true));
+        let (step, body) = parse(&mut c);
+        assert_eq!(step, "license");
+        assert!(body.contains("sessionid=abc"), "{body}");
         // A forged answer is a signature error and the flow starts over.
+        let forged = Answer::from_parts(200, buf.as_bytes(), &headers, b"{\"success\":true}");
+        assert_eq!(c.check(&forged), Err(ErrorKind::Signature));
+        assert_eq!(c.next_request().0, "init");
+        // A verified refusal restarts it too.
+        let refused = br#"{"success":false,"message":"no"}"#;
+        let (buf, headers) = signed(&secret, refused);
+        let answer = Answer::from_parts(200, buf.as_bytes(), &headers, refused);
+        assert_eq!(c.check(&answer), Err(ErrorKind::Refused));
+    }
+
+    #[test]
+    fn keyauth_1_3_verifies_one_answer_in_n() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let s = Scenario::KeyAuth {
+            version: KeyAuthVersion::V1_3,
+            name: "app".into(),
+            owner: "0123456789".into(),
+            secret: String::new(),
+            keys: Arc::new(vec!["KEY".into()]),
+            hwid: "h".repeat(20),
+            public_key: Some(Box::new(key.verifying_key())),
+            repeat: Repeat::Check,
+            verify_every: 4,
+        };
+        let mut c = s.client(1, "h:1");
+        let body: &[u8] = br#"{"success":true,"sessionid":"s"}"#;
+        let ts = "1700000000";
+        let sig = {
+            use ed25519_dalek::Signer;
+            let mut msg = ts.as_bytes().to_vec();
+            msg.extend_from_slice(body);
+            hex::encode(key.sign(&msg).to_bytes())
+        };
+        let buf = format!("x-signature-ed25519{sig}x-signature-timestamp{ts}");
+        let headers = vec![(0..19, 19..147), (147..168, 168..178)];
+        let good = Answer::from_parts(200, buf.as_bytes(), &headers, body);
+        let verified: Vec<bool> = (0..8).map(|_| c.check(&good).unwrap()).collect();
         assert_eq!(
-            c.check(&headers, b"{\"success\":true}"),
-            Err(ErrorKind::Signature)
+            verified,
+            [false, false, false, true, false, false, false, true]
         );
-        assert_eq!(c.next_step().name, "init");
+        // A forged answer fails when its turn to be verified comes.
+        let forged = Answer::from_parts(200, buf.as_bytes(), &headers, br#"{"success":true}"#);
+        let results: Vec<_> = (0..4).map(|_| c.check(&forged)).collect();
+        assert_eq!(results[3], Err(ErrorKind::Signature));
     }
 }

@@ -45,6 +45,8 @@ impl ErrorKind {
 pub struct Stats {
     pub steps: BTreeMap<&'static str, Histogram<u64>>,
     pub errors: BTreeMap<String, u64>,
+    /// Answers whose signature was verified (KeyAuth scenarios; see `verify_every`).
+    pub verified: u64,
     /// One entry per second of the run, by (intended) send time: a tail that comes from a few
     /// bad seconds (a checkpoint, a flush, a stall) looks different from one spread evenly.
     /// Filled from the run's [`Timeline`] when it ends (connections hand their seconds there,
@@ -165,6 +167,7 @@ impl Stats {
         for (k, v) in &other.errors {
             *self.errors.entry(k.clone()).or_default() += v;
         }
+        self.verified += other.verified;
     }
 
     /// All steps together.

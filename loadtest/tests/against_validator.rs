@@ -55,6 +55,7 @@ async fn native_and_keyauth_scenarios_run_clean_against_a_validator() {
         max_requests: Some(max),
         mode: Mode::Closed,
         timeout: Duration::from_secs(10),
+        threads: Some(2),
         stop: None,
     };
 
@@ -85,6 +86,7 @@ async fn native_and_keyauth_scenarios_run_clean_against_a_validator() {
                 hwid: "loadtest-hwid-0000000001".into(),
                 public_key: None,
                 repeat: keyward_loadtest::scenario::Repeat::Flow,
+                verify_every: 1,
             };
             let _ = engine::run(&target, &probe, &load(1), Arc::new(Live::default())).await;
             let hex_key: String = c
@@ -97,16 +99,18 @@ async fn native_and_keyauth_scenarios_run_clean_against_a_validator() {
                 ed25519_dalek::VerifyingKey::from_bytes(&bytes).unwrap(),
             ));
         }
-        let flow = Scenario::KeyAuth {
+        let flow_of = |repeat| Scenario::KeyAuth {
             version,
             name: "bench".into(),
             owner: account.public_id.clone(),
             secret: app.secret.clone(),
             keys: Arc::new(vec![key.clone()]),
             hwid: "loadtest-hwid-0000000001".into(),
-            public_key: pk,
-            repeat: keyward_loadtest::scenario::Repeat::Flow,
+            public_key: pk.clone(),
+            repeat,
+            verify_every: 1,
         };
+        let flow = flow_of(keyward_loadtest::scenario::Repeat::Flow);
         let out = engine::run(&target, &flow, &load(60), Arc::new(Live::default()))
             .await
             .unwrap();
@@ -121,6 +125,29 @@ async fn native_and_keyauth_scenarios_run_clean_against_a_validator() {
                 "{version:?} {step}: {:?}",
                 out.stats.steps.keys().collect::<Vec<_>>()
             );
+        }
+        // Every answer's signature was checked.
+        assert_eq!(out.stats.verified, out.stats.total().len(), "{version:?}");
+
+        // The request wrk repeats in the cross-checks: a `check` on a live session, which the
+        // validator keeps answering.
+        let check = flow_of(keyward_loadtest::scenario::Repeat::Check);
+        let url = format!("http://{}", v.addr());
+        let request = keyward_loadtest::wrk::steady_request(&url, &check, "check")
+            .await
+            .unwrap();
+        assert!(String::from_utf8_lossy(&request).contains("type=check&sessionid="));
+        let mut conn = keyward_loadtest::http1::Connection::open(
+            &v.addr().to_string(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        for _ in 0..3 {
+            let answer = conn.exchange(&request).await.unwrap();
+            assert_eq!(answer.status, 200);
+            let body: serde_json::Value = serde_json::from_slice(answer.body).unwrap();
+            assert_eq!(body["success"], true, "{body}");
         }
     }
     v.shutdown().await;
@@ -214,6 +241,7 @@ async fn setup_seeds_a_tenant_and_the_probe_sees_every_change_on_every_validator
         max_requests: Some(1),
         mode: Mode::Closed,
         timeout: Duration::from_secs(5),
+        threads: None,
         stop: None,
     };
     let out = engine::run(&target, &scenario, &cfg, Arc::new(Live::default()))

@@ -18,6 +18,7 @@ mod outbound;
 mod rate_limit;
 mod routes;
 mod server;
+mod timestamp;
 mod usage;
 mod validate;
 

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use keyward_shared::license_facts::LicenseFacts;
 use keyward_shared::model::App;
 use keyward_shared::store::licenses;
@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::cache::CacheError;
 use crate::error::ApiError;
 use crate::health::Freshness;
+use crate::timestamp::{Fraction, Rfc3339};
 use crate::State;
 
 const MAX_KEY_LEN: usize = keyward_shared::keygen::MAX_KEY_LEN;
@@ -47,8 +48,8 @@ pub struct Validation<'a> {
 struct LicenseInfo<'a> {
     key: &'a str,
     level: i32,
-    expires_at: Option<DateTime<Utc>>,
-    first_used_at: Option<DateTime<Utc>>,
+    expires_at: Option<Rfc3339>,
+    first_used_at: Option<Rfc3339>,
     hwid_limit: i32,
     hwids_bound: usize,
     ip_limit: i32,
@@ -59,7 +60,7 @@ struct ValidateResponse<'a> {
     valid: bool,
     code: &'static str,
     detail: &'a str,
-    ts: String,
+    ts: Rfc3339,
     #[serde(skip_serializing_if = "Option::is_none")]
     nonce: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -211,8 +212,8 @@ fn render(
     let license = license.filter(|_| verdict.valid).map(|l| LicenseInfo {
         key,
         level: l.level,
-        expires_at: l.expires_at(),
-        first_used_at: l.used_at(),
+        expires_at: l.expires_at().map(|t| Rfc3339(t, Fraction::Auto)),
+        first_used_at: l.used_at().map(|t| Rfc3339(t, Fraction::Auto)),
         hwid_limit: l.hwid_limit,
         hwids_bound: l.hwid_count(),
         ip_limit: l.ip_limit,
@@ -221,7 +222,7 @@ fn render(
         valid: verdict.valid,
         code: verdict.code.as_str(),
         detail: &verdict.detail,
-        ts: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+        ts: Rfc3339(now, Fraction::Millis),
         nonce,
         license,
     };
