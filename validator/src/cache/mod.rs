@@ -1,10 +1,11 @@
-//! The validator's memory: licenses in a compact quick_cache ([`licenses`]), apps and the client
-//! API's data in bounded moka caches (unknown ids and keys cached negatively), blacklist views in
-//! a dashmap, all kept current by the invalidation listener.
+//! The validator's memory: licenses in a compact quick_cache ([`licenses`]), apps in a small
+//! quick_cache (read by every validation: moka's `get`, with its read-op recording, was 0.4 µs of
+//! a 12 µs cache hit), the client API's data in bounded moka caches (unknown ids and keys cached
+//! negatively), blacklist views in a dashmap, all kept current by the invalidation listener.
 //!
 //! Staleness: an entry older than its TTL is re-read while PostgreSQL is reachable; during an
-//! outage it is served until TTL + grace (moka's hard TTL; checked on read for licenses), never
-//! past that. A load that overlaps an invalidation of its key is dropped after insert (generation
+//! outage it is served until TTL + grace (moka's hard TTL; checked on read for licenses and
+//! apps), never past that. A load that overlaps an invalidation of its key is dropped after insert (generation
 //! counters), so an invalidation can never be overwritten by an older read.
 
 mod licenses;
@@ -159,7 +160,7 @@ pub struct AppView {
 pub struct Caches {
     /// The client API's caches (sessions, end users, variables, app names).
     pub client: crate::keyauth::ClientCaches,
-    apps: Cache<Uuid, Cached<Option<Arc<App>>>>,
+    apps: quick_cache::sync::Cache<Uuid, Cached<Option<Arc<App>>>>,
     blacklists: DashMap<Uuid, Arc<BlacklistView>>,
     licenses: licenses::LicenseCache,
     license_loader: loader::Loader,
@@ -178,10 +179,11 @@ impl Caches {
         let hard_ttl = cfg.cache_ttl().max(cfg.negative_ttl()) + cfg.outage_grace();
         Caches {
             client: crate::keyauth::ClientCaches::new(cfg, health.clone()),
-            apps: Cache::builder()
-                .max_capacity(cfg.app_cache_capacity)
-                .time_to_live(hard_ttl)
-                .build(),
+            apps: quick_cache::sync::Cache::new(
+                usize::try_from(cfg.app_cache_capacity)
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+            ),
             blacklists: DashMap::new(),
             licenses: licenses::LicenseCache::new(
                 usize::try_from(cfg.license_cache_capacity).unwrap_or(usize::MAX),
@@ -241,11 +243,11 @@ impl Caches {
     /// The app and its blacklist; `None` when no such app exists.
     pub async fn app(&self, id: Uuid) -> Result<Option<AppView>, CacheError> {
         let freshness = self.health.freshness();
-        let app = match self.apps.get(&id).await {
+        let app = match self.apps.get(&id) {
             Some(entry) => match self.usable(entry.loaded, entry.value.is_some(), freshness) {
                 Some(true) => entry.value,
                 Some(false) => {
-                    self.apps.invalidate(&id).await;
+                    self.apps.remove(&id);
                     self.load_app(id).await?
                 }
                 None => return Err(CacheError::Unavailable),
@@ -263,23 +265,29 @@ impl Caches {
     }
 
     async fn load_app(&self, id: Uuid) -> Result<Option<Arc<App>>, CacheError> {
-        self.metrics.cache_miss("app");
         let before = self.app_generation.load(Ordering::SeqCst);
-        let pool = &self.pool;
-        let loaded = self
-            .apps
-            .try_get_with(id, async move {
-                let client = keyward_shared::db::checkout(pool).await?;
-                let app = store::apps::find(&*client, id).await?;
-                Ok::<_, StoreError>(Cached {
+        // Concurrent misses of one app wait for one read (the guard); a failed read lets the
+        // next waiter try.
+        let loaded = match self.apps.get_value_or_guard_async(&id).await {
+            Ok(entry) => entry,
+            Err(guard) => {
+                self.metrics.cache_miss("app");
+                let client = keyward_shared::db::checkout(&self.pool)
+                    .await
+                    .map_err(|e| CacheError::from(&e))?;
+                let app = store::apps::find(&*client, id)
+                    .await
+                    .map_err(|e| CacheError::from(&e))?;
+                let entry = Cached {
                     value: app.map(Arc::new),
                     loaded: Instant::now(),
-                })
-            })
-            .await
-            .map_err(|e| CacheError::from(&*e))?;
+                };
+                let _ = guard.insert(entry.clone());
+                entry
+            }
+        };
         if self.app_generation.load(Ordering::SeqCst) != before {
-            self.apps.invalidate(&id).await;
+            self.apps.remove(&id);
         }
         Ok(loaded.value)
     }
@@ -333,7 +341,7 @@ impl Caches {
             Invalidation::License { app, key } => self.forget_license(*app, key),
             Invalidation::App { app } => {
                 self.app_generation.fetch_add(1, Ordering::SeqCst);
-                self.apps.invalidate(app).await;
+                self.apps.remove(app);
                 self.blacklists.remove(app);
                 // A deleted app takes its licenses with it.
                 self.licenses.forget_app(*app);
@@ -353,7 +361,7 @@ impl Caches {
     pub fn flush_all(&self) {
         self.client.clear();
         self.app_generation.fetch_add(1, Ordering::SeqCst);
-        self.apps.invalidate_all();
+        self.apps.clear();
         self.licenses.clear();
         self.blacklists.clear();
     }
@@ -373,7 +381,7 @@ impl Caches {
             value: Some(Arc::new(app)),
             loaded: Instant::now(),
         };
-        self.apps.insert(id, entry).await;
+        self.apps.insert(id, entry);
         self.blacklists.insert(id, Arc::new(blacklist));
         for l in licenses {
             let slot = self.licenses.slot(id, &l.key);
