@@ -308,18 +308,22 @@ mod tests {
 
     const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
 
+    /// A connection to a [`canned`] server.
+    async fn connected(answers: Vec<&'static [u8]>) -> Connection {
+        let addr = canned(answers).await;
+        Connection::open(&addr, Duration::from_secs(5))
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn keep_alive_answers_by_length_chunked_and_interim() {
-        let addr = canned(vec![
+        let mut c = connected(vec![
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSignature: ab\r\n\r\nhello",
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
             b"HTTP/1.1 204 No Content\r\n\r\n",
             b"HTTP/1.1 429 Too Many\r\nconnection: close\r\ncontent-length: 2\r\n\r\nno",
-        ])
-        .await;
-        let mut c = Connection::open(&addr, Duration::from_secs(5))
-            .await
-            .unwrap();
+        ]).await;
         let a = c.exchange(GET).await.unwrap();
         assert_eq!((a.status, a.body, a.close), (200, &b"hello"[..], false));
         assert_eq!(a.header("signature"), Some(&b"ab"[..]));
@@ -334,26 +338,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_to_the_end_of_the_stream_and_a_truncated_answer() {
-        let addr = canned(vec![b"HTTP/1.0 200 OK\r\n\r\nall of it"]).await;
-        let mut c = Connection::open(&addr, Duration::from_secs(5))
-            .await
-            .unwrap();
+        let mut c = connected(vec![b"HTTP/1.0 200 OK\r\n\r\nall of it"]).await;
         let a = c.exchange(GET).await.unwrap();
         assert_eq!((a.status, a.body, a.close), (200, &b"all of it"[..], true));
 
-        let addr = canned(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort"]).await;
-        let mut c = Connection::open(&addr, Duration::from_secs(5))
-            .await
-            .unwrap();
+        let mut c = connected(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort"]).await;
         assert_eq!(c.exchange(GET).await.err(), Some(Failure::Protocol));
     }
 
     #[tokio::test]
     async fn not_http_is_a_protocol_failure() {
-        let addr = canned(vec![b"SSH-2.0-OpenSSH\r\n\r\n"]).await;
-        let mut c = Connection::open(&addr, Duration::from_secs(5))
-            .await
-            .unwrap();
+        let mut c = connected(vec![b"SSH-2.0-OpenSSH\r\n\r\n"]).await;
         assert_eq!(c.exchange(GET).await.err(), Some(Failure::Protocol));
     }
 }
