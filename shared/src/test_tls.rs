@@ -178,6 +178,19 @@ impl Spawned {
             .unwrap_or(false)
     }
 
+    /// Polls the log for `needle` until it shows up or 10 s pass: the service logs after it
+    /// acts, so what a client sees can precede the line.
+    pub async fn wait_logged(&self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.logged(needle) {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
@@ -326,7 +339,11 @@ pub async fn assert_sighup_reloads(bin: &str, args: &[&str], env: &[(&str, &str)
         "SIGHUP stopped {bin}: {}",
         service.log()
     );
-    assert!(service.logged("reloaded on SIGHUP"), "{}", service.log());
+    assert!(
+        service.wait_logged("reloaded on SIGHUP").await,
+        "{}",
+        service.log()
+    );
     assert!(
         connect(service.addr, &first.cert_pem).await.is_err(),
         "the old certificate is still presented"
