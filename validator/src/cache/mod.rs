@@ -1,15 +1,19 @@
 //! The validator's memory: licenses in a compact quick_cache ([`licenses`]), apps in a small
 //! quick_cache (read by every validation: moka's `get`, with its read-op recording, was 0.4 µs of
-//! a 12 µs cache hit), the client API's data in bounded moka caches (unknown ids and keys cached
-//! negatively), blacklist views in a dashmap, all kept current by the invalidation listener.
+//! a 12 µs cache hit), the client API's data in bounded quick_caches looked up by borrowed keys
+//! ([`guarded`]; unknown ids and keys cached negatively), blacklist views in a dashmap, all kept
+//! current by the invalidation listener.
 //!
-//! Staleness: an entry older than its TTL is re-read while PostgreSQL is reachable; during an
-//! outage it is served until TTL + grace (moka's hard TTL; checked on read for licenses and
-//! apps), never past that. A load that overlaps an invalidation of its key is dropped after insert (generation
-//! counters), so an invalidation can never be overwritten by an older read.
+//! Staleness ([`Staleness`], checked on read): an entry older than its TTL is re-read while
+//! PostgreSQL is reachable; during an outage it is served until TTL + grace, never past that. A
+//! load that overlaps an invalidation of its key is dropped after insert (generation counters),
+//! so an invalidation can never be overwritten by an older read.
 
+mod guarded;
 mod licenses;
 mod loader;
+
+pub use guarded::{Guarded, InApp, Named};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,7 +27,6 @@ use keyward_shared::license_facts::LicenseFacts;
 use keyward_shared::model::App;
 use keyward_shared::store;
 use keyward_shared::StoreError;
-use moka::future::Cache;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -55,98 +58,37 @@ pub(crate) struct Cached<T> {
     loaded: Instant,
 }
 
-/// A moka cache of optional values (absent ones cached negatively) with the same staleness rules
-/// and load-vs-invalidation guard as the license cache, for the client API's sessions, end
-/// users, variables and app names.
-pub struct Guarded<K, V> {
-    cache: Cache<K, Cached<Option<Arc<V>>>>,
-    generation: AtomicU64,
+/// When an entry may be served, for every cache here: within its TTL (positive or negative)
+/// while PostgreSQL is reachable; during an outage until TTL + grace, never past that.
+pub(crate) struct Staleness {
     ttl: Duration,
     negative_ttl: Duration,
-    health: Arc<Health>,
+    hard_ttl: Duration,
 }
 
-impl<K, V> Guarded<K, V>
-where
-    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
-    V: Send + Sync + 'static,
-{
-    pub fn new(cfg: &Config, capacity: u64, health: Arc<Health>) -> Self {
-        Guarded {
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(cfg.cache_ttl().max(cfg.negative_ttl()) + cfg.outage_grace())
-                .support_invalidation_closures()
-                .build(),
-            generation: AtomicU64::new(0),
+impl Staleness {
+    pub(crate) fn new(cfg: &Config) -> Staleness {
+        Staleness {
             ttl: cfg.cache_ttl(),
             negative_ttl: cfg.negative_ttl(),
-            health,
+            hard_ttl: cfg.cache_ttl().max(cfg.negative_ttl()) + cfg.outage_grace(),
         }
     }
 
-    /// The cached value, or `load`'s answer (cached, unless an invalidation raced the load).
-    pub async fn get_or_load<F, Fut>(&self, key: &K, load: F) -> Result<Option<Arc<V>>, CacheError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Option<V>, StoreError>>,
-    {
-        let freshness = self.health.freshness();
-        if let Some(entry) = self.cache.get(key).await {
-            let ttl = if entry.value.is_some() {
-                self.ttl
-            } else {
-                self.negative_ttl
-            };
-            match freshness {
-                Freshness::Live if entry.loaded.elapsed() < ttl => return Ok(entry.value),
-                Freshness::Grace => return Ok(entry.value),
-                Freshness::Down => return Err(CacheError::Unavailable),
-                Freshness::Live => self.cache.invalidate(key).await,
-            }
-        } else if freshness != Freshness::Live {
-            return Err(CacheError::Unavailable);
+    /// Whether an entry may be served: `None` when nothing may be (PostgreSQL down past the
+    /// grace), `Some(false)` when it must be re-read first.
+    pub(crate) fn usable(
+        &self,
+        loaded: Instant,
+        found: bool,
+        freshness: Freshness,
+    ) -> Option<bool> {
+        let ttl = if found { self.ttl } else { self.negative_ttl };
+        match freshness {
+            Freshness::Live => Some(loaded.elapsed() < ttl),
+            Freshness::Grace => Some(loaded.elapsed() < self.hard_ttl),
+            Freshness::Down => None,
         }
-        let before = self.generation.load(Ordering::SeqCst);
-        let value = load()
-            .await
-            .map_err(|e| CacheError::from(&e))?
-            .map(Arc::new);
-        self.cache
-            .insert(
-                key.clone(),
-                Cached {
-                    value: value.clone(),
-                    loaded: Instant::now(),
-                },
-            )
-            .await;
-        if self.generation.load(Ordering::SeqCst) != before {
-            self.cache.invalidate(key).await;
-        }
-        Ok(value)
-    }
-
-    pub async fn forget(&self, key: &K) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.cache.invalidate(key).await;
-    }
-
-    /// Drops every entry the predicate selects (falls back to dropping all).
-    pub fn forget_if(&self, pred: impl Fn(&K, Option<&V>) -> bool + Send + Sync + 'static) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        if self
-            .cache
-            .invalidate_entries_if(move |k, v| pred(k, v.value.as_deref()))
-            .is_err()
-        {
-            self.cache.invalidate_all();
-        }
-    }
-
-    pub fn clear(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.cache.invalidate_all();
     }
 }
 
@@ -166,9 +108,7 @@ pub struct Caches {
     license_loader: loader::Loader,
     /// Bumped before an app or blacklist entry is dropped (see [`Guarded`]).
     app_generation: AtomicU64,
-    ttl: Duration,
-    hard_ttl: Duration,
-    negative_ttl: Duration,
+    staleness: Staleness,
     pool: Pool,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
@@ -176,7 +116,6 @@ pub struct Caches {
 
 impl Caches {
     pub fn new(cfg: &Config, pool: Pool, health: Arc<Health>, metrics: Arc<Metrics>) -> Caches {
-        let hard_ttl = cfg.cache_ttl().max(cfg.negative_ttl()) + cfg.outage_grace();
         Caches {
             client: crate::keyauth::ClientCaches::new(cfg, health.clone()),
             apps: quick_cache::sync::Cache::new(
@@ -194,9 +133,7 @@ impl Caches {
                 metrics.clone(),
             ),
             app_generation: AtomicU64::new(0),
-            ttl: cfg.cache_ttl(),
-            hard_ttl,
-            negative_ttl: cfg.negative_ttl(),
+            staleness: Staleness::new(cfg),
             pool,
             health,
             metrics,
@@ -229,29 +166,23 @@ impl Caches {
         clients.len()
     }
 
-    /// Whether an entry may be served: `None` when nothing may be (PostgreSQL down past the
-    /// grace), `Some(false)` when it must be re-read first.
-    fn usable(&self, loaded: Instant, found: bool, freshness: Freshness) -> Option<bool> {
-        let ttl = if found { self.ttl } else { self.negative_ttl };
-        match freshness {
-            Freshness::Live => Some(loaded.elapsed() < ttl),
-            Freshness::Grace => Some(loaded.elapsed() < self.hard_ttl),
-            Freshness::Down => None,
-        }
-    }
-
     /// The app and its blacklist; `None` when no such app exists.
     pub async fn app(&self, id: Uuid) -> Result<Option<AppView>, CacheError> {
         let freshness = self.health.freshness();
         let app = match self.apps.get(&id) {
-            Some(entry) => match self.usable(entry.loaded, entry.value.is_some(), freshness) {
-                Some(true) => entry.value,
-                Some(false) => {
-                    self.apps.remove(&id);
-                    self.load_app(id).await?
+            Some(entry) => {
+                match self
+                    .staleness
+                    .usable(entry.loaded, entry.value.is_some(), freshness)
+                {
+                    Some(true) => entry.value,
+                    Some(false) => {
+                        self.apps.remove(&id);
+                        self.load_app(id).await?
+                    }
+                    None => return Err(CacheError::Unavailable),
                 }
-                None => return Err(CacheError::Unavailable),
-            },
+            }
             None if freshness == Freshness::Live => self.load_app(id).await?,
             None => return Err(CacheError::Unavailable),
         };
@@ -314,14 +245,19 @@ impl Caches {
         let freshness = self.health.freshness();
         let slot = self.licenses.slot(app, key);
         match self.licenses.get(&slot) {
-            Some(entry) => match self.usable(entry.loaded, entry.license.is_some(), freshness) {
-                Some(true) => {
-                    self.metrics.cache_hit();
-                    return Ok(entry.license);
+            Some(entry) => {
+                match self
+                    .staleness
+                    .usable(entry.loaded, entry.license.is_some(), freshness)
+                {
+                    Some(true) => {
+                        self.metrics.cache_hit();
+                        return Ok(entry.license);
+                    }
+                    Some(false) => self.licenses.forget(&slot),
+                    None => return Err(CacheError::Unavailable),
                 }
-                Some(false) => self.licenses.forget(&slot),
-                None => return Err(CacheError::Unavailable),
-            },
+            }
             None if freshness != Freshness::Live => return Err(CacheError::Unavailable),
             None => {}
         }

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use super::password::Outcome;
 use super::reply::Reply;
 use super::{Answer, Ctx, Fault, Why};
+use crate::cache::InApp;
 use keyward_shared::store::sessions::Session;
 
 /// KeyAuth's limits on usernames and keys sent by clients.
@@ -70,7 +71,7 @@ pub async fn load_user(ctx: &Ctx<'_>, username: &str) -> Result<Option<Arc<AppUs
         .caches
         .client
         .users
-        .get_or_load(&(app, username.to_string()), || async {
+        .get_or_load(&InApp(app, username), || async {
             let c = keyward_shared::db::checkout(pool).await?;
             users::find_by_name(&*c, app, username).await
         })
@@ -99,9 +100,9 @@ fn subscriptions_info(user: &AppUser, with_level: bool, now: DateTime<Utc>) -> V
 async fn forget(ctx: &Ctx<'_>, session: &Session, usernames: &[&str]) {
     let client = &ctx.state.caches.client;
     let app = ctx.app().id;
-    client.sessions.forget(&(app, session.id.clone())).await;
+    client.sessions.forget(&InApp(app, &session.id));
     for u in usernames {
-        client.users.forget(&(app, u.to_string())).await;
+        client.users.forget(&InApp(app, u));
     }
 }
 
@@ -364,12 +365,7 @@ pub async fn license(ctx: &Ctx<'_>, s: &Session) -> Answer {
         // Another machine's first `license` with this key created its user a moment ago:
         // log in as that user (read afresh: the cache may still hold "no such user").
         let app = ctx.app().id;
-        ctx.state
-            .caches
-            .client
-            .users
-            .forget(&(app, key.to_string()))
-            .await;
+        ctx.state.caches.client.users.forget(&InApp(app, key));
         if load_user(ctx, key).await?.is_some() {
             return login_as(ctx, s, key, key).await;
         }
@@ -407,7 +403,6 @@ pub async fn upgrade(ctx: &Ctx<'_>) -> Answer {
         .caches
         .client
         .users
-        .forget(&(app, user.username.clone()))
-        .await;
+        .forget(&InApp(app, &user.username));
     Ok(Reply::ok("Upgraded successfully"))
 }

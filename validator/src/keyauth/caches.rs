@@ -14,7 +14,7 @@ use keyward_shared::store::variables::ClientVar;
 use moka::future::Cache;
 use uuid::Uuid;
 
-use crate::cache::Guarded;
+use crate::cache::{Guarded, InApp};
 use crate::config::Config;
 use crate::health::Health;
 
@@ -51,19 +51,17 @@ impl ClientCaches {
 
     pub async fn apply(&self, inv: &Invalidation) {
         match inv {
-            Invalidation::Session { app, id } => self.sessions.forget(&(*app, id.clone())).await,
-            Invalidation::User { app, username } => {
-                self.users.forget(&(*app, username.clone())).await
-            }
-            Invalidation::Vars { app } => self.vars.forget(app).await,
+            Invalidation::Session { app, id } => self.sessions.forget(&InApp(*app, id)),
+            Invalidation::User { app, username } => self.users.forget(&InApp(*app, username)),
+            Invalidation::Vars { app } => self.vars.forget(app),
             Invalidation::App { app } => {
                 let app = *app;
                 // A renamed or new app may have been cached negatively under its name.
                 self.app_ids
-                    .forget_if(move |_, id| id.is_none_or(|id| *id == app));
-                self.sessions.forget_if(move |k, _| k.0 == app);
-                self.users.forget_if(move |k, _| k.0 == app);
-                self.vars.forget(&app).await;
+                    .forget_if(|_, id| id.is_none_or(|id| *id == app));
+                self.sessions.forget_if(|k, _| k.0 == app);
+                self.users.forget_if(|k, _| k.0 == app);
+                self.vars.forget(&app);
                 self.stats.invalidate(&app).await;
                 self.online.invalidate(&app).await;
             }

@@ -34,7 +34,7 @@ pub use password::Passwords;
 pub use signer::Signers;
 
 use crate::body::{BodyError, RequestBody};
-use crate::cache::{AppView, CacheError};
+use crate::cache::{AppView, CacheError, InApp, Named};
 use crate::client_ip::client_ip;
 use crate::rate_limit::Limiter;
 use crate::State;
@@ -374,13 +374,12 @@ async fn dispatch(ctx: &Ctx<'_>, kind: &str, s: &Arc<Session>) -> Answer {
 }
 
 async fn find_app(state: &State, owner: &str, name: &str) -> Result<Option<AppView>, Fault> {
-    let key = (owner.to_string(), name.to_string());
     let pool = &state.pool;
     let id = state
         .caches
         .client
         .app_ids
-        .get_or_load(&key, || async {
+        .get_or_load(&Named(owner, name), || async {
             let c = keyward_shared::db::checkout(pool).await?;
             keyward_shared::store::apps::find_by_owner_and_name(&*c, owner, name).await
         })
@@ -405,7 +404,7 @@ async fn session_of(ctx: &Ctx<'_>) -> Result<Option<Arc<Session>>, Fault> {
         .caches
         .client
         .sessions
-        .get_or_load(&(app, id.to_string()), || async {
+        .get_or_load(&InApp(app, id), || async {
             let c = keyward_shared::db::checkout(pool).await?;
             keyward_shared::store::sessions::find(&*c, app, id).await
         })

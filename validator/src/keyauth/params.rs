@@ -3,17 +3,21 @@
 //! JSON). Values are trimmed and an empty value counts as absent, as KeyAuth's `sanitize` does.
 //! Bytes that are not UTF-8 are replaced (U+FFFD), never a failure.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
+use std::ops::Range;
 
 use bytes::Bytes;
 
 /// At most this many parameters are kept; the rest are ignored.
 const MAX_PARAMS: usize = 64;
 
+/// Names and values side by side in one buffer, found by a scan: a call has a handful of
+/// parameters, and a map with two `String`s per entry was a dozen allocations per request.
 #[derive(Debug, Default)]
 pub struct Params {
-    values: HashMap<String, String>,
+    text: String,
+    /// (name, value) ranges in `text`; a name appears once (a later value replaces it).
+    entries: Vec<(Range<usize>, Range<usize>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +34,26 @@ pub enum ParamsError {
 
 impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
+        self.entry(name)
+            .map(|i| &self.text[self.entries[i].1.clone()])
+    }
+
+    fn entry(&self, name: &str) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|(n, _)| &self.text[n.clone()] == name)
+    }
+
+    fn push(&mut self, s: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(s);
+        start..self.text.len()
     }
 
     /// Later sources overwrite earlier ones, so parse the query first and the body second.
     fn insert(&mut self, name: &str, value: &str) {
-        if self.values.len() >= MAX_PARAMS && !self.values.contains_key(name) {
+        let existing = self.entry(name);
+        if self.entries.len() >= MAX_PARAMS && existing.is_none() {
             return;
         }
         // PostgreSQL text cannot hold NUL: kept, it would fail the lookup or write the value
@@ -53,7 +71,14 @@ impl Params {
             // sanitize then turns it into NULL, which is what every handler sees).
             return;
         }
-        self.values.insert(name.to_string(), v.to_string());
+        let value = self.push(v);
+        match existing {
+            Some(i) => self.entries[i].1 = value,
+            None => {
+                let name = self.push(name);
+                self.entries.push((name, value));
+            }
+        }
     }
 
     pub async fn parse(
@@ -61,7 +86,10 @@ impl Params {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<Params, ParamsError> {
-        let mut p = Params::default();
+        let mut p = Params {
+            text: String::with_capacity(query.map_or(0, str::len) + body.len()),
+            entries: Vec::with_capacity(8),
+        };
         if let Some(q) = query {
             for (k, v) in form_urlencoded::parse(q.as_bytes()) {
                 p.insert(&k, &v);

@@ -14,6 +14,7 @@ use serde_json::json;
 use super::account::load_user;
 use super::reply::Reply;
 use super::{Answer, Ctx, Fault, Why};
+use crate::cache::InApp;
 
 const DEFAULT_BAN_REASON: &str = "User banned from triggering ban function in the client";
 
@@ -65,8 +66,8 @@ pub async fn logout(ctx: &Ctx<'_>, s: &Session) -> Answer {
     let mut w = WriteTx::begin(&mut c, ctx.actor()).await?;
     sessions::delete(&mut w, ctx.app().id, &s.id).await?;
     w.commit().await?;
-    let key = (ctx.app().id, s.id.clone());
-    ctx.state.caches.client.sessions.forget(&key).await;
+    let key = InApp(ctx.app().id, &s.id);
+    ctx.state.caches.client.sessions.forget(&key);
     Ok(Reply::ok("Successfully logged out."))
 }
 
@@ -90,9 +91,9 @@ pub async fn change_username(ctx: &Ctx<'_>, s: &Session) -> Answer {
     }
     w.commit().await?;
     let caches = &ctx.state.caches.client;
-    caches.sessions.forget(&(app, s.id.clone())).await;
-    caches.users.forget(&(app, user.username.clone())).await;
-    caches.users.forget(&(app, new_name.to_string())).await;
+    caches.sessions.forget(&InApp(app, &s.id));
+    caches.users.forget(&InApp(app, &user.username));
+    caches.users.forget(&InApp(app, new_name));
     Ok(Reply::ok("Successfully changed username, user logged out."))
 }
 
@@ -144,8 +145,7 @@ pub async fn ban(ctx: &Ctx<'_>, s: &Session) -> Answer {
         .caches
         .client
         .users
-        .forget(&(app, user.username.clone()))
-        .await;
+        .forget(&InApp(app, &user.username));
     Ok(Reply::ok("Successfully Banned User"))
 }
 
