@@ -10,13 +10,18 @@ type HmacSha256 = hmac::Hmac<Sha256>;
 
 /// `hex(HMAC-SHA256(key, body))`, 64 lowercase hex characters (the 1.2 `signature` header).
 pub fn hmac_hex(key: &[u8], body: &[u8]) -> String {
+    hex::encode(hmac(key, body))
+}
+
+/// HMAC-SHA256(key, body), raw.
+pub fn hmac(key: &[u8], body: &[u8]) -> [u8; 32] {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = match HmacSha256::new_from_slice(key) {
         Ok(m) => m,
         Err(_) => unreachable!("HMAC takes keys of any length"),
     };
     mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    mac.finalize().into_bytes().into()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -112,11 +112,17 @@ pub async fn login(ctx: &Ctx<'_>, s: &Session) -> Answer {
     }
     let username = ctx.p.get("username").unwrap_or("");
     let password = ctx.p.get("pass").unwrap_or("");
-    login_as(ctx, s, username, password).await
+    let user = load_user(ctx, username).await?;
+    login_as(ctx, s, user, password).await
 }
 
-async fn login_as(ctx: &Ctx<'_>, s: &Session, username: &str, password: &str) -> Answer {
-    let user = load_user(ctx, username).await?;
+/// Logs the session in as `user` (as loaded for `username`; `None`: no such user).
+async fn login_as(
+    ctx: &Ctx<'_>,
+    s: &Session,
+    user: Option<Arc<AppUser>>,
+    password: &str,
+) -> Answer {
     let password = if password.len() > MAX_PASSWORD {
         ""
     } else {
@@ -353,8 +359,8 @@ pub async fn license(ctx: &Ctx<'_>, s: &Session) -> Answer {
             "Key must be shorter than 70 characters",
         ));
     }
-    if load_user(ctx, key).await?.is_some() {
-        return login_as(ctx, s, key, key).await;
+    if let Some(user) = load_user(ctx, key).await? {
+        return login_as(ctx, s, Some(user), key).await;
     }
     let reply = register_as(ctx, s, key, key, key, None).await?;
     let lost_race = [Why::UsernameTaken.code(), Why::KeyUsed.code()];
@@ -366,8 +372,8 @@ pub async fn license(ctx: &Ctx<'_>, s: &Session) -> Answer {
         // log in as that user (read afresh: the cache may still hold "no such user").
         let app = ctx.app().id;
         ctx.state.caches.client.users.forget(&InApp(app, key));
-        if load_user(ctx, key).await?.is_some() {
-            return login_as(ctx, s, key, key).await;
+        if let Some(user) = load_user(ctx, key).await? {
+            return login_as(ctx, s, Some(user), key).await;
         }
     }
     Ok(reply)

@@ -10,10 +10,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use keyward_shared::model::AppUser;
 use keyward_shared::secrets;
-use moka::future::Cache;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -36,10 +36,15 @@ pub struct Passwords {
     permits: Arc<Semaphore>,
     /// Hashes computed (verifications and new hashes), for tests and metrics.
     computed: AtomicU64,
-    /// (user, keyed digest of the password) → the stored hash it was verified against.
-    verified: Cache<(Uuid, String), Arc<str>>,
+    /// (user, keyed digest of the password) → the stored hash it was verified against, and when
+    /// (read by every KeyAuth `license` of a returning client: no allocation on a hit).
+    verified: quick_cache::sync::Cache<(Uuid, [u8; 32]), (Arc<str>, Instant)>,
     digest_key: [u8; 32],
 }
+
+const VERIFIED_CAPACITY: usize = 200_000;
+/// A remembered check is trusted this long, then the password is hashed again.
+const VERIFIED_TTL: Duration = Duration::from_secs(3600);
 
 fn is_bcrypt(hash: &str) -> bool {
     ["$2y$", "$2b$", "$2a$"].iter().any(|p| hash.starts_with(p))
@@ -50,16 +55,13 @@ impl Passwords {
         Passwords {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             computed: AtomicU64::new(0),
-            verified: Cache::builder()
-                .max_capacity(200_000)
-                .time_to_live(std::time::Duration::from_secs(3600))
-                .build(),
+            verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
             digest_key: secrets::random_bytes::<32>(),
         }
     }
 
-    fn digest(&self, password: &str) -> String {
-        keyward_shared::signing::hmac_hex(&self.digest_key, password.as_bytes())
+    fn digest(&self, password: &str) -> [u8; 32] {
+        keyward_shared::signing::hmac(&self.digest_key, password.as_bytes())
     }
 
     async fn blocking<T: Send + 'static>(
@@ -96,8 +98,7 @@ impl Passwords {
         if self
             .verified
             .get(&key)
-            .await
-            .is_some_and(|h| *h == *user.password_hash)
+            .is_some_and(|(hash, at)| *hash == *user.password_hash && at.elapsed() < VERIFIED_TTL)
         {
             return Ok(Outcome::Match { upgrade: None });
         }
@@ -122,7 +123,7 @@ impl Passwords {
             .await?;
         if let Outcome::Match { upgrade } = &outcome {
             let hash: Arc<str> = upgrade.as_deref().unwrap_or(&user.password_hash).into();
-            self.verified.insert(key, hash).await;
+            self.verified.insert(key, (hash, Instant::now()));
         }
         Ok(outcome)
     }
