@@ -152,8 +152,17 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
             Some(json!({"name": "bot"})),
         )
         .await;
+    let policy = cp
+        .ok(
+            Method::POST,
+            &format!("/v1/apps/{app}/policies"),
+            j,
+            Some(json!({"name": format!("{name}-policy"), "floating": true, "max_machines": 4})),
+        )
+        .await;
     let mut ids = BTreeMap::new();
     ids.insert("app", app.clone());
+    ids.insert("policy", field(&policy, &["id"]));
     ids.insert("license", field(&lic, &["id"]));
     ids.insert("blacklist", field(&bl, &["id"]));
     ids.insert("dashboard_blacklist", field(&entry, &["entry", "id"]));
@@ -177,6 +186,7 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
         format!("{name}-motd"),
         format!("{name}-rank"),
         format!("{name}-hook"),
+        format!("{name}-policy"),
     ]);
     Tenant {
         jwt,
@@ -296,6 +306,7 @@ fn resource_of(template: &str, param: &str) -> &'static str {
         "licenses" => "license",
         "blacklist" => "blacklist",
         "api-keys" => "api_key",
+        "policies" => "policy",
         other => panic!(
             "{template}: teach this test which resource the path parameter {param} (after '{other}') names"
         ),
@@ -321,7 +332,15 @@ fn sample(name: &str, schema: &Value, t: &Tenant, n: usize) -> Value {
     if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
         return first.clone();
     }
-    match schema["type"].as_str().unwrap_or("string") {
+    // A nullable field's type is `[type, "null"]`: sample the type.
+    let ty = match &schema["type"] {
+        Value::Array(types) => types
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null"),
+        t => t.as_str(),
+    };
+    match ty.unwrap_or("string") {
         "integer" | "number" => {
             let v = match name {
                 "session_secs" => 3600,
@@ -724,6 +743,8 @@ async fn snapshot(cp: &Cp, t: &Tenant) -> Value {
         format!("/v1/apps/{app}"),
         format!("/v1/licenses?app_id={app}"),
         format!("/v1/apps/{app}/blacklist"),
+        format!("/v1/apps/{app}/policies"),
+        "/v1/policies".into(),
         "/v1/api-keys".into(),
         format!("/api/dashboard/users/{app}"),
         format!("/api/dashboard/subscriptions/{app}"),

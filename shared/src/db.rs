@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "license_usage",
         include_str!("../migrations/0005_license_usage.sql"),
     ),
+    (
+        6,
+        "policies",
+        include_str!("../migrations/0006_policies.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying Keyward's migration lock among advisory locks.

@@ -13,6 +13,7 @@ pub mod invalidation;
 pub mod keygen;
 pub mod license_facts;
 pub mod model;
+pub mod policy;
 pub mod secrets;
 pub mod serve;
 pub mod signing;

@@ -12,6 +12,16 @@ pub type AccountId = Uuid;
 pub type AppId = Uuid;
 pub type LicenseId = Uuid;
 
+/// For `#[serde(default, deserialize_with = "present")]` on an `Option<Option<T>>` patch field:
+/// tells a field sent as `null` (`Some(None)`: clear it) from an absent one (`None`: keep it).
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Account {
     pub id: AccountId,

@@ -8,6 +8,7 @@ mod auth;
 mod blacklist;
 mod licenses;
 mod ops;
+mod policies;
 mod signing_keys;
 
 use std::time::Duration;
@@ -43,6 +44,17 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             post(blacklist::add).get(blacklist::list),
         )
         .route("/v1/blacklist/{id}", delete(blacklist::delete))
+        .route(
+            "/v1/apps/{id}/policies",
+            post(policies::create).get(policies::list_for_app),
+        )
+        .route("/v1/policies", get(policies::list))
+        .route(
+            "/v1/policies/{id}",
+            get(policies::get)
+                .patch(policies::update)
+                .delete(policies::delete),
+        )
         .route("/v1/licenses", get(licenses::list))
         .route(
             "/v1/licenses/{id}",

@@ -14,6 +14,8 @@ pub const SCOPES: &[&str] = &[
     "apps:write",
     "licenses:read",
     "licenses:write",
+    "policies:read",
+    "policies:write",
     "blacklist:read",
     "blacklist:write",
     "audit:read",

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::error::{StoreError, StoreResult};
 use crate::invalidation::Invalidation;
-use crate::model::App;
+use crate::model::{present, App};
 use crate::write::WriteTx;
 use crate::{client_api, secrets};
 
@@ -72,15 +72,6 @@ pub struct AppPatch {
     /// `null` signs with the deployment's primary key; an id pins the app to that key.
     #[serde(default, deserialize_with = "present")]
     pub signing_key_id: Option<Option<Uuid>>,
-}
-
-/// Tells a field sent as `null` (`Some(None)`) from an absent one (`None`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Checks the client settings of a patch; returns the normalised download URL (`Some("")`

@@ -1,0 +1,273 @@
+//! Policies' SQL. Every write reads the whole policy, applies the patch in [`Policy::apply`]
+//! (where the rules are) and writes it back, so a rule that spans fields sees the final values.
+
+use serde_json::{json, Value};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use crate::error::{StoreError, StoreResult};
+use crate::policy::{Policy, PolicyPatch};
+use crate::write::WriteTx;
+
+/// The settable columns, in the order of [`settable`].
+const SETTABLE: &[&str] = &[
+    "name",
+    "duration_secs",
+    "expiration_basis",
+    "expiration_strategy",
+    "renewal_basis",
+    "authentication_strategy",
+    "floating",
+    "strict",
+    "max_machines",
+    "max_cores",
+    "max_memory",
+    "max_disk",
+    "max_processes",
+    "max_users",
+    "max_uses",
+    "ip_limit",
+    "overage_strategy",
+    "machine_uniqueness_strategy",
+    "machine_matching_strategy",
+    "require_heartbeat",
+    "heartbeat_duration_secs",
+    "heartbeat_cull_strategy",
+    "heartbeat_resurrection_strategy",
+    "heartbeat_basis",
+    "require_check_in",
+    "check_in_interval",
+    "check_in_interval_count",
+    "required_scopes",
+    "one_time_use",
+    "protected",
+    "metadata",
+];
+
+fn settable<'a>(p: &'a Policy, metadata: &'a Value) -> [&'a (dyn ToSql + Sync); 31] {
+    [
+        &p.name,
+        &p.duration_secs,
+        &p.expiration_basis,
+        &p.expiration_strategy,
+        &p.renewal_basis,
+        &p.authentication_strategy,
+        &p.floating,
+        &p.strict,
+        &p.max_machines,
+        &p.max_cores,
+        &p.max_memory,
+        &p.max_disk,
+        &p.max_processes,
+        &p.max_users,
+        &p.max_uses,
+        &p.ip_limit,
+        &p.overage_strategy,
+        &p.machine_uniqueness_strategy,
+        &p.machine_matching_strategy,
+        &p.require_heartbeat,
+        &p.heartbeat_duration_secs,
+        &p.heartbeat_cull_strategy,
+        &p.heartbeat_resurrection_strategy,
+        &p.heartbeat_basis,
+        &p.require_check_in,
+        &p.check_in_interval,
+        &p.check_in_interval_count,
+        &p.required_scopes,
+        &p.one_time_use,
+        &p.protected,
+        metadata,
+    ]
+}
+
+fn columns() -> String {
+    format!(
+        "id, account_id, app_id, {}, created_at, updated_at",
+        SETTABLE.join(", ")
+    )
+}
+
+fn from_row(r: &Row) -> StoreResult<Policy> {
+    Ok(Policy {
+        id: r.try_get("id")?,
+        account_id: r.try_get("account_id")?,
+        app_id: r.try_get("app_id")?,
+        name: r.try_get("name")?,
+        duration_secs: r.try_get("duration_secs")?,
+        expiration_basis: r.try_get("expiration_basis")?,
+        expiration_strategy: r.try_get("expiration_strategy")?,
+        renewal_basis: r.try_get("renewal_basis")?,
+        authentication_strategy: r.try_get("authentication_strategy")?,
+        floating: r.try_get("floating")?,
+        strict: r.try_get("strict")?,
+        max_machines: r.try_get("max_machines")?,
+        max_cores: r.try_get("max_cores")?,
+        max_memory: r.try_get("max_memory")?,
+        max_disk: r.try_get("max_disk")?,
+        max_processes: r.try_get("max_processes")?,
+        max_users: r.try_get("max_users")?,
+        max_uses: r.try_get("max_uses")?,
+        ip_limit: r.try_get("ip_limit")?,
+        overage_strategy: r.try_get("overage_strategy")?,
+        machine_uniqueness_strategy: r.try_get("machine_uniqueness_strategy")?,
+        machine_matching_strategy: r.try_get("machine_matching_strategy")?,
+        require_heartbeat: r.try_get("require_heartbeat")?,
+        heartbeat_duration_secs: r.try_get("heartbeat_duration_secs")?,
+        heartbeat_cull_strategy: r.try_get("heartbeat_cull_strategy")?,
+        heartbeat_resurrection_strategy: r.try_get("heartbeat_resurrection_strategy")?,
+        heartbeat_basis: r.try_get("heartbeat_basis")?,
+        require_check_in: r.try_get("require_check_in")?,
+        check_in_interval: r.try_get("check_in_interval")?,
+        check_in_interval_count: r.try_get("check_in_interval_count")?,
+        required_scopes: r.try_get("required_scopes")?,
+        one_time_use: r.try_get("one_time_use")?,
+        protected: r.try_get("protected")?,
+        // The column is constrained to JSON written from an object.
+        metadata: match r.try_get::<_, Value>("metadata")? {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        },
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+const NAME_TAKEN: &str = "a policy with this name already exists in this app";
+
+/// Creates a policy in one of the caller's apps (`NotFound("app")` for anyone else's).
+pub async fn create(
+    wtx: &mut WriteTx<'_>,
+    app_id: Uuid,
+    patch: &PolicyPatch,
+) -> StoreResult<Policy> {
+    super::apps::owned(wtx, app_id).await?;
+    let mut policy = Policy::new(wtx.account_id(), app_id, String::new());
+    if patch.name.is_none() {
+        return Err(StoreError::Invalid("name is required".into()));
+    }
+    policy.apply(patch).map_err(StoreError::Invalid)?;
+    let metadata = Value::Object(policy.metadata.clone());
+    let placeholders: Vec<String> = (4..4 + SETTABLE.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "INSERT INTO policies (id, account_id, app_id, {}) VALUES ($1, $2, $3, {}) RETURNING {}",
+        SETTABLE.join(", "),
+        placeholders.join(", "),
+        columns()
+    );
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&policy.id, &policy.account_id, &app_id];
+    params.extend(settable(&policy, &metadata));
+    let row = wtx
+        .tx()
+        .query_one(&sql, &params)
+        .await
+        .map_err(|e| StoreError::from(e).conflict_on_unique(NAME_TAKEN))?;
+    let created = from_row(&row)?;
+    wtx.audit(
+        "policy.create",
+        "policy",
+        Some(created.id.to_string()),
+        json!({"app_id": app_id, "name": created.name}),
+    );
+    Ok(created)
+}
+
+/// The caller's policies, of one app or of all, oldest first.
+pub async fn list<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    app_id: Option<Uuid>,
+) -> StoreResult<Vec<Policy>> {
+    c.query(
+        &format!(
+            "SELECT {} FROM policies WHERE account_id = $1 AND ($2::uuid IS NULL OR app_id = $2)
+             ORDER BY created_at, id",
+            columns()
+        ),
+        &[&account_id, &app_id],
+    )
+    .await?
+    .iter()
+    .map(from_row)
+    .collect()
+}
+
+/// Tenant-scoped lookup: another account's policy is simply not found.
+pub async fn get<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    id: Uuid,
+) -> StoreResult<Policy> {
+    let row = c
+        .query_opt(
+            &format!(
+                "SELECT {} FROM policies WHERE id = $1 AND account_id = $2",
+                columns()
+            ),
+            &[&id, &account_id],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("policy"))?;
+    from_row(&row)
+}
+
+pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &PolicyPatch) -> StoreResult<Policy> {
+    let row = wtx
+        .tx()
+        .query_opt(
+            &format!(
+                "SELECT {} FROM policies WHERE id = $1 AND account_id = $2 FOR UPDATE",
+                columns()
+            ),
+            &[&id, &wtx.account_id()],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("policy"))?;
+    let mut policy = from_row(&row)?;
+    policy.apply(patch).map_err(StoreError::Invalid)?;
+    let metadata = Value::Object(policy.metadata.clone());
+    let assignments: Vec<String> = SETTABLE
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ${}", i + 2))
+        .collect();
+    let sql = format!(
+        "UPDATE policies SET {}, updated_at = now() WHERE id = $1 RETURNING {}",
+        assignments.join(", "),
+        columns()
+    );
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id];
+    params.extend(settable(&policy, &metadata));
+    let row = wtx
+        .tx()
+        .query_one(&sql, &params)
+        .await
+        .map_err(|e| StoreError::from(e).conflict_on_unique(NAME_TAKEN))?;
+    let updated = from_row(&row)?;
+    wtx.audit(
+        "policy.update",
+        "policy",
+        Some(id.to_string()),
+        json!({"app_id": updated.app_id, "name": updated.name}),
+    );
+    Ok(updated)
+}
+
+pub async fn delete(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    let row = wtx
+        .tx()
+        .query_opt(
+            "DELETE FROM policies WHERE id = $1 AND account_id = $2 RETURNING app_id, name",
+            &[&id, &wtx.account_id()],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("policy"))?;
+    let (app_id, name): (Uuid, String) = (row.get(0), row.get(1));
+    wtx.audit(
+        "policy.delete",
+        "policy",
+        Some(id.to_string()),
+        json!({"app_id": app_id, "name": name}),
+    );
+    Ok(())
+}
