@@ -160,8 +160,17 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
             Some(json!({"name": format!("{name}-policy"), "floating": true, "max_machines": 4})),
         )
         .await;
+    let machine = cp
+        .ok(
+            Method::POST,
+            &format!("/v1/licenses/{}/machines", field(&lic, &["id"])),
+            j,
+            Some(json!({"fingerprint": format!("{name}-machine"), "hostname": format!("{name}-host")})),
+        )
+        .await;
     let mut ids = BTreeMap::new();
     ids.insert("app", app.clone());
+    ids.insert("machine", field(&machine, &["id"]));
     ids.insert("policy", field(&policy, &["id"]));
     ids.insert("license", field(&lic, &["id"]));
     ids.insert("blacklist", field(&bl, &["id"]));
@@ -187,6 +196,8 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
         format!("{name}-rank"),
         format!("{name}-hook"),
         format!("{name}-policy"),
+        format!("{name}-machine"),
+        format!("{name}-host"),
     ]);
     Tenant {
         jwt,
@@ -307,6 +318,7 @@ fn resource_of(template: &str, param: &str) -> &'static str {
         "blacklist" => "blacklist",
         "api-keys" => "api_key",
         "policies" => "policy",
+        "machines" => "machine",
         other => panic!(
             "{template}: teach this test which resource the path parameter {param} (after '{other}') names"
         ),
@@ -379,6 +391,8 @@ fn sample(name: &str, schema: &Value, t: &Tenant, n: usize) -> Value {
             ("username", _) => format!("user{n}"),
             ("mask", _) => "TEST-XXXX-XXXX".into(),
             ("value", _) => format!("10.20.{}.{}", n / 250 % 250, n % 250),
+            ("ip", _) => "198.51.100.20".into(),
+            ("fingerprint", _) => format!("fp{n}"),
             ("key", _) => format!("k{n}"),
             ("prefix", _) => "PX".into(),
             ("version", _) => "1.0".into(),
@@ -742,6 +756,7 @@ async fn snapshot(cp: &Cp, t: &Tenant) -> Value {
         "/v1/apps".into(),
         format!("/v1/apps/{app}"),
         format!("/v1/licenses?app_id={app}"),
+        format!("/v1/licenses/{}/machines", t.ids["license"]),
         format!("/v1/apps/{app}/blacklist"),
         format!("/v1/apps/{app}/policies"),
         "/v1/policies".into(),

@@ -182,7 +182,7 @@ async fn seed_in_database(
     for statement in [
         "VACUUM (ANALYZE) licenses",
         "VACUUM (ANALYZE) license_usage",
-        "ANALYZE license_hwids",
+        "ANALYZE machines",
         "ANALYZE license_ips",
     ] {
         client.batch_execute(statement).await?;

@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "policies",
         include_str!("../migrations/0006_policies.sql"),
     ),
+    (
+        7,
+        "machines",
+        include_str!("../migrations/0007_machines.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying Keyward's migration lock among advisory locks.

@@ -22,6 +22,38 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+pub const MAX_METADATA_KEYS: usize = 64;
+pub const MAX_METADATA_DEPTH: usize = 4;
+
+/// The bounds of every resource's free-form `metadata` object (Keygen's: 64 keys, 4 levels, 16 KiB).
+pub fn check_metadata(m: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    if m.len() > MAX_METADATA_KEYS {
+        return Err(format!(
+            "metadata may have at most {MAX_METADATA_KEYS} keys"
+        ));
+    }
+    fn depth(v: &serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+            serde_json::Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    if m.values().map(depth).max().unwrap_or(0) + 1 > MAX_METADATA_DEPTH {
+        return Err(format!(
+            "metadata may nest at most {MAX_METADATA_DEPTH} levels"
+        ));
+    }
+    let size = serde_json::to_vec(m).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > MAX_METADATA_BYTES {
+        return Err(format!(
+            "metadata may be at most {MAX_METADATA_BYTES} bytes as JSON"
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Account {
     pub id: AccountId,
@@ -92,6 +124,29 @@ pub struct BoundHwid {
     pub bound_at: DateTime<Utc>,
     /// `validate` (bound by a client's first use) or `admin`.
     pub bound_by: String,
+}
+
+/// A device a license is activated on: its fingerprint (the HWID a client sends) and what an
+/// admin or an SDK says of it. Keygen's machine; the native and KeyAuth facades' HWID binding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Machine {
+    pub id: Uuid,
+    pub license_id: LicenseId,
+    pub app_id: AppId,
+    pub fingerprint: String,
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    pub platform: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub cores: Option<i32>,
+    pub memory: Option<i64>,
+    pub disk: Option<i64>,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// `validate` (a client's first use), `admin` or `api` (activated over REST).
+    pub bound_by: String,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize)]

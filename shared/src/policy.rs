@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::model::present;
+use crate::model::{check_metadata, present};
 
 /// A closed set of names stored as text: `as_str`, `parse`, `ALL`, and serde as that text
 /// (an unknown name is refused with the list of the known ones).
@@ -211,9 +211,6 @@ pub const MIN_HEARTBEAT_SECS: i32 = 60;
 pub const MAX_HEARTBEAT_SECS: i32 = 366 * 86_400;
 pub const DEFAULT_HEARTBEAT_SECS: i32 = 600;
 pub const MAX_IP_LIMIT: i32 = 10_000;
-pub const MAX_METADATA_BYTES: usize = 16 * 1024;
-pub const MAX_METADATA_KEYS: usize = 64;
-pub const MAX_METADATA_DEPTH: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Policy {
@@ -442,33 +439,6 @@ impl Policy {
         }
         Ok(())
     }
-}
-
-fn check_metadata(m: &Map<String, Value>) -> Result<(), String> {
-    if m.len() > MAX_METADATA_KEYS {
-        return Err(format!(
-            "metadata may have at most {MAX_METADATA_KEYS} keys"
-        ));
-    }
-    fn depth(v: &Value) -> usize {
-        match v {
-            Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
-            Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
-            _ => 0,
-        }
-    }
-    if m.values().map(depth).max().unwrap_or(0) + 1 > MAX_METADATA_DEPTH {
-        return Err(format!(
-            "metadata may nest at most {MAX_METADATA_DEPTH} levels"
-        ));
-    }
-    let size = serde_json::to_vec(m).map(|v| v.len()).unwrap_or(usize::MAX);
-    if size > MAX_METADATA_BYTES {
-        return Err(format!(
-            "metadata may be at most {MAX_METADATA_BYTES} bytes as JSON"
-        ));
-    }
-    Ok(())
 }
 
 /// Fields an admin may set on create or update; absent fields keep their value (or default),

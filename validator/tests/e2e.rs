@@ -235,6 +235,58 @@ async fn control_plane_changes_reach_every_validator_within_a_second() {
         .await,
     );
 
+    // Machines: the validators' first-use binding is a machine over REST; deactivating it frees
+    // the slot on both validators, and an admin activation counts against the same limit.
+    for addr in validators {
+        assert_eq!(code(&http, addr, app, &key(2), Some("pc-a")).await, "VALID");
+    }
+    let (status, machines) = admin
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/licenses/{}/machines", id(2)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{machines}");
+    let bound = machines["items"].as_array().expect("items").clone();
+    assert_eq!(bound.len(), 1, "{machines}");
+    assert_eq!(bound[0]["fingerprint"], "pc-a");
+    assert_eq!(bound[0]["bound_by"], "validate");
+    for addr in validators {
+        assert_eq!(
+            code(&http, addr, app, &key(2), Some("pc-b")).await,
+            "HWID_MISMATCH"
+        );
+    }
+    let (status, body) = admin
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/licenses/{}/machines", id(2)),
+            Some(json!({"fingerprint": "pc-c"})),
+        )
+        .await;
+    assert_eq!(status, 409, "activation past the limit: {body}");
+    let (status, _) = admin
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/machines/{}", bound[0]["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    timings.push(
+        on_both(
+            &http,
+            validators,
+            app,
+            &key(2),
+            "pc-b",
+            "VALID",
+            "machine deactivation",
+        )
+        .await,
+    );
+
     // Pausing the app.
     let (status, body) = admin
         .call(

@@ -256,7 +256,7 @@ async fn concurrent_first_uses_on_two_validators_never_exceed_the_hwid_limit() {
     assert_eq!((valid, refused), (2, 48), "{codes:?}");
     let bound: i64 = c
         .query_one(
-            "SELECT count(*) FROM license_hwids WHERE license_id = $1",
+            "SELECT count(*) FROM machines WHERE license_id = $1",
             &[&l.id],
         )
         .await

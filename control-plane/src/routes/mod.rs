@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod blacklist;
 mod licenses;
+mod machines;
 mod ops;
 mod policies;
 mod signing_keys;
@@ -66,6 +67,16 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/licenses/{id}/unban", post(licenses::unban))
         .route("/v1/licenses/{id}/extend", post(licenses::extend))
         .route("/v1/licenses/{id}/reset-hwids", post(licenses::reset_hwids))
+        .route(
+            "/v1/licenses/{id}/machines",
+            post(machines::activate).get(machines::list),
+        )
+        .route(
+            "/v1/machines/{id}",
+            get(machines::get)
+                .patch(machines::update)
+                .delete(machines::deactivate),
+        )
         .route("/v1/audit-log", get(audit::list))
         .route("/v1/signing-keys", get(signing_keys::list))
         .merge(crate::keyaux::router())

@@ -21,9 +21,9 @@ const SELECT: &str = "SELECT l.id, l.account_id, l.app_id, l.key, l.status, l.le
        l.used_at, l.expires_at, l.duration_secs, l.hwid_limit, l.ip_limit, l.ban_reason,
        u.last_validated_at, coalesce(u.validation_count, 0) AS validation_count, l.max_uses,
        l.uses, l.used_by,
-       ARRAY(SELECT h.hwid FROM license_hwids h WHERE h.license_id = l.id ORDER BY h.bound_at, h.hwid) AS hwids,
-       ARRAY(SELECT h.bound_at FROM license_hwids h WHERE h.license_id = l.id ORDER BY h.bound_at, h.hwid) AS hwid_bound_at,
-       ARRAY(SELECT h.bound_by FROM license_hwids h WHERE h.license_id = l.id ORDER BY h.bound_at, h.hwid) AS hwid_bound_by,
+       ARRAY(SELECT h.fingerprint FROM machines h WHERE h.license_id = l.id ORDER BY h.bound_at, h.fingerprint) AS hwids,
+       ARRAY(SELECT h.bound_at FROM machines h WHERE h.license_id = l.id ORDER BY h.bound_at, h.fingerprint) AS hwid_bound_at,
+       ARRAY(SELECT h.bound_by FROM machines h WHERE h.license_id = l.id ORDER BY h.bound_at, h.fingerprint) AS hwid_bound_by,
        ARRAY(SELECT i.ip FROM license_ips i WHERE i.license_id = l.id ORDER BY i.first_seen, i.ip) AS ips
   FROM licenses l LEFT JOIN license_usage u ON u.license_id = l.id";
 
@@ -76,7 +76,7 @@ pub async fn facts_by_keys<C: crate::db::Hot>(
 ) -> StoreResult<Vec<Option<LicenseFacts>>> {
     const SQL: &str = "SELECT q.i, l.id, l.status, l.level, l.hwid_limit, l.ip_limit, l.max_uses,
        l.uses, l.used_at, l.expires_at, l.duration_secs, l.ban_reason,
-       ARRAY(SELECT h.hwid FROM license_hwids h WHERE h.license_id = l.id ORDER BY h.hwid) AS hwids,
+       ARRAY(SELECT h.fingerprint FROM machines h WHERE h.license_id = l.id ORDER BY h.fingerprint) AS hwids,
        ARRAY(SELECT i.ip FROM license_ips i WHERE i.license_id = l.id ORDER BY i.ip) AS ips
   FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS q(app_id, key, i)
   JOIN licenses l ON l.app_id = q.app_id AND l.key = q.key";
@@ -197,7 +197,7 @@ pub async fn list<C: GenericClient + Sync>(
                 "{SELECT} WHERE l.account_id = $1
                    AND ($2::uuid IS NULL OR l.app_id = $2)
                    AND ($3::text IS NULL OR l.key ILIKE $3 OR l.note ILIKE $3
-                        OR EXISTS (SELECT 1 FROM license_hwids h WHERE h.license_id = l.id AND h.hwid ILIKE $3))
+                        OR EXISTS (SELECT 1 FROM machines h WHERE h.license_id = l.id AND h.fingerprint ILIKE $3))
                    AND ($4::text IS NULL
                         OR ($4 = 'active' AND l.status = 'active' AND (l.expires_at IS NULL OR l.expires_at > now()))
                         OR ($4 = 'banned' AND l.status = 'banned')
@@ -483,7 +483,7 @@ pub async fn reset_hwids(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
         wtx,
         id,
         "WITH l AS (SELECT id, app_id, key FROM licenses WHERE id = $1 AND account_id = $2),
-              d AS (DELETE FROM license_hwids h USING l WHERE h.license_id = l.id)
+              d AS (DELETE FROM machines h USING l WHERE h.license_id = l.id)
          SELECT app_id, key FROM l",
         &[],
         "license.reset_hwids",
@@ -607,9 +607,9 @@ pub async fn activate(
             let n = wtx
                 .tx()
                 .execute(
-                    "INSERT INTO license_hwids (license_id, hwid, bound_by)
+                    "INSERT INTO machines (license_id, fingerprint, bound_by)
                      SELECT $1, $2, 'validate'
-                      WHERE $3::bigint = 0 OR (SELECT count(*) FROM license_hwids WHERE license_id = $1) < $3::bigint
+                      WHERE $3::bigint = 0 OR (SELECT count(*) FROM machines WHERE license_id = $1) < $3::bigint
                      ON CONFLICT DO NOTHING",
                     &[&license_id, hwid, &(locked.get::<_, i32>("hwid_limit") as i64)],
                 )

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod blacklist;
 pub mod client_logs;
 pub mod licenses;
+pub mod machines;
 pub mod policies;
 pub mod sessions;
 pub mod signing_keys;

@@ -1,0 +1,75 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use keyward_shared::model::Machine;
+use keyward_shared::store::machines::{self, MachinePatch, NewMachine};
+use keyward_shared::write::WriteTx;
+use uuid::Uuid;
+
+use crate::auth::Auth;
+use crate::error::ApiResult;
+use crate::extract::{Json, Path};
+use crate::routes::apps::Items;
+use crate::AppState;
+
+pub async fn activate(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(license_id): Path<Uuid>,
+    Json(new): Json<NewMachine>,
+) -> ApiResult<(StatusCode, Json<Machine>)> {
+    auth.require("licenses:write")?;
+    let mut client = state.client().await?;
+    let mut w = WriteTx::begin(&mut client, auth.actor).await?;
+    let machine = machines::activate(&mut w, license_id, &new).await?;
+    w.commit().await?;
+    Ok((StatusCode::CREATED, Json(machine)))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(license_id): Path<Uuid>,
+) -> ApiResult<Json<Items<Machine>>> {
+    auth.require("licenses:read")?;
+    let client = state.client().await?;
+    Ok(Json(Items {
+        items: machines::list_for_license(&**client, auth.account_id(), license_id).await?,
+    }))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Machine>> {
+    auth.require("licenses:read")?;
+    let client = state.client().await?;
+    Ok(Json(machines::get(&**client, auth.account_id(), id).await?))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+    Json(patch): Json<MachinePatch>,
+) -> ApiResult<Json<Machine>> {
+    auth.require("licenses:write")?;
+    let mut client = state.client().await?;
+    let mut w = WriteTx::begin(&mut client, auth.actor).await?;
+    let machine = machines::update(&mut w, id, &patch).await?;
+    w.commit().await?;
+    Ok(Json(machine))
+}
+
+pub async fn deactivate(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    auth.require("licenses:write")?;
+    let mut client = state.client().await?;
+    let mut w = WriteTx::begin(&mut client, auth.actor).await?;
+    machines::deactivate(&mut w, id).await?;
+    w.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
