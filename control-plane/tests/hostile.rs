@@ -168,8 +168,30 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
             Some(json!({"fingerprint": format!("{name}-machine"), "hostname": format!("{name}-host")})),
         )
         .await;
+    let entitlement = cp
+        .ok(
+            Method::POST,
+            "/v1/entitlements",
+            j,
+            Some(json!({"name": format!("{name}-feature"), "code": format!("{name}-FEATURE")})),
+        )
+        .await;
+    let entitlement_id = field(&entitlement, &["id"]);
+    for holder in [
+        format!("/v1/policies/{}", field(&policy, &["id"])),
+        format!("/v1/licenses/{}", field(&lic, &["id"])),
+    ] {
+        cp.ok(
+            Method::POST,
+            &format!("{holder}/entitlements"),
+            j,
+            Some(json!({"entitlement_ids": [entitlement_id]})),
+        )
+        .await;
+    }
     let mut ids = BTreeMap::new();
     ids.insert("app", app.clone());
+    ids.insert("entitlement", entitlement_id);
     ids.insert("machine", field(&machine, &["id"]));
     ids.insert("policy", field(&policy, &["id"]));
     ids.insert("license", field(&lic, &["id"]));
@@ -198,6 +220,8 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
         format!("{name}-policy"),
         format!("{name}-machine"),
         format!("{name}-host"),
+        format!("{name}-feature"),
+        format!("{name}-FEATURE"),
     ]);
     Tenant {
         jwt,
@@ -319,6 +343,7 @@ fn resource_of(template: &str, param: &str) -> &'static str {
         "api-keys" => "api_key",
         "policies" => "policy",
         "machines" => "machine",
+        "entitlements" => "entitlement",
         other => panic!(
             "{template}: teach this test which resource the path parameter {param} (after '{other}') names"
         ),
@@ -366,6 +391,7 @@ fn sample(name: &str, schema: &Value, t: &Tenant, n: usize) -> Value {
         "boolean" => json!(false),
         "array" => match name {
             "scopes" => json!(["*"]),
+            "entitlement_ids" => json!([t.ids["entitlement"]]),
             _ => json!([sample(name, &schema["items"], t, n)]),
         },
         "object" => {
@@ -393,6 +419,7 @@ fn sample(name: &str, schema: &Value, t: &Tenant, n: usize) -> Value {
             ("value", _) => format!("10.20.{}.{}", n / 250 % 250, n % 250),
             ("ip", _) => "198.51.100.20".into(),
             ("fingerprint", _) => format!("fp{n}"),
+            ("code", _) => format!("code-{n}"),
             ("key", _) => format!("k{n}"),
             ("prefix", _) => "PX".into(),
             ("version", _) => "1.0".into(),
@@ -760,6 +787,9 @@ async fn snapshot(cp: &Cp, t: &Tenant) -> Value {
         format!("/v1/apps/{app}/blacklist"),
         format!("/v1/apps/{app}/policies"),
         "/v1/policies".into(),
+        "/v1/entitlements".into(),
+        format!("/v1/licenses/{}/entitlements", t.ids["license"]),
+        format!("/v1/policies/{}/entitlements", t.ids["policy"]),
         "/v1/api-keys".into(),
         format!("/api/dashboard/users/{app}"),
         format!("/api/dashboard/subscriptions/{app}"),

@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "machines",
         include_str!("../migrations/0007_machines.sql"),
     ),
+    (
+        8,
+        "entitlements",
+        include_str!("../migrations/0008_entitlements.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying Keyward's migration lock among advisory locks.

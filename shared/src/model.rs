@@ -126,6 +126,19 @@ pub struct BoundHwid {
     pub bound_by: String,
 }
 
+/// A named feature a license grants, directly or through its policy (Keygen's entitlement).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entitlement {
+    pub id: Uuid,
+    pub account_id: AccountId,
+    pub name: String,
+    /// Unique in the account; what clients ask for in a validation's entitlements scope.
+    pub code: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// A device a license is activated on: its fingerprint (the HWID a client sends) and what an
 /// admin or an SDK says of it. Keygen's machine; the native and KeyAuth facades' HWID binding.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -6,6 +6,7 @@ mod apps;
 mod audit;
 mod auth;
 mod blacklist;
+mod entitlements;
 mod licenses;
 mod machines;
 mod ops;
@@ -50,6 +51,32 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             post(policies::create).get(policies::list_for_app),
         )
         .route("/v1/policies", get(policies::list))
+        .route(
+            "/v1/policies/{id}/entitlements",
+            get(entitlements::of_policy).post(entitlements::attach_to_policy),
+        )
+        .route(
+            "/v1/policies/{id}/entitlements/{entitlement}",
+            delete(entitlements::detach_from_policy),
+        )
+        .route(
+            "/v1/licenses/{id}/entitlements",
+            get(entitlements::of_license).post(entitlements::attach_to_license),
+        )
+        .route(
+            "/v1/licenses/{id}/entitlements/{entitlement}",
+            delete(entitlements::detach_from_license),
+        )
+        .route(
+            "/v1/entitlements",
+            post(entitlements::create).get(entitlements::list),
+        )
+        .route(
+            "/v1/entitlements/{id}",
+            get(entitlements::get)
+                .patch(entitlements::update)
+                .delete(entitlements::delete),
+        )
         .route(
             "/v1/policies/{id}",
             get(policies::get)

@@ -16,6 +16,8 @@ pub const SCOPES: &[&str] = &[
     "licenses:write",
     "policies:read",
     "policies:write",
+    "entitlements:read",
+    "entitlements:write",
     "blacklist:read",
     "blacklist:write",
     "audit:read",

@@ -7,6 +7,7 @@ pub mod apps;
 pub mod audit;
 pub mod blacklist;
 pub mod client_logs;
+pub mod entitlements;
 pub mod licenses;
 pub mod machines;
 pub mod policies;
