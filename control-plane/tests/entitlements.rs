@@ -243,38 +243,39 @@ async fn another_tenant_reaches_no_entitlement() {
         .as_str()
         .unwrap()
         .to_string();
-    for (m, p, body) in [
-        (Method::GET, format!("/v1/entitlements/{id}"), None),
-        (
-            Method::PATCH,
-            format!("/v1/entitlements/{id}"),
-            Some(json!({"name": "bob's"})),
-        ),
-        (Method::DELETE, format!("/v1/entitlements/{id}"), None),
-        (
-            Method::GET,
-            format!("/v1/licenses/{lic}/entitlements"),
-            None,
-        ),
-        (
-            Method::POST,
-            format!("/v1/licenses/{lic}/entitlements"),
-            Some(json!({"entitlement_ids": [bobs["id"]]})),
-        ),
-        (
-            Method::DELETE,
-            format!("/v1/licenses/{lic}/entitlements/{id}"),
-            None,
-        ),
-        (
-            Method::POST,
-            format!("/v1/licenses/{bob_lic}/entitlements"),
-            Some(json!({"entitlement_ids": [id]})),
-        ),
-    ] {
-        let r = cp.call(m.clone(), &p, Some(&b), body).await;
-        assert_eq!(r.status, 404, "{m} {p} → {}", r.body);
-    }
+    cp.all_not_found(
+        &b,
+        vec![
+            (Method::GET, format!("/v1/entitlements/{id}"), None),
+            (
+                Method::PATCH,
+                format!("/v1/entitlements/{id}"),
+                Some(json!({"name": "bob's"})),
+            ),
+            (Method::DELETE, format!("/v1/entitlements/{id}"), None),
+            (
+                Method::GET,
+                format!("/v1/licenses/{lic}/entitlements"),
+                None,
+            ),
+            (
+                Method::POST,
+                format!("/v1/licenses/{lic}/entitlements"),
+                Some(json!({"entitlement_ids": [bobs["id"]]})),
+            ),
+            (
+                Method::DELETE,
+                format!("/v1/licenses/{lic}/entitlements/{id}"),
+                None,
+            ),
+            (
+                Method::POST,
+                format!("/v1/licenses/{bob_lic}/entitlements"),
+                Some(json!({"entitlement_ids": [id]})),
+            ),
+        ],
+    )
+    .await;
     let still = cp
         .ok(
             Method::GET,

@@ -250,24 +250,25 @@ async fn another_tenant_reaches_no_machine() {
         )
         .await;
     let id = m["id"].as_str().unwrap().to_string();
-    for (method, p, body) in [
-        (Method::GET, format!("/v1/machines/{id}"), None),
-        (
-            Method::PATCH,
-            format!("/v1/machines/{id}"),
-            Some(json!({"name": "bob's"})),
-        ),
-        (Method::DELETE, format!("/v1/machines/{id}"), None),
-        (Method::GET, format!("/v1/licenses/{lic}/machines"), None),
-        (
-            Method::POST,
-            format!("/v1/licenses/{lic}/machines"),
-            Some(json!({"fingerprint": "bob-pc"})),
-        ),
-    ] {
-        let r = cp.call(method.clone(), &p, Some(&b), body).await;
-        assert_eq!(r.status, 404, "{method} {p} → {}", r.body);
-    }
+    cp.all_not_found(
+        &b,
+        vec![
+            (Method::GET, format!("/v1/machines/{id}"), None),
+            (
+                Method::PATCH,
+                format!("/v1/machines/{id}"),
+                Some(json!({"name": "bob's"})),
+            ),
+            (Method::DELETE, format!("/v1/machines/{id}"), None),
+            (Method::GET, format!("/v1/licenses/{lic}/machines"), None),
+            (
+                Method::POST,
+                format!("/v1/licenses/{lic}/machines"),
+                Some(json!({"fingerprint": "bob-pc"})),
+            ),
+        ],
+    )
+    .await;
     let after = cp
         .ok(Method::GET, &format!("/v1/machines/{id}"), &a, None)
         .await;

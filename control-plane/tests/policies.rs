@@ -246,24 +246,25 @@ async fn another_tenant_reaches_no_policy_and_scoped_keys_are_enforced() {
         )
         .await;
     let id = policy["id"].as_str().unwrap().to_string();
-    for (m, p, body) in [
-        (Method::GET, format!("/v1/policies/{id}"), None),
-        (
-            Method::PATCH,
-            format!("/v1/policies/{id}"),
-            Some(json!({"name": "Bob's now"})),
-        ),
-        (Method::DELETE, format!("/v1/policies/{id}"), None),
-        (Method::GET, format!("/v1/apps/{app}/policies"), None),
-        (
-            Method::POST,
-            format!("/v1/apps/{app}/policies"),
-            Some(json!({"name": "Bob's"})),
-        ),
-    ] {
-        let r = cp.call(m.clone(), &p, Some(&b), body).await;
-        assert_eq!(r.status, 404, "{m} {p} → {}", r.body);
-    }
+    cp.all_not_found(
+        &b,
+        vec![
+            (Method::GET, format!("/v1/policies/{id}"), None),
+            (
+                Method::PATCH,
+                format!("/v1/policies/{id}"),
+                Some(json!({"name": "Bob's now"})),
+            ),
+            (Method::DELETE, format!("/v1/policies/{id}"), None),
+            (Method::GET, format!("/v1/apps/{app}/policies"), None),
+            (
+                Method::POST,
+                format!("/v1/apps/{app}/policies"),
+                Some(json!({"name": "Bob's"})),
+            ),
+        ],
+    )
+    .await;
     let bobs = cp.ok(Method::GET, "/v1/policies", &b, None).await;
     assert_eq!(bobs["items"], json!([]));
     let bobs = cp

@@ -114,6 +114,14 @@ impl Cp {
         r.body
     }
 
+    /// Every attempt (method, path, body) answers 404 to `token`.
+    pub async fn all_not_found(&self, token: &str, attempts: Vec<(Method, String, Option<Value>)>) {
+        for (method, path, body) in attempts {
+            let r = self.call(method.clone(), &path, Some(token), body).await;
+            assert_eq!(r.status, 404, "{method} {path} → {}", r.body);
+        }
+    }
+
     pub async fn app(&self, token: &str, name: &str) -> String {
         let b = self
             .ok(Method::POST, "/v1/apps", token, Some(json!({"name": name})))

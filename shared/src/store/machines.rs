@@ -231,22 +231,16 @@ pub async fn activate(
     let app_id: Uuid = license.try_get("app_id")?;
     let key: String = license.try_get("key")?;
     let limit: i32 = license.try_get("hwid_limit")?;
-    let bound: i64 = wtx
+    // Both in one read, under the license's lock.
+    let counted = wtx
         .tx()
         .query_one(
-            "SELECT count(*) FROM machines WHERE license_id = $1",
-            &[&license_id],
-        )
-        .await?
-        .try_get(0)?;
-    let taken = wtx
-        .tx()
-        .query_opt(
-            "SELECT 1 FROM machines WHERE license_id = $1 AND fingerprint = $2",
+            "SELECT count(*), coalesce(bool_or(fingerprint = $2), false) FROM machines WHERE license_id = $1",
             &[&license_id, &new.fingerprint],
         )
-        .await?
-        .is_some();
+        .await?;
+    let bound: i64 = counted.try_get(0)?;
+    let taken: bool = counted.try_get(1)?;
     if taken {
         return Err(StoreError::Conflict(
             "this fingerprint is already activated on this license".into(),
