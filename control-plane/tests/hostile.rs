@@ -409,6 +409,7 @@ fn sample(name: &str, schema: &Value, t: &Tenant, n: usize) -> Value {
             Value::Object(o)
         }
         _ => json!(match (name, schema["format"].as_str()) {
+            ("policy_id", _) => t.ids["policy"].clone(),
             (_, Some("uuid")) => t.ids["user"].clone(),
             (_, Some("date-time")) => "2031-01-01T00:00:00Z".into(),
             ("url" | "download_url", _) => "https://example.com/hook".into(),

@@ -1,5 +1,6 @@
 //! Policies over the native REST API: create with defaults, read, list, patch (rules checked on
-//! the result), delete; the errors each gives; the audit trail; another tenant sees none of it.
+//! the result), delete; the errors each gives; the audit trail; another tenant sees none of it;
+//! licenses following their policy's limits unless they override them.
 
 mod common;
 
@@ -61,7 +62,8 @@ async fn policy_crud_with_keygens_defaults_and_whole_policy_rules() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["Basic", "Pro"]);
+    // Every app has its default policy first.
+    assert_eq!(names, ["Default", "Basic", "Pro"]);
     let other_app = cp.app(&a, "Other").await;
     cp.ok(
         Method::POST,
@@ -71,11 +73,11 @@ async fn policy_crud_with_keygens_defaults_and_whole_policy_rules() {
     )
     .await;
     let all = cp.ok(Method::GET, "/v1/policies", &a, None).await;
-    assert_eq!(all["items"].as_array().unwrap().len(), 3);
+    assert_eq!(all["items"].as_array().unwrap().len(), 5);
     let filtered = cp
         .ok(Method::GET, &format!("/v1/policies?app_id={app}"), &a, None)
         .await;
-    assert_eq!(filtered["items"].as_array().unwrap().len(), 2);
+    assert_eq!(filtered["items"].as_array().unwrap().len(), 3);
 
     // Patch: absent fields stay, null clears, the whole result is checked.
     let patched = cp
@@ -267,6 +269,27 @@ async fn another_tenant_reaches_no_policy_and_scoped_keys_are_enforced() {
     .await;
     let bobs = cp.ok(Method::GET, "/v1/policies", &b, None).await;
     assert_eq!(bobs["items"], json!([]));
+    // Nor can Bob's licenses follow Alice's policy.
+    let bobs_app = cp.app(&b, "Bob Tool").await;
+    let r = cp
+        .call(
+            Method::POST,
+            &format!("/v1/apps/{bobs_app}/licenses"),
+            Some(&b),
+            Some(json!({"policy_id": id})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let bobs_license = &cp.licenses(&b, &bobs_app, json!({})).await[0];
+    let r = cp
+        .call(
+            Method::PATCH,
+            &format!("/v1/licenses/{}", bobs_license["id"].as_str().unwrap()),
+            Some(&b),
+            Some(json!({"policy_id": id})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
     let bobs = cp
         .ok(Method::GET, &format!("/v1/policies?app_id={app}"), &b, None)
         .await;
@@ -299,4 +322,188 @@ async fn another_tenant_reaches_no_policy_and_scoped_keys_are_enforced() {
         )
         .await;
     assert_eq!(r.status, 403, "{}", r.body);
+}
+
+#[tokio::test]
+async fn licenses_follow_their_policy_unless_they_override_it() {
+    let cp = Cp::start().await;
+    let a = cp.admin("alice").await;
+    let app = cp.app(&a, "Alice Tool").await;
+    let policies = cp
+        .ok(Method::GET, &format!("/v1/apps/{app}/policies"), &a, None)
+        .await;
+    let default = &policies["items"][0];
+    assert_eq!(default["is_default"], true);
+    assert_eq!(default["name"], "Default");
+    assert_eq!(default["authentication_strategy"], "license");
+    assert_eq!(default["max_machines"], 1);
+    assert_eq!(default["max_uses"], 1);
+    let default_id = default["id"].as_str().unwrap().to_string();
+
+    // Without a policy: the default's limits, as a KeyAuth key always had.
+    let plain = &cp.licenses(&a, &app, json!({})).await[0];
+    assert_eq!(plain["policy_id"], default_id.as_str());
+    assert_eq!(plain["hwid_limit"], 1);
+    assert_eq!(plain["ip_limit"], 0);
+    assert_eq!(plain["max_uses"], 1);
+    assert_eq!(plain["expires_at"], json!(null));
+
+    // A floating policy with a duration from creation, another from first validation.
+    let floating = cp
+        .ok(
+            Method::POST,
+            &format!("/v1/apps/{app}/policies"),
+            &a,
+            Some(json!({"name": "Team", "floating": true, "max_machines": 3,
+                        "ip_limit": 4, "duration_secs": 86_400})),
+        )
+        .await;
+    let floating_id = floating["id"].as_str().unwrap().to_string();
+    assert_eq!(floating["is_default"], false);
+    let first_use = cp
+        .ok(
+            Method::POST,
+            &format!("/v1/apps/{app}/policies"),
+            &a,
+            Some(json!({"name": "Trial", "duration_secs": 3_600,
+                        "expiration_basis": "from_first_validation"})),
+        )
+        .await;
+    let team = cp
+        .licenses(&a, &app, json!({"policy_id": floating_id, "count": 2}))
+        .await;
+    for l in &team {
+        assert_eq!(l["policy_id"], floating_id.as_str());
+        assert_eq!(l["hwid_limit"], 3);
+        assert_eq!(l["ip_limit"], 4);
+        assert_eq!(l["max_uses"], json!(null), "no limit");
+        let expires: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(l["expires_at"].clone()).unwrap();
+        let in_secs = (expires - chrono::Utc::now()).num_seconds();
+        assert!((86_300..=86_400).contains(&in_secs), "{in_secs}");
+    }
+    let trial = &cp
+        .licenses(&a, &app, json!({"policy_id": first_use["id"]}))
+        .await[0];
+    assert_eq!(trial["expires_at"], json!(null));
+    assert_eq!(trial["duration_secs"], 3_600);
+    // An explicit duration wins over the policy's.
+    let explicit = &cp
+        .licenses(
+            &a,
+            &app,
+            json!({"policy_id": floating_id, "duration_days": 7}),
+        )
+        .await[0];
+    let expires: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(explicit["expires_at"].clone()).unwrap();
+    assert!((expires - chrono::Utc::now()).num_days() >= 6);
+
+    let license = |l: &serde_json::Value| format!("/v1/licenses/{}", l["id"].as_str().unwrap());
+    let (one, two) = (license(&team[0]), license(&team[1]));
+
+    // An override stays when the policy changes; the others follow the policy.
+    let r = cp
+        .ok(Method::PATCH, &one, &a, Some(json!({"hwid_limit": 2})))
+        .await;
+    assert_eq!(r["hwid_limit"], 2);
+    cp.ok(
+        Method::PATCH,
+        &format!("/v1/policies/{floating_id}"),
+        &a,
+        Some(json!({"max_machines": 5, "max_uses": 10})),
+    )
+    .await;
+    let got = cp.ok(Method::GET, &one, &a, None).await;
+    assert_eq!(
+        (got["hwid_limit"].clone(), got["max_uses"].clone()),
+        (json!(2), json!(10))
+    );
+    let got = cp.ok(Method::GET, &two, &a, None).await;
+    assert_eq!(got["hwid_limit"], 5);
+    // null gives the limit back to the policy.
+    let got = cp
+        .ok(Method::PATCH, &one, &a, Some(json!({"hwid_limit": null})))
+        .await;
+    assert_eq!(got["hwid_limit"], 5);
+    let r = cp
+        .call(Method::PATCH, &one, Some(&a), Some(json!({"max_uses": 0})))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // A policy with licenses cannot go, nor can the default; move them and it can.
+    let r = cp
+        .call(
+            Method::DELETE,
+            &format!("/v1/policies/{floating_id}"),
+            Some(&a),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body["message"].as_str().unwrap().contains("3 licenses"),
+        "{}",
+        r.body
+    );
+    let r = cp
+        .call(
+            Method::DELETE,
+            &format!("/v1/policies/{default_id}"),
+            Some(&a),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    for l in [&one, &two, &license(explicit)] {
+        let moved = cp
+            .ok(Method::PATCH, l, &a, Some(json!({"policy_id": default_id})))
+            .await;
+        assert_eq!(moved["policy_id"], default_id.as_str());
+        assert_eq!(moved["hwid_limit"], 1);
+    }
+    let r = cp
+        .call(
+            Method::DELETE,
+            &format!("/v1/policies/{floating_id}"),
+            Some(&a),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+
+    // Only a policy of the license's own app.
+    let other_app = cp.app(&a, "Other").await;
+    let others = cp
+        .ok(
+            Method::GET,
+            &format!("/v1/apps/{other_app}/policies"),
+            &a,
+            None,
+        )
+        .await;
+    let others_default = others["items"][0]["id"].as_str().unwrap();
+    let r = cp
+        .call(
+            Method::PATCH,
+            &one,
+            Some(&a),
+            Some(json!({"policy_id": others_default})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = cp
+        .call(
+            Method::POST,
+            &format!("/v1/apps/{app}/licenses"),
+            Some(&a),
+            Some(json!({"policy_id": others_default})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body["message"].as_str().unwrap().contains("policy_id"),
+        "{}",
+        r.body
+    );
 }

@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "entitlements",
         include_str!("../migrations/0008_entitlements.sql"),
     ),
+    (
+        9,
+        "license_policies",
+        include_str!("../migrations/0009_license_policies.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying Keyward's migration lock among advisory locks.

@@ -49,6 +49,16 @@ impl StoreError {
         }
         self
     }
+
+    /// A foreign-key violation as a conflict (a row still refers to the one being removed).
+    pub fn conflict_on_foreign_key(self, message: &str) -> StoreError {
+        if let StoreError::Database(e) = &self {
+            if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
+                return StoreError::Conflict(message.to_string());
+            }
+        }
+        self
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

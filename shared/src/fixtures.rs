@@ -36,6 +36,7 @@ pub fn license(hwid: &str) -> License {
         id: Uuid::new_v4(),
         account_id: Uuid::new_v4(),
         app_id: Uuid::new_v4(),
+        policy_id: Uuid::new_v4(),
         key: "ABCDE-FGHIJ-KLMNO-PQRST-UVWXY".into(),
         status: LicenseStatus::Active,
         level: 1,
@@ -55,7 +56,7 @@ pub fn license(hwid: &str) -> License {
         ips: vec![],
         last_validated_at: None,
         validation_count: 0,
-        max_uses: 1,
+        max_uses: Some(1),
         uses: 0,
         used_by: None,
     }

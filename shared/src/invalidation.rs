@@ -18,6 +18,8 @@ pub enum Invalidation {
     License { app: Uuid, key: String },
     /// App settings (or the app itself) changed: drop the app and everything cached under it.
     App { app: Uuid },
+    /// One of the app's policies changed: the licenses that follow it hold its limits.
+    Policy { app: Uuid },
     /// The app's blacklist changed.
     Blacklist { app: Uuid },
     /// One end user (their subscriptions, variables, HWID, ban) changed.

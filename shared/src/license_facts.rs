@@ -19,6 +19,7 @@ pub struct LicenseFacts {
     pub hwid_limit: i32,
     /// Maximum number of distinct client IPs; 0 means unlimited.
     pub ip_limit: i32,
+    /// `i32::MAX` when there is no limit.
     pub max_uses: i32,
     pub uses: i32,
     used_at: OptI64,
@@ -50,7 +51,7 @@ impl From<&License> for LicenseFacts {
         facts.level = l.level;
         facts.hwid_limit = l.hwid_limit;
         facts.ip_limit = l.ip_limit;
-        facts.max_uses = l.max_uses;
+        facts.max_uses = l.max_uses.unwrap_or(i32::MAX);
         facts.uses = l.uses;
         facts
     }

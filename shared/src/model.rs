@@ -167,6 +167,8 @@ pub struct License {
     pub id: LicenseId,
     pub account_id: AccountId,
     pub app_id: AppId,
+    /// The policy it follows (its app's default unless one was named).
+    pub policy_id: Uuid,
     pub key: String,
     pub status: LicenseStatus,
     pub level: i32,
@@ -176,17 +178,20 @@ pub struct License {
     pub expires_at: Option<DateTime<Utc>>,
     /// Expiry on first use: the validity that starts at the first validation.
     pub duration_secs: Option<i64>,
-    /// Maximum number of bound HWIDs; 0 means unlimited.
+    /// Maximum number of bound HWIDs (machines); 0 means unlimited. The license's own, else its
+    /// policy's.
     pub hwid_limit: i32,
-    /// Maximum number of distinct client IPs; 0 means unlimited (and IPs are not recorded).
+    /// Maximum number of distinct client IPs; 0 means unlimited (and IPs are not recorded). The
+    /// license's own, else its policy's.
     pub ip_limit: i32,
     pub ban_reason: Option<String>,
     pub hwids: Vec<BoundHwid>,
     pub ips: Vec<IpAddr>,
     pub last_validated_at: Option<DateTime<Utc>>,
     pub validation_count: i64,
-    /// How many times the key may be redeemed by KeyAuth `register`/`upgrade`/`license`.
-    pub max_uses: i32,
+    /// How many times the key may be used (KeyAuth `register`/`upgrade`/`license`, Keygen's
+    /// usage counter); `None`: no limit. The license's own, else its policy's.
+    pub max_uses: Option<i32>,
     pub uses: i32,
     /// The end user who redeemed it (KeyAuth's `used_by`).
     pub used_by: Option<String>,

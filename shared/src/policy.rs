@@ -218,6 +218,9 @@ pub struct Policy {
     pub account_id: Uuid,
     pub app_id: Uuid,
     pub name: String,
+    /// The app's default policy: licenses made without naming a policy follow it (one per app,
+    /// made with the app, never deleted).
+    pub is_default: bool,
     /// How long a license of this policy lasts; `None`: it does not expire.
     pub duration_secs: Option<i64>,
     pub expiration_basis: ExpirationBasis,
@@ -267,6 +270,7 @@ impl Policy {
             account_id,
             app_id,
             name,
+            is_default: false,
             duration_secs: None,
             expiration_basis: ExpirationBasis::FromCreation,
             expiration_strategy: ExpirationStrategy::RestrictAccess,

@@ -491,3 +491,126 @@ async fn facts_by_keys_match_the_full_rows() {
     assert_eq!(other_facts.id, other.id);
     assert!(licenses::facts_by_keys(&c, &[]).await.unwrap().is_empty());
 }
+
+/// Migration 0009 on a database with data of before: every license joins its app's new default
+/// policy, limits equal to the old defaults follow it, the others stay as overrides. Run in a
+/// schema of its own (the migrations name no schema), so the test database stays as it is.
+#[tokio::test]
+async fn upgrade_gives_existing_licenses_their_apps_default_policy() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute("CREATE SCHEMA before_policies; SET search_path TO before_policies")
+        .await
+        .unwrap();
+    let sources: Vec<&str> = db::migration_sources().collect();
+    let before = 8;
+    for sql in &sources[..before] {
+        c.batch_execute(sql).await.unwrap();
+    }
+    c.batch_execute(
+        "INSERT INTO accounts (id, public_id, username, password_hash)
+              VALUES ('00000000-0000-0000-0000-00000000000a', 'ABCDEFGHIJ', 'old', 'x');
+         INSERT INTO apps (id, account_id, name, secret)
+              VALUES ('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-00000000000a', 'one', 's'),
+                     ('00000000-0000-0000-0000-0000000000a2', '00000000-0000-0000-0000-00000000000a', 'two', 's');
+         -- A policy already named like the default one.
+         INSERT INTO policies (id, account_id, app_id, name)
+              VALUES (gen_random_uuid(), '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-0000000000a2', 'Default');
+         INSERT INTO licenses (id, account_id, app_id, key, hwid_limit, ip_limit, max_uses)
+              VALUES (gen_random_uuid(), '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-0000000000a1', 'PLAIN', 1, 0, 1),
+                     (gen_random_uuid(), '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-0000000000a1', 'WIDE', 5, 2, 3),
+                     (gen_random_uuid(), '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-0000000000a2', 'OTHER', 1, 0, 1);",
+    )
+    .await
+    .unwrap();
+    for sql in &sources[before..] {
+        c.batch_execute(sql).await.unwrap();
+    }
+    let rows = c
+        .query(
+            "SELECT l.key, a.name AS app, p.name AS policy, p.is_default, p.authentication_strategy,
+                    l.hwid_limit, l.ip_limit, l.max_uses
+               FROM licenses l JOIN policies p ON p.id = l.policy_id JOIN apps a ON a.id = l.app_id
+              ORDER BY l.key",
+            &[],
+        )
+        .await
+        .unwrap();
+    // key, app, policy, is_default, strategy, hwid_limit, ip_limit, max_uses
+    type Row = (
+        String,
+        String,
+        String,
+        bool,
+        String,
+        Option<i32>,
+        Option<i32>,
+        Option<i32>,
+    );
+    let got: Vec<Row> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+                r.get(7),
+            )
+        })
+        .collect();
+    let expected =
+        |key: &str, app: &str, policy: String, limits: (Option<i32>, Option<i32>, Option<i32>)| {
+            (
+                key.to_string(),
+                app.to_string(),
+                policy,
+                true,
+                "license".to_string(),
+                limits.0,
+                limits.1,
+                limits.2,
+            )
+        };
+    assert_eq!(
+        got,
+        vec![
+            expected(
+                "OTHER",
+                "two",
+                "Default 00000000".to_string(),
+                (None, None, None)
+            ),
+            expected("PLAIN", "one", "Default".to_string(), (None, None, None)),
+            expected(
+                "WIDE",
+                "one",
+                "Default".to_string(),
+                (Some(5), Some(2), Some(3))
+            ),
+        ]
+    );
+    // Still one default per app, and a license cannot follow another app's policy.
+    let err = c
+        .batch_execute(
+            "UPDATE licenses SET policy_id = (SELECT id FROM policies WHERE app_id = '00000000-0000-0000-0000-0000000000a2' AND is_default)
+              WHERE key = 'PLAIN'",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
+    );
+    let err = c
+        .batch_execute("UPDATE policies SET is_default = true WHERE name = 'Default' AND app_id = '00000000-0000-0000-0000-0000000000a2'")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
+}

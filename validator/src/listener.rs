@@ -204,6 +204,7 @@ fn kind(inv: &invalidation::Invalidation) -> &'static str {
     match inv {
         invalidation::Invalidation::License { .. } => "license",
         invalidation::Invalidation::App { .. } => "app",
+        invalidation::Invalidation::Policy { .. } => "policy",
         invalidation::Invalidation::Blacklist { .. } => "blacklist",
         invalidation::Invalidation::User { .. } => "user",
         invalidation::Invalidation::Vars { .. } => "vars",

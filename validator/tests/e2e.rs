@@ -287,6 +287,65 @@ async fn control_plane_changes_reach_every_validator_within_a_second() {
         .await,
     );
 
+    // Policies: a license that follows a floating policy gets its machine limit, and raising
+    // the policy's limit reaches both validators without touching the license.
+    let team = admin
+        .post(
+            &format!("/v1/apps/{app}/policies"),
+            json!({"name": "Team", "floating": true, "max_machines": 2}),
+        )
+        .await;
+    let (status, body) = admin
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/licenses/{}", id(2)),
+            Some(json!({"policy_id": team["id"], "hwid_limit": null})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["hwid_limit"].clone()),
+        (200, json!(2)),
+        "{body}"
+    );
+    timings.push(
+        on_both(
+            &http,
+            validators,
+            app,
+            &key(2),
+            "pc-c",
+            "VALID",
+            "license moved to a policy",
+        )
+        .await,
+    );
+    for addr in validators {
+        assert_eq!(
+            code(&http, addr, app, &key(2), Some("pc-d")).await,
+            "TOO_MANY_HWIDS"
+        );
+    }
+    let (status, body) = admin
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/policies/{}", team["id"].as_str().unwrap()),
+            Some(json!({"max_machines": 3})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    timings.push(
+        on_both(
+            &http,
+            validators,
+            app,
+            &key(2),
+            "pc-d",
+            "VALID",
+            "policy limit raised",
+        )
+        .await,
+    );
+
     // Pausing the app.
     let (status, body) = admin
         .call(

@@ -187,6 +187,7 @@ pub async fn create(wtx: &mut WriteTx<'_>, patch: &AppPatch) -> StoreResult<App>
             ],
         )
         .await?;
+    super::policies::create_default(wtx, app.id).await?;
     // A validator may hold a negative entry for this id (clients probing before it existed).
     wtx.invalidate(Invalidation::App { app: app.id });
     wtx.audit(

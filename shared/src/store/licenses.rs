@@ -10,22 +10,26 @@ use crate::error::{StoreError, StoreResult};
 use crate::invalidation::Invalidation;
 use crate::keygen::{Mask, DEFAULT_MASK};
 use crate::license_facts::LicenseFacts;
-use crate::model::{BoundHwid, License, LicenseStatus};
+use crate::model::{present, BoundHwid, License, LicenseStatus};
 use crate::verdict::Activation;
 use crate::write::WriteTx;
 
 pub const MAX_BATCH: i64 = 500;
 
 /// Columns of a full license, with its HWIDs and IPs as arrays (one round trip, no N+1).
-const SELECT: &str = "SELECT l.id, l.account_id, l.app_id, l.key, l.status, l.level, l.note, l.created_at,
-       l.used_at, l.expires_at, l.duration_secs, l.hwid_limit, l.ip_limit, l.ban_reason,
-       u.last_validated_at, coalesce(u.validation_count, 0) AS validation_count, l.max_uses,
-       l.uses, l.used_by,
+const SELECT: &str = concat!(
+    "SELECT l.id, l.account_id, l.app_id, l.policy_id, l.key, l.status, l.level, l.note, l.created_at,
+       l.used_at, l.expires_at, l.duration_secs, l.ban_reason, ",
+    limits!(),
+    ", u.last_validated_at, coalesce(u.validation_count, 0) AS validation_count,
+       coalesce(l.max_uses, p.max_uses) AS max_uses, l.uses, l.used_by,
        ARRAY(SELECT h.fingerprint FROM machines h WHERE h.license_id = l.id ORDER BY h.bound_at, h.fingerprint) AS hwids,
        ARRAY(SELECT h.bound_at FROM machines h WHERE h.license_id = l.id ORDER BY h.bound_at, h.fingerprint) AS hwid_bound_at,
        ARRAY(SELECT h.bound_by FROM machines h WHERE h.license_id = l.id ORDER BY h.bound_at, h.fingerprint) AS hwid_bound_by,
        ARRAY(SELECT i.ip FROM license_ips i WHERE i.license_id = l.id ORDER BY i.first_seen, i.ip) AS ips
-  FROM licenses l LEFT JOIN license_usage u ON u.license_id = l.id";
+  FROM licenses l JOIN policies p ON p.id = l.policy_id
+  LEFT JOIN license_usage u ON u.license_id = l.id"
+);
 
 fn from_row(r: &Row) -> License {
     let hwids: Vec<String> = r.get("hwids");
@@ -35,6 +39,7 @@ fn from_row(r: &Row) -> License {
         id: r.get("id"),
         account_id: r.get("account_id"),
         app_id: r.get("app_id"),
+        policy_id: r.get("policy_id"),
         key: r.get("key"),
         status: r.get("status"),
         level: r.get("level"),
@@ -74,12 +79,17 @@ pub async fn facts_by_keys<C: crate::db::Hot>(
     c: &C,
     lookups: &[(Uuid, &str)],
 ) -> StoreResult<Vec<Option<LicenseFacts>>> {
-    const SQL: &str = "SELECT q.i, l.id, l.status, l.level, l.hwid_limit, l.ip_limit, l.max_uses,
+    const SQL: &str = concat!(
+        "SELECT q.i, l.id, l.status, l.level, ",
+        limits!(),
+        ", coalesce(l.max_uses, p.max_uses, 2147483647) AS max_uses,
        l.uses, l.used_at, l.expires_at, l.duration_secs, l.ban_reason,
        ARRAY(SELECT h.fingerprint FROM machines h WHERE h.license_id = l.id ORDER BY h.fingerprint) AS hwids,
        ARRAY(SELECT i.ip FROM license_ips i WHERE i.license_id = l.id ORDER BY i.ip) AS ips
   FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS q(app_id, key, i)
-  JOIN licenses l ON l.app_id = q.app_id AND l.key = q.key";
+  JOIN licenses l ON l.app_id = q.app_id AND l.key = q.key
+  JOIN policies p ON p.id = l.policy_id"
+    );
     let mut answers = vec![None; lookups.len()];
     if lookups.is_empty() {
         return Ok(answers);
@@ -238,11 +248,15 @@ pub struct GenerateSpec {
     pub expiry_on_first_use: bool,
     pub level: Option<i32>,
     pub note: Option<String>,
-    /// Default 1; 0 for unlimited.
+    /// The policy the licenses follow: one of this app's (default: the app's default policy).
+    /// Without a duration or `expires_at`, the policy's duration applies, counted from
+    /// creation or, for the other expiration bases, from first use.
+    pub policy_id: Option<Uuid>,
+    /// Overrides of the policy's limits. HWIDs (machines), 0 for unlimited.
     pub hwid_limit: Option<i32>,
-    /// Default 0 (unlimited).
+    /// Distinct client IPs, 0 for unlimited.
     pub ip_limit: Option<i32>,
-    /// Redemptions allowed by the KeyAuth client API (default 1).
+    /// Uses (KeyAuth redemptions, Keygen's usage counter).
     pub max_uses: Option<i32>,
 }
 
@@ -255,9 +269,9 @@ struct Resolved {
     duration_secs: Option<i64>,
     level: i32,
     note: Option<String>,
-    hwid_limit: i32,
-    ip_limit: i32,
-    max_uses: i32,
+    hwid_limit: Option<i32>,
+    ip_limit: Option<i32>,
+    max_uses: Option<i32>,
 }
 
 fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
@@ -307,15 +321,7 @@ fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
     if note.as_deref().is_some_and(|n| n.chars().count() > 1000) {
         return invalid("note must be at most 1000 characters");
     }
-    let max_uses = spec.max_uses.unwrap_or(1);
-    if !(1..=1_000_000).contains(&max_uses) {
-        return invalid("max_uses must be between 1 and 1000000");
-    }
-    let hwid_limit = spec.hwid_limit.unwrap_or(1);
-    let ip_limit = spec.ip_limit.unwrap_or(0);
-    if !(0..=10_000).contains(&hwid_limit) || !(0..=10_000).contains(&ip_limit) {
-        return invalid("hwid_limit and ip_limit must be between 0 and 10000");
-    }
+    check_limits(spec.hwid_limit, spec.ip_limit, spec.max_uses)?;
     Ok(Resolved {
         count,
         mask,
@@ -323,10 +329,52 @@ fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
         duration_secs,
         level,
         note,
-        hwid_limit,
-        ip_limit,
-        max_uses,
+        hwid_limit: spec.hwid_limit,
+        ip_limit: spec.ip_limit,
+        max_uses: spec.max_uses,
     })
+}
+
+fn check_limits(
+    hwid_limit: Option<i32>,
+    ip_limit: Option<i32>,
+    max_uses: Option<i32>,
+) -> StoreResult<()> {
+    let invalid = |m: &str| Err(StoreError::Invalid(m.to_string()));
+    if max_uses.is_some_and(|m| !(1..=1_000_000).contains(&m)) {
+        return invalid("max_uses must be between 1 and 1000000");
+    }
+    if hwid_limit.is_some_and(|l| !(0..=10_000).contains(&l))
+        || ip_limit.is_some_and(|l| !(0..=10_000).contains(&l))
+    {
+        return invalid("hwid_limit and ip_limit must be between 0 and 10000");
+    }
+    Ok(())
+}
+
+/// The policy new licenses of `app_id` follow (`id`, or the app's default), locked against
+/// deletion until the transaction ends; with its duration and whether that counts from creation.
+async fn policy_for(
+    wtx: &WriteTx<'_>,
+    app_id: Uuid,
+    id: Option<Uuid>,
+) -> StoreResult<(Uuid, Option<i64>, bool)> {
+    let row = wtx
+        .tx()
+        .query_opt(
+            "SELECT id, duration_secs, expiration_basis = 'from_creation' AS from_creation
+               FROM policies
+              WHERE app_id = $1 AND account_id = $2 AND CASE WHEN $3::uuid IS NULL THEN is_default ELSE id = $3 END
+              FOR SHARE",
+            &[&app_id, &wtx.account_id(), &id],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Invalid("policy_id names no policy of this app".into()))?;
+    Ok((
+        row.try_get("id")?,
+        row.try_get("duration_secs")?,
+        row.try_get("from_creation")?,
+    ))
 }
 
 /// Generates `count` licenses for one of the caller's apps. Keys are unique per app; collisions
@@ -336,7 +384,8 @@ pub async fn generate(
     app_id: Uuid,
     spec: &GenerateSpec,
 ) -> StoreResult<Vec<License>> {
-    let r = resolve(spec, Utc::now())?;
+    let now = Utc::now();
+    let mut r = resolve(spec, now)?;
     let owned = wtx
         .tx()
         .query_opt(
@@ -346,6 +395,17 @@ pub async fn generate(
         .await?;
     if owned.is_none() {
         return Err(StoreError::NotFound("app"));
+    }
+    let (policy_id, policy_duration, from_creation) =
+        policy_for(wtx, app_id, spec.policy_id).await?;
+    if let (None, None, Some(d)) = (r.expires_at, r.duration_secs, policy_duration) {
+        if from_creation {
+            r.expires_at = Some(now + Duration::seconds(d));
+        } else {
+            // Every other basis (first validation, activation, download, use) starts the
+            // clock at the license's first use.
+            r.duration_secs = Some(d);
+        }
     }
     let mut ids: Vec<Uuid> = Vec::with_capacity(r.count as usize);
     for _attempt in 0..5 {
@@ -358,13 +418,13 @@ pub async fn generate(
         let rows = wtx
             .tx()
             .query(
-                "INSERT INTO licenses (id, account_id, app_id, key, level, note, expires_at, duration_secs, hwid_limit, ip_limit, max_uses)
-                 SELECT u.id, $1, $2, u.key, $5, $6, $7, $8, $9, $10, $11
+                "INSERT INTO licenses (id, account_id, app_id, key, level, note, expires_at, duration_secs, hwid_limit, ip_limit, max_uses, policy_id)
+                 SELECT u.id, $1, $2, u.key, $5, $6, $7, $8, $9, $10, $11, $12
                    FROM unnest($3::uuid[], $4::text[]) AS u(id, key)
                  ON CONFLICT (app_id, key) DO NOTHING RETURNING id",
                 &[
                     &wtx.account_id(), &app_id, &new_ids, &keys, &r.level, &r.note, &r.expires_at,
-                    &r.duration_secs, &r.hwid_limit, &r.ip_limit, &r.max_uses,
+                    &r.duration_secs, &r.hwid_limit, &r.ip_limit, &r.max_uses, &policy_id,
                 ],
             )
             .await?;
@@ -396,8 +456,9 @@ pub async fn generate(
         "license.generate",
         "app",
         Some(app_id.to_string()),
-        json!({"count": r.count, "expires_at": r.expires_at, "duration_secs": r.duration_secs,
-               "level": r.level, "hwid_limit": r.hwid_limit, "ip_limit": r.ip_limit}),
+        json!({"count": r.count, "policy_id": policy_id, "expires_at": r.expires_at,
+               "duration_secs": r.duration_secs, "level": r.level, "hwid_limit": r.hwid_limit,
+               "ip_limit": r.ip_limit, "max_uses": r.max_uses}),
     );
     Ok(licenses)
 }
@@ -542,8 +603,15 @@ pub async fn extend(wtx: &mut WriteTx<'_>, id: Uuid, ext: &Extension) -> StoreRe
 pub struct LicensePatch {
     pub note: Option<String>,
     pub level: Option<i32>,
-    pub hwid_limit: Option<i32>,
-    pub ip_limit: Option<i32>,
+    /// Moves the license to another policy of its app.
+    pub policy_id: Option<Uuid>,
+    /// Limit overrides; `null` returns the limit to the policy's.
+    #[serde(default, deserialize_with = "present")]
+    pub hwid_limit: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "present")]
+    pub ip_limit: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_uses: Option<Option<i32>>,
 }
 
 pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreResult<()> {
@@ -552,27 +620,56 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreR
             "level must be between 0 and 1000000".into(),
         ));
     }
-    if p.hwid_limit.is_some_and(|l| !(0..=10_000).contains(&l))
-        || p.ip_limit.is_some_and(|l| !(0..=10_000).contains(&l))
-    {
-        return Err(StoreError::Invalid(
-            "hwid_limit and ip_limit must be between 0 and 10000".into(),
-        ));
-    }
+    check_limits(
+        p.hwid_limit.flatten(),
+        p.ip_limit.flatten(),
+        p.max_uses.flatten(),
+    )?;
     if p.note.as_deref().is_some_and(|n| n.chars().count() > 1000) {
         return Err(StoreError::Invalid(
             "note must be at most 1000 characters".into(),
         ));
     }
+    if let Some(policy) = p.policy_id {
+        // Locked so that it cannot be deleted before the move commits.
+        let same_app = wtx
+            .tx()
+            .query_opt(
+                "SELECT 1 FROM policies p JOIN licenses l ON l.app_id = p.app_id
+                  WHERE p.id = $1 AND l.id = $2 AND l.account_id = $3 FOR SHARE OF p",
+                &[&policy, &id, &wtx.account_id()],
+            )
+            .await?;
+        if same_app.is_none() {
+            get(wtx.tx(), wtx.account_id(), id).await?;
+            return Err(StoreError::Invalid(
+                "policy_id names no policy of the license's app".into(),
+            ));
+        }
+    }
     mutate_one(
         wtx,
         id,
         "UPDATE licenses SET note = coalesce($3, note), level = coalesce($4, level),
-                hwid_limit = coalesce($5, hwid_limit), ip_limit = coalesce($6, ip_limit)
+                policy_id = coalesce($5, policy_id),
+                hwid_limit = CASE WHEN $6 THEN $7 ELSE hwid_limit END,
+                ip_limit = CASE WHEN $8 THEN $9 ELSE ip_limit END,
+                max_uses = CASE WHEN $10 THEN $11 ELSE max_uses END
           WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
-        &[&p.note, &p.level, &p.hwid_limit, &p.ip_limit],
+        &[
+            &p.note,
+            &p.level,
+            &p.policy_id,
+            &p.hwid_limit.is_some(),
+            &p.hwid_limit.flatten(),
+            &p.ip_limit.is_some(),
+            &p.ip_limit.flatten(),
+            &p.max_uses.is_some(),
+            &p.max_uses.flatten(),
+        ],
         "license.update",
-        json!({"note": p.note, "level": p.level, "hwid_limit": p.hwid_limit, "ip_limit": p.ip_limit}),
+        json!({"note": p.note, "level": p.level, "policy_id": p.policy_id,
+               "hwid_limit": p.hwid_limit, "ip_limit": p.ip_limit, "max_uses": p.max_uses}),
     )
     .await
 }
@@ -591,7 +688,11 @@ pub async fn activate(
     let Some(locked) = wtx
         .tx()
         .query_opt(
-            "SELECT app_id, key, status, hwid_limit, ip_limit FROM licenses WHERE id = $1 FOR UPDATE",
+            concat!(
+                "SELECT l.app_id, l.key, l.status, ",
+                limits!(),
+                " FROM licenses l JOIN policies p ON p.id = l.policy_id WHERE l.id = $1 FOR UPDATE OF l"
+            ),
             &[&license_id],
         )
         .await?
@@ -802,7 +903,8 @@ pub async fn redeem(wtx: &mut WriteTx<'_>, license_id: Uuid, username: &str) -> 
             "UPDATE licenses SET uses = uses + 1, used_by = $2, used_at = coalesce(used_at, now()),
                     expires_at = CASE WHEN expires_at IS NULL AND duration_secs IS NOT NULL
                                       THEN now() + make_interval(secs => duration_secs) ELSE expires_at END
-              WHERE id = $1 AND status = 'active' AND uses < max_uses
+              WHERE id = $1 AND status = 'active'
+                AND uses < coalesce(max_uses, (SELECT p.max_uses FROM policies p WHERE p.id = policy_id), 2147483647)
               RETURNING app_id, key",
             &[&license_id, &username],
         )
@@ -845,10 +947,11 @@ pub async fn seed_sequential(
     let n = wtx
         .tx()
         .execute(
-            "INSERT INTO licenses (id, account_id, app_id, key, hwid_limit, ip_limit, note, used_at)
-             SELECT gen_random_uuid(), $2, $1, $3 || '-' || lpad(i::text, 10, '0'), 0, 0, 'load-test seed',
+            "INSERT INTO licenses (id, account_id, app_id, policy_id, key, hwid_limit, ip_limit, note, used_at)
+             SELECT gen_random_uuid(), $2, $1, p.id, $3 || '-' || lpad(i::text, 10, '0'), 0, 0, 'load-test seed',
                     CASE WHEN $6 THEN now() END
-               FROM generate_series($4::bigint, $4::bigint + $5::bigint - 1) AS i
+               FROM policies p, generate_series($4::bigint, $4::bigint + $5::bigint - 1) AS i
+              WHERE p.app_id = $1 AND p.is_default
              ON CONFLICT DO NOTHING",
             &[&app_id, &wtx.account_id(), &prefix, &first, &count, &activated],
         )

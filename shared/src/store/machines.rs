@@ -223,7 +223,12 @@ pub async fn activate(
     let license = wtx
         .tx()
         .query_opt(
-            "SELECT app_id, key, hwid_limit FROM licenses WHERE id = $1 AND account_id = $2 FOR UPDATE",
+            concat!(
+                "SELECT l.app_id, l.key, ",
+                limits!(),
+                " FROM licenses l JOIN policies p ON p.id = l.policy_id
+                  WHERE l.id = $1 AND l.account_id = $2 FOR UPDATE OF l"
+            ),
             &[&license_id, &wtx.account_id()],
         )
         .await?

@@ -1,6 +1,16 @@
 //! The SQL of every resource, used by both services. Reads take any client; writes that can
 //! change a validator's answer take a [`crate::write::WriteTx`].
 
+/// A license's effective limits, for queries of `licenses l JOIN policies p ON p.id =
+/// l.policy_id`: its own overrides, else its policy's. A node-locked policy's `max_machines` is
+/// 1; a floating one's NULL means any number (0 here).
+macro_rules! limits {
+    () => {
+        "coalesce(l.hwid_limit, p.max_machines, 0) AS hwid_limit,
+         coalesce(l.ip_limit, p.ip_limit) AS ip_limit"
+    };
+}
+
 pub mod accounts;
 pub mod api_keys;
 pub mod apps;

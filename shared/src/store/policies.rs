@@ -7,7 +7,8 @@ use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use crate::error::{StoreError, StoreResult};
-use crate::policy::{Policy, PolicyPatch};
+use crate::invalidation::Invalidation;
+use crate::policy::{AuthenticationStrategy, Policy, PolicyPatch};
 use crate::write::WriteTx;
 
 /// The settable columns, in the order of [`settable`].
@@ -83,7 +84,7 @@ fn settable<'a>(p: &'a Policy, metadata: &'a Value) -> [&'a (dyn ToSql + Sync); 
 
 fn columns() -> String {
     format!(
-        "id, account_id, app_id, {}, created_at, updated_at",
+        "id, account_id, app_id, is_default, {}, created_at, updated_at",
         SETTABLE.join(", ")
     )
 }
@@ -94,6 +95,7 @@ fn from_row(r: &Row) -> StoreResult<Policy> {
         account_id: r.try_get("account_id")?,
         app_id: r.try_get("app_id")?,
         name: r.try_get("name")?,
+        is_default: r.try_get("is_default")?,
         duration_secs: r.try_get("duration_secs")?,
         expiration_basis: r.try_get("expiration_basis")?,
         expiration_strategy: r.try_get("expiration_strategy")?,
@@ -147,22 +149,7 @@ pub async fn create(
         return Err(StoreError::Invalid("name is required".into()));
     }
     policy.apply(patch).map_err(StoreError::Invalid)?;
-    let metadata = Value::Object(policy.metadata.clone());
-    let placeholders: Vec<String> = (4..4 + SETTABLE.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "INSERT INTO policies (id, account_id, app_id, {}) VALUES ($1, $2, $3, {}) RETURNING {}",
-        SETTABLE.join(", "),
-        placeholders.join(", "),
-        columns()
-    );
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&policy.id, &policy.account_id, &app_id];
-    params.extend(settable(&policy, &metadata));
-    let row = wtx
-        .tx()
-        .query_one(&sql, &params)
-        .await
-        .map_err(|e| StoreError::from(e).conflict_on_unique(NAME_TAKEN))?;
-    let created = from_row(&row)?;
+    let created = insert(wtx, &policy).await?;
     wtx.audit(
         "policy.create",
         "policy",
@@ -170,6 +157,43 @@ pub async fn create(
         json!({"app_id": app_id, "name": created.name}),
     );
     Ok(created)
+}
+
+/// The name of the policy every app is made with.
+pub const DEFAULT_NAME: &str = "Default";
+
+/// The default policy of a new app (see migration 0009): node-locked like a KeyAuth key with
+/// one HWID, redeemable once, authenticated by the key itself.
+pub(crate) async fn create_default(wtx: &mut WriteTx<'_>, app_id: Uuid) -> StoreResult<Policy> {
+    let mut policy = Policy::new(wtx.account_id(), app_id, DEFAULT_NAME.into());
+    policy.is_default = true;
+    policy.authentication_strategy = AuthenticationStrategy::License;
+    policy.max_uses = Some(1);
+    insert(wtx, &policy).await
+}
+
+async fn insert(wtx: &mut WriteTx<'_>, policy: &Policy) -> StoreResult<Policy> {
+    let metadata = Value::Object(policy.metadata.clone());
+    let placeholders: Vec<String> = (5..5 + SETTABLE.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "INSERT INTO policies (id, account_id, app_id, is_default, {}) VALUES ($1, $2, $3, $4, {}) RETURNING {}",
+        SETTABLE.join(", "),
+        placeholders.join(", "),
+        columns()
+    );
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &policy.id,
+        &policy.account_id,
+        &policy.app_id,
+        &policy.is_default,
+    ];
+    params.extend(settable(policy, &metadata));
+    let row = wtx
+        .tx()
+        .query_one(&sql, &params)
+        .await
+        .map_err(|e| StoreError::from(e).conflict_on_unique(NAME_TAKEN))?;
+    from_row(&row)
 }
 
 /// The caller's policies, of one app or of all, oldest first.
@@ -244,6 +268,10 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &PolicyPatch) -> Sto
         .await
         .map_err(|e| StoreError::from(e).conflict_on_unique(NAME_TAKEN))?;
     let updated = from_row(&row)?;
+    // The licenses that follow this policy hold its limits in the validators' caches.
+    wtx.invalidate(Invalidation::Policy {
+        app: updated.app_id,
+    });
     wtx.audit(
         "policy.update",
         "policy",
@@ -253,16 +281,38 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &PolicyPatch) -> Sto
     Ok(updated)
 }
 
+/// Deletes a policy no license follows; the default policy stays while its app does.
 pub async fn delete(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
     let row = wtx
         .tx()
         .query_opt(
-            "DELETE FROM policies WHERE id = $1 AND account_id = $2 RETURNING app_id, name",
+            "SELECT is_default, (SELECT count(*) FROM licenses l WHERE l.policy_id = p.id) AS licenses
+               FROM policies p WHERE id = $1 AND account_id = $2 FOR UPDATE",
             &[&id, &wtx.account_id()],
         )
         .await?
         .ok_or(StoreError::NotFound("policy"))?;
-    let (app_id, name): (Uuid, String) = (row.get(0), row.get(1));
+    if row.try_get::<_, bool>("is_default")? {
+        return Err(StoreError::Conflict(
+            "the app's default policy cannot be deleted".into(),
+        ));
+    }
+    let licenses: i64 = row.try_get("licenses")?;
+    if licenses > 0 {
+        return Err(StoreError::Conflict(format!(
+            "{licenses} licenses follow this policy; move them to another policy or delete them first"
+        )));
+    }
+    // A license made meanwhile (the count took no lock on it) fails the foreign key instead.
+    let row = wtx
+        .tx()
+        .query_one(
+            "DELETE FROM policies WHERE id = $1 RETURNING app_id, name",
+            &[&id],
+        )
+        .await
+        .map_err(|e| StoreError::from(e).conflict_on_foreign_key("licenses follow this policy"))?;
+    let (app_id, name): (Uuid, String) = (row.try_get(0)?, row.try_get(1)?);
     wtx.audit(
         "policy.delete",
         "policy",

@@ -10,6 +10,7 @@ fn license() -> License {
         id: Uuid::new_v4(),
         account_id: Uuid::new_v4(),
         app_id: Uuid::new_v4(),
+        policy_id: Uuid::new_v4(),
         key: "AAAA-BBBB".into(),
         status: LicenseStatus::Active,
         level: 1,
@@ -25,7 +26,7 @@ fn license() -> License {
         ips: vec![],
         last_validated_at: None,
         validation_count: 0,
-        max_uses: 1,
+        max_uses: Some(1),
         uses: 0,
         used_by: None,
     }

@@ -282,6 +282,9 @@ impl Caches {
                 // A deleted app takes its licenses with it.
                 self.licenses.forget_app(*app);
             }
+            // Policies are rare writes; re-reading the app's licenses is cheaper than keeping
+            // each one's policy id in the cache to pick them out.
+            Invalidation::Policy { app } => self.licenses.forget_app(*app),
             Invalidation::Blacklist { app } => {
                 self.app_generation.fetch_add(1, Ordering::SeqCst);
                 self.blacklists.remove(app);

@@ -66,7 +66,9 @@ impl ClientCaches {
                 self.online.invalidate(&app).await;
             }
             Invalidation::All => self.clear(),
-            Invalidation::License { .. } | Invalidation::Blacklist { .. } => {}
+            Invalidation::License { .. }
+            | Invalidation::Policy { .. }
+            | Invalidation::Blacklist { .. } => {}
         }
     }
 
