@@ -78,6 +78,7 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(m) => ApiError::bad_request(m),
             StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", m),
+            StoreError::LimitReached(m) => ApiError::new(StatusCode::CONFLICT, "LIMIT_REACHED", m),
             e if e.is_unavailable() => {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::new(

@@ -4,12 +4,12 @@
 //! [`start`] migrates the database, binds and serves; [`create_admin`] creates an account.
 
 mod auth;
+mod compat;
 pub mod config;
 pub mod demo;
 mod error;
 mod extract;
 mod input;
-mod keyaux;
 mod metrics;
 mod routes;
 

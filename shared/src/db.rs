@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "license_policies",
         include_str!("../migrations/0009_license_policies.sql"),
     ),
+    (
+        10,
+        "keygen_client",
+        include_str!("../migrations/0010_keygen_client.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying Keyward's migration lock among advisory locks.

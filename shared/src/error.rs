@@ -10,6 +10,9 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// A limit (machines on a license, …) would be exceeded: a conflict the caller can name.
+    #[error("{0}")]
+    LimitReached(String),
     #[error("database error: {0}")]
     Database(#[from] tokio_postgres::Error),
     #[error("database pool error: {0}")]

@@ -84,6 +84,14 @@ impl Ed25519Signer {
         msg.extend_from_slice(body);
         hex::encode(self.key.sign(&msg).as_ref())
     }
+
+    /// The raw 64-byte Ed25519 signature of `msg` (Keygen's response signatures and license files).
+    pub fn sign_bytes(&self, msg: &[u8]) -> [u8; 64] {
+        match self.key.sign(msg).as_ref().try_into() {
+            Ok(s) => s,
+            Err(_) => unreachable!("an Ed25519 signature is 64 bytes"),
+        }
+    }
 }
 
 #[cfg(test)]

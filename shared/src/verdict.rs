@@ -15,6 +15,8 @@ use crate::blacklist::BlacklistView;
 use crate::license_facts::LicenseFacts;
 use crate::model::{App, LicenseStatus};
 
+pub mod keygen;
+
 /// Stable verdict codes. Clients branch on these; never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

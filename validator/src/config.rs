@@ -118,6 +118,16 @@ pub struct Config {
     #[arg(long, env = "KEYWARD_USER_CACHE_CAPACITY", default_value_t = 500_000)]
     pub user_cache_capacity: u64,
 
+    /// Licenses kept in memory for the Keygen facade, each with its policy, machines and
+    /// entitlements (a few hundred bytes to a few kB each).
+    #[arg(long, env = "KEYWARD_KEYGEN_CACHE_CAPACITY", default_value_t = 200_000)]
+    pub keygen_cache_capacity: u64,
+
+    /// The account that Keygen calls without a credential and without `/v1/accounts/{id}/` in
+    /// their path belong to (its id or public id); unset: such calls answer 404.
+    #[arg(long, env = "KEYWARD_KEYGEN_ACCOUNT")]
+    pub keygen_account: Option<String>,
+
     /// Client-API requests per second allowed to one app (all its clients together); 0: no limit.
     #[arg(long, env = "KEYWARD_APP_RATE_LIMIT_PER_SEC", default_value_t = 2_000)]
     pub app_rate_limit_per_sec: u32,
@@ -178,6 +188,8 @@ impl Config {
             shutdown_grace_secs: 10,
             session_cache_capacity: 1_000_000,
             user_cache_capacity: 500_000,
+            keygen_cache_capacity: 200_000,
+            keygen_account: None,
             app_rate_limit_per_sec: 2_000,
             app_rate_limit_burst: 4_000,
             client_api_max_body_bytes: 64 * 1024,

@@ -6,10 +6,10 @@
 mod body;
 mod cache;
 mod client_ip;
+mod compat;
 pub mod config;
 mod error;
 mod health;
-mod keyauth;
 mod listener;
 mod metrics;
 #[cfg(feature = "bench-support")]
@@ -18,6 +18,7 @@ mod outbound;
 mod rate_limit;
 mod routes;
 mod server;
+mod signer;
 mod timestamp;
 mod usage;
 mod validate;
@@ -50,7 +51,7 @@ pub(crate) struct State {
     limiter: ClientLimiter,
     usage: Usage,
     metrics: Arc<Metrics>,
-    client: keyauth::ClientApi,
+    client: compat::keyauth::ClientApi,
 }
 
 /// A started validator.
@@ -131,14 +132,14 @@ impl State {
         })
         .map_err(|e| tracing::warn!(error = %e, "webhooks disabled: no HTTP client"))
         .ok();
-        let client = keyauth::ClientApi {
+        let client = compat::keyauth::ClientApi {
             app_limiter: rate_limit::Limiter::new(
                 cfg.app_rate_limit_per_sec,
                 cfg.app_rate_limit_burst,
                 cfg.app_cache_capacity as usize,
             ),
-            passwords: keyauth::Passwords::new(cfg.password_hash_concurrency),
-            signers: keyauth::Signers::default(),
+            passwords: compat::keyauth::Passwords::new(cfg.password_hash_concurrency),
+            signers: signer::Signers::default(),
             outbound,
         };
         Ok(State {

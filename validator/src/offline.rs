@@ -8,7 +8,8 @@ use bytes::Bytes;
 use keyward_shared::blacklist::BlacklistView;
 use keyward_shared::model::{App, License};
 
-use crate::{keyauth, validate, Config, State};
+use crate::compat::keyauth;
+use crate::{validate, Config, State};
 
 pub struct OfflineValidator {
     state: State,

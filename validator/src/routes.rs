@@ -13,9 +13,10 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::body::{BodyError, RequestBody};
 use crate::client_ip::client_ip;
+use crate::compat::{keyauth, keygen};
 use crate::error::{json_response, ApiError};
 use crate::health::Readiness;
-use crate::{keyauth, validate, State};
+use crate::{validate, State};
 
 pub async fn handle(state: &State, peer: IpAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, incoming) = req.into_parts();
@@ -47,6 +48,9 @@ async fn route(
         (&Method::GET | &Method::HEAD, "/readyz") => Ok(readyz(state)),
         (&Method::GET, "/metrics") => Ok(metrics(state).await),
         (_, "/healthz" | "/readyz" | "/metrics") => Err(ApiError::method_not_allowed("GET")),
+        (_, path) if keygen::owns(path) => {
+            return keygen::handle(state, peer, parts, body).await;
+        }
         (&Method::GET | &Method::POST, _) if keyauth.is_some() => {
             let api = keyauth.unwrap_or(keyauth::Api::V1_2);
             return keyauth::handle(state, peer, parts, body, api).await;

@@ -106,7 +106,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/v1/audit-log", get(audit::list))
         .route("/v1/signing-keys", get(signing_keys::list))
-        .merge(crate::keyaux::router())
+        .merge(crate::compat::keyaux::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -143,8 +143,8 @@ async fn method_not_allowed() -> ApiError {
 /// An error in the shape of the facade that owns `path` (for answers given before a handler,
 /// such as the input guard's).
 pub fn reject(path: &str, e: ApiError) -> Response {
-    if crate::keyaux::owns(path) {
-        crate::keyaux::KaError(e).into_response()
+    if crate::compat::keyaux::owns(path) {
+        crate::compat::keyaux::KaError(e).into_response()
     } else {
         e.into_response()
     }

@@ -80,6 +80,21 @@ pub async fn get<C: GenericClient + Sync>(c: &C, id: Uuid) -> StoreResult<Accoun
     .ok_or(StoreError::NotFound("account"))
 }
 
+/// The account a URL names, by id or by public id (Keygen's account id or slug).
+pub async fn resolve<C: GenericClient + Sync>(c: &C, reference: &str) -> StoreResult<Option<Uuid>> {
+    let by_id = reference.parse::<Uuid>().ok();
+    let row = c
+        .query_opt(
+            "SELECT id FROM accounts WHERE id = $1 OR public_id = $2 LIMIT 1",
+            &[&by_id, &reference],
+        )
+        .await?;
+    Ok(match row {
+        Some(r) => Some(r.try_get(0)?),
+        None => None,
+    })
+}
+
 /// Looks an account up by username or email for login; returns it with its password hash.
 pub async fn find_for_login<C: GenericClient + Sync>(
     c: &C,

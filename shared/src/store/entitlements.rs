@@ -6,6 +6,7 @@ use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use crate::error::{StoreError, StoreResult};
+use crate::invalidation::Invalidation;
 use crate::model::{check_metadata, Entitlement};
 use crate::write::WriteTx;
 
@@ -158,6 +159,7 @@ pub async fn update(
         .map_err(|e| StoreError::from(e).conflict_on_unique(CODE_TAKEN))?
         .ok_or(StoreError::NotFound("entitlement"))?;
     let e = from_row(&row)?;
+    invalidate_holders_of(wtx, id).await?;
     wtx.audit(
         "entitlement.update",
         "entitlement",
@@ -169,6 +171,8 @@ pub async fn update(
 
 /// Deletes the entitlement; every policy and license loses it.
 pub async fn delete(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    // Before the links go with it.
+    invalidate_holders_of(wtx, id).await?;
     let row = wtx
         .tx()
         .query_opt(
@@ -184,6 +188,54 @@ pub async fn delete(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
         Some(id.to_string()),
         json!({"code": code}),
     );
+    Ok(())
+}
+
+/// Validators read a license's entitlement codes (Keygen's entitlements scope): every app with a
+/// policy or license holding this one re-reads its licenses.
+async fn invalidate_holders_of(wtx: &mut WriteTx<'_>, entitlement: Uuid) -> StoreResult<()> {
+    let rows = wtx
+        .tx()
+        .query(
+            "SELECT p.app_id FROM policy_entitlements x JOIN policies p ON p.id = x.policy_id
+              WHERE x.entitlement_id = $1 AND x.account_id = $2
+             UNION
+             SELECT l.app_id FROM license_entitlements x JOIN licenses l ON l.id = x.license_id
+              WHERE x.entitlement_id = $1 AND x.account_id = $2",
+            &[&entitlement, &wtx.account_id()],
+        )
+        .await?;
+    for row in rows {
+        wtx.invalidate(Invalidation::Policy {
+            app: row.try_get(0)?,
+        });
+    }
+    Ok(())
+}
+
+/// A policy's entitlements reach all its licenses; a license's, that license.
+async fn invalidate_holder(wtx: &mut WriteTx<'_>, holder: Holder) -> StoreResult<()> {
+    match holder {
+        Holder::Policy(id) => {
+            let row = wtx
+                .tx()
+                .query_one("SELECT app_id FROM policies WHERE id = $1", &[&id])
+                .await?;
+            wtx.invalidate(Invalidation::Policy {
+                app: row.try_get(0)?,
+            });
+        }
+        Holder::License(id) => {
+            let row = wtx
+                .tx()
+                .query_one("SELECT app_id, key FROM licenses WHERE id = $1", &[&id])
+                .await?;
+            wtx.invalidate(Invalidation::License {
+                app: row.try_get(0)?,
+                key: row.try_get(1)?,
+            });
+        }
+    }
     Ok(())
 }
 
@@ -279,6 +331,7 @@ pub async fn attach(
             &[&holder.id(), &distinct, &account],
         )
         .await?;
+    invalidate_holder(wtx, holder).await?;
     wtx.audit(
         format!("{kind}.entitlements.attach"),
         kind,
@@ -302,6 +355,7 @@ pub async fn detach(wtx: &mut WriteTx<'_>, holder: Holder, entitlement: Uuid) ->
     if n == 0 {
         return Err(StoreError::NotFound("attached entitlement"));
     }
+    invalidate_holder(wtx, holder).await?;
     wtx.audit(
         format!("{kind}.entitlements.detach"),
         kind,

@@ -17,7 +17,7 @@ use crate::write::WriteTx;
 pub const MAX_BATCH: i64 = 500;
 
 /// Columns of a full license, with its HWIDs and IPs as arrays (one round trip, no N+1).
-const SELECT: &str = concat!(
+pub(super) const SELECT: &str = concat!(
     "SELECT l.id, l.account_id, l.app_id, l.policy_id, l.key, l.status, l.level, l.note, l.created_at,
        l.used_at, l.expires_at, l.duration_secs, l.ban_reason, ",
     limits!(),
@@ -31,7 +31,7 @@ const SELECT: &str = concat!(
   LEFT JOIN license_usage u ON u.license_id = l.id"
 );
 
-fn from_row(r: &Row) -> License {
+pub(super) fn from_row(r: &Row) -> License {
     let hwids: Vec<String> = r.get("hwids");
     let bound_at: Vec<DateTime<Utc>> = r.get("hwid_bound_at");
     let bound_by: Vec<String> = r.get("hwid_bound_by");

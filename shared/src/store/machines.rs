@@ -18,11 +18,11 @@ use crate::write::WriteTx;
 pub const MAX_FINGERPRINT_LEN: usize = 256;
 const MAX_TEXT_LEN: usize = 255;
 
-const COLUMNS: &str = "m.id, m.license_id, l.app_id, m.fingerprint, m.name, m.hostname,
+pub(super) const COLUMNS: &str = "m.id, m.license_id, l.app_id, m.fingerprint, m.name, m.hostname,
     m.platform, m.ip, m.cores, m.memory, m.disk, m.metadata, m.bound_by, m.last_heartbeat_at,
     m.bound_at, m.updated_at";
 
-fn from_row(r: &Row) -> StoreResult<Machine> {
+pub(super) fn from_row(r: &Row) -> StoreResult<Machine> {
     Ok(Machine {
         id: r.try_get("id")?,
         license_id: r.try_get("license_id")?,
@@ -252,7 +252,7 @@ pub async fn activate(
         ));
     }
     if limit > 0 && bound >= i64::from(limit) {
-        return Err(StoreError::Conflict(format!(
+        return Err(StoreError::LimitReached(format!(
             "machine limit reached: this license allows {limit} machine(s)"
         )));
     }
@@ -366,4 +366,35 @@ pub async fn deactivate(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
         json!({"license_id": license_id, "fingerprint": fingerprint}),
     );
     Ok(())
+}
+
+/// Records a heartbeat (`Some(now)`) or clears it (`None`, Keygen's heartbeat reset) on one of
+/// the caller's machines.
+pub async fn heartbeat(
+    wtx: &mut WriteTx<'_>,
+    id: Uuid,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+) -> StoreResult<Machine> {
+    let row = wtx
+        .tx()
+        .query_opt(
+            &format!(
+                "WITH m AS (
+                   UPDATE machines m SET last_heartbeat_at = $3, updated_at = now()
+                     FROM licenses l
+                    WHERE m.id = $1 AND l.id = m.license_id AND l.account_id = $2
+                   RETURNING m.*)
+                 SELECT {COLUMNS}, l.key FROM m JOIN licenses l ON l.id = m.license_id"
+            ),
+            &[&id, &wtx.account_id(), &at],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("machine"))?;
+    let machine = from_row(&row)?;
+    let key: String = row.try_get("key")?;
+    wtx.invalidate(Invalidation::License {
+        app: machine.app_id,
+        key,
+    });
+    Ok(machine)
 }

@@ -18,6 +18,7 @@ pub mod audit;
 pub mod blacklist;
 pub mod client_logs;
 pub mod entitlements;
+pub mod license_details;
 pub mod licenses;
 pub mod machines;
 pub mod policies;

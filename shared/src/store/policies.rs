@@ -82,14 +82,14 @@ fn settable<'a>(p: &'a Policy, metadata: &'a Value) -> [&'a (dyn ToSql + Sync); 
     ]
 }
 
-fn columns() -> String {
+pub(super) fn columns() -> String {
     format!(
         "id, account_id, app_id, is_default, {}, created_at, updated_at",
         SETTABLE.join(", ")
     )
 }
 
-fn from_row(r: &Row) -> StoreResult<Policy> {
+pub(super) fn from_row(r: &Row) -> StoreResult<Policy> {
     Ok(Policy {
         id: r.try_get("id")?,
         account_id: r.try_get("account_id")?,

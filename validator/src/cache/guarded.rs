@@ -30,6 +30,13 @@ impl<K: Hash + Eq + Clone> Lookup<K> for K {
     }
 }
 
+/// A `String` key looked up by `&str` (the Keygen facade's license keys).
+impl Lookup<String> for str {
+    fn to_key(&self) -> String {
+        self.to_owned()
+    }
+}
+
 /// `(app, name)` borrowed: looks up a `(Uuid, String)` key (sessions, end users).
 #[derive(Clone, Copy)]
 pub struct InApp<'a>(pub Uuid, pub &'a str);

@@ -9,10 +9,14 @@
 //! load that overlaps an invalidation of its key is dropped after insert (generation counters),
 //! so an invalidation can never be overwritten by an older read.
 
+mod client;
+mod details;
 mod guarded;
 mod licenses;
 mod loader;
 
+pub use client::ClientCaches;
+pub use details::LicenseDetails;
 pub use guarded::{Guarded, InApp, Named};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,7 +105,9 @@ pub struct AppView {
 
 pub struct Caches {
     /// The client API's caches (sessions, end users, variables, app names).
-    pub client: crate::keyauth::ClientCaches,
+    pub client: ClientCaches,
+    /// The Keygen facade's licenses, with policy, machines and entitlements, by key.
+    pub details: LicenseDetails,
     apps: quick_cache::sync::Cache<Uuid, Cached<Option<Arc<App>>>>,
     blacklists: DashMap<Uuid, Arc<BlacklistView>>,
     licenses: licenses::LicenseCache,
@@ -117,7 +123,8 @@ pub struct Caches {
 impl Caches {
     pub fn new(cfg: &Config, pool: Pool, health: Arc<Health>, metrics: Arc<Metrics>) -> Caches {
         Caches {
-            client: crate::keyauth::ClientCaches::new(cfg, health.clone()),
+            client: ClientCaches::new(cfg, health.clone()),
+            details: LicenseDetails::new(cfg, pool.clone(), health.clone()),
             apps: quick_cache::sync::Cache::new(
                 usize::try_from(cfg.app_cache_capacity)
                     .unwrap_or(usize::MAX)
@@ -267,8 +274,10 @@ impl Caches {
             .await
     }
 
-    /// Drops a license after this validator changed it, so the next request reads the new row.
+    /// Drops a license after this validator changed it, so the next request of any facade
+    /// reads the new row.
     pub fn forget_license(&self, app: Uuid, key: &str) {
+        self.details.forget(key);
         self.licenses.forget(&self.licenses.slot(app, key));
     }
 
@@ -294,11 +303,13 @@ impl Caches {
             | Invalidation::Session { .. } => {}
             Invalidation::All => self.flush_all(),
         }
+        self.details.apply(inv);
         self.client.apply(inv).await;
     }
 
     pub fn flush_all(&self) {
         self.client.clear();
+        self.details.clear();
         self.app_generation.fetch_add(1, Ordering::SeqCst);
         self.apps.clear();
         self.licenses.clear();

@@ -7,14 +7,12 @@
 //! `init`) → the type's handler → body rendered, signed for the version, sent.
 
 mod account;
-mod caches;
 mod data;
 mod init;
 mod params;
 mod password;
 mod reply;
 mod session_ops;
-mod signer;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -29,14 +27,13 @@ use keyward_shared::model::App;
 use keyward_shared::store::sessions::Session;
 use uuid::Uuid;
 
-pub use caches::ClientCaches;
 pub use password::Passwords;
-pub use signer::Signers;
 
 use crate::body::{BodyError, RequestBody};
 use crate::cache::{AppView, CacheError, InApp, Named};
 use crate::client_ip::client_ip;
 use crate::rate_limit::Limiter;
+use crate::signer::Signers;
 use crate::State;
 pub(crate) use params::Params;
 use reply::{Reply, SignWith};

@@ -14,7 +14,7 @@ use keyward_shared::store::variables::ClientVar;
 use moka::future::Cache;
 use uuid::Uuid;
 
-use crate::cache::{Guarded, InApp};
+use super::{Guarded, InApp};
 use crate::config::Config;
 use crate::health::Health;
 

@@ -1,4 +1,4 @@
-//! The Ed25519 keys that sign 1.3 answers, loaded from PostgreSQL (where the control-plane, or
+//! The Ed25519 keys that sign KeyAuth 1.3 and Keygen answers, loaded from PostgreSQL (where the control-plane, or
 //! the first validator to start, created the deployment's primary key) and reloaded when an app
 //! names a key this validator has not seen (after a rotation) or periodically.
 

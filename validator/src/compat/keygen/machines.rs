@@ -1,0 +1,273 @@
+//! Machines under license authentication: activate (`POST /machines`, within the license's limit
+//! in the same locked write as the validators' first-use bindings), read, deactivate, heartbeat
+//! ping and reset, and a license's machine list. The bearer reaches only its own license's
+//! machines; a machine is named by id or by fingerprint.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use hyper::StatusCode;
+use keyward_shared::model::Machine;
+use keyward_shared::store::license_details::LicenseDetail;
+use keyward_shared::store::machines::{self, MachinePatch, NewMachine};
+use keyward_shared::verdict::keygen::{ping_status, KeygenMachine};
+use keyward_shared::write::{Actor, WriteTx};
+use keyward_shared::StoreError;
+use percent_encoding::percent_decode_str;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::doc::{self, KgError, Source};
+use super::{Answer, Caller, State};
+
+/// The license bearer, or 401: machines are never anonymous.
+fn bearer(caller: &Caller) -> Result<&Arc<LicenseDetail>, KgError> {
+    caller.bearer.as_ref().ok_or_else(|| {
+        KgError::new(
+            StatusCode::UNAUTHORIZED,
+            "An authentication token or license key is required",
+        )
+        .code("TOKEN_MISSING")
+    })
+}
+
+fn unprocessable(detail: impl Into<String>, code: &'static str, pointer: &'static str) -> KgError {
+    KgError::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+        .code(code)
+        .source(Source::Pointer(pointer))
+}
+
+/// The bearer's machine named by id or fingerprint.
+pub(super) fn find<'a>(license: &'a LicenseDetail, segment: &str) -> Result<&'a Machine, KgError> {
+    let name = percent_decode_str(segment).decode_utf8_lossy();
+    let id = name.parse::<Uuid>().ok();
+    license
+        .machines
+        .iter()
+        .find(|m| Some(m.id) == id || m.fingerprint == name)
+        .ok_or_else(|| KgError::not_found(format!("The requested machine '{name}' was not found")))
+}
+
+fn machine_answer(
+    status: StatusCode,
+    m: &Machine,
+    license: &LicenseDetail,
+    caller: &Caller,
+) -> Answer {
+    let links = caller.links(license.license.account_id);
+    let doc = json!({"data": doc::machine(m, license, &links, Utc::now())});
+    Answer::document(status, &doc, Some(license.license.app_id))
+}
+
+/// Runs one write for the bearer's account and forgets what it changed here at once (the
+/// other validators hear of it through the invalidation).
+async fn write<T>(
+    state: &State,
+    license: &LicenseDetail,
+    op: impl for<'a> FnOnce(
+        &'a mut WriteTx<'_>,
+    ) -> futures_util::future::BoxFuture<'a, Result<T, StoreError>>,
+) -> Result<Result<T, StoreError>, KgError> {
+    let unavailable = |e: StoreError| super::unavailable(&crate::cache::CacheError::from(&e));
+    let mut client = keyward_shared::db::checkout(&state.pool)
+        .await
+        .map_err(unavailable)?;
+    let actor = Actor {
+        account_id: license.license.account_id,
+        label: "keygen license".into(),
+    };
+    let mut wtx = WriteTx::begin(&mut client, actor)
+        .await
+        .map_err(unavailable)?;
+    let done = match op(&mut wtx).await {
+        Ok(done) => done,
+        Err(e) if e.is_unavailable() || matches!(e, StoreError::Database(_)) => {
+            return Err(unavailable(e))
+        }
+        Err(e) => return Ok(Err(e)),
+    };
+    wtx.commit().await.map_err(unavailable)?;
+    state
+        .caches
+        .forget_license(license.license.app_id, &license.license.key);
+    Ok(Ok(done))
+}
+
+/// `POST /machines {data:{type:"machines", attributes:{fingerprint, …}, relationships:{license}}}`.
+pub async fn activate(state: &State, caller: &Caller, body: &Value) -> Result<Answer, KgError> {
+    let license = bearer(caller)?;
+    let data = body.get("data").filter(|d| d.is_object()).ok_or_else(|| {
+        KgError::bad_request(
+            "data is required and must be an object",
+            Source::Pointer("/data"),
+        )
+    })?;
+    if let Some(kind) = data.get("type") {
+        if !matches!(kind.as_str(), Some("machines" | "machine")) {
+            return Err(KgError::bad_request(
+                "type mismatch (expected \"machines\")",
+                Source::Pointer("/data/type"),
+            ));
+        }
+    }
+    let attributes = data.get("attributes").cloned().unwrap_or(json!({}));
+    let Value::Object(mut attributes) = attributes else {
+        return Err(KgError::bad_request(
+            "attributes must be an object",
+            Source::Pointer("/data/attributes"),
+        ));
+    };
+    let fingerprint = match attributes.remove("fingerprint") {
+        Some(Value::String(f)) if !f.trim().is_empty() => f,
+        Some(Value::String(_)) | Some(Value::Null) | None => {
+            return Err(unprocessable(
+                "must not be blank",
+                "FINGERPRINT_BLANK",
+                "/data/attributes/fingerprint",
+            ))
+        }
+        Some(_) => {
+            return Err(KgError::bad_request(
+                "type mismatch (expected string)",
+                Source::Pointer("/data/attributes/fingerprint"),
+            ))
+        }
+    };
+    let license_id = data
+        .pointer("/relationships/license/data/id")
+        .and_then(Value::as_str);
+    let named = license_id.and_then(|id| id.parse::<Uuid>().ok());
+    if named != Some(license.license.id) {
+        // Keygen's convention for a blank or unknown relationship; another license's id is
+        // out of this bearer's reach, which is the same answer.
+        return Err(unprocessable(
+            "must exist",
+            "LICENSE_NOT_FOUND",
+            "/data/relationships/license",
+        ));
+    }
+    // Keygen's camelCase attributes onto the core's; unknown ones are ignored.
+    let mut details = serde_json::Map::new();
+    for (from, to) in [
+        ("name", "name"),
+        ("hostname", "hostname"),
+        ("platform", "platform"),
+        ("ip", "ip"),
+        ("cores", "cores"),
+        ("memory", "memory"),
+        ("disk", "disk"),
+        ("metadata", "metadata"),
+    ] {
+        if let Some(v) = attributes.remove(from) {
+            details.insert(to.into(), v);
+        }
+    }
+    let details: MachinePatch = serde_json::from_value(Value::Object(details)).map_err(|e| {
+        KgError::bad_request(
+            format!("invalid attributes: {e}"),
+            Source::Pointer("/data/attributes"),
+        )
+    })?;
+    let new = NewMachine {
+        fingerprint,
+        details,
+    };
+    let id = license.license.id;
+    let limit = license.license.hwid_limit;
+    let done = write(state, license, |w| {
+        Box::pin(async move { machines::activate(w, id, &new).await })
+    })
+    .await?;
+    let machine = match done {
+        Ok(m) => m,
+        Err(StoreError::Conflict(_)) => {
+            return Err(unprocessable(
+                "has already been taken",
+                "FINGERPRINT_TAKEN",
+                "/data/attributes/fingerprint",
+            ))
+        }
+        Err(StoreError::LimitReached(_)) => {
+            return Err(unprocessable(
+                format!("machine count has exceeded maximum allowed for license ({limit})"),
+                "MACHINE_LIMIT_EXCEEDED",
+                "/data",
+            ))
+        }
+        Err(StoreError::Invalid(m)) => {
+            return Err(KgError::new(StatusCode::UNPROCESSABLE_ENTITY, m)
+                .source(Source::Pointer("/data/attributes")))
+        }
+        Err(e) => return Err(super::unavailable(&crate::cache::CacheError::from(&e))),
+    };
+    let mut answer = machine_answer(StatusCode::CREATED, &machine, license, caller);
+    let links = caller.links(license.license.account_id);
+    answer.location = Some(links.machine(machine.id));
+    Ok(answer)
+}
+
+pub fn show(caller: &Caller, segment: &str) -> Result<Answer, KgError> {
+    let license = bearer(caller)?;
+    let m = find(license, segment)?;
+    Ok(machine_answer(StatusCode::OK, m, license, caller))
+}
+
+/// `GET /licenses/{id}/machines`: the bearer's own license only.
+pub async fn list(state: &State, caller: &Caller, segment: &str) -> Result<Answer, KgError> {
+    let license = bearer(caller)?;
+    let Some(found) = super::validate::lookup(state, caller, segment).await? else {
+        return Err(KgError::not_found(format!(
+            "The requested license '{segment}' was not found"
+        )));
+    };
+    let links = caller.links(license.license.account_id);
+    let now = Utc::now();
+    let data: Vec<Value> = found
+        .machines
+        .iter()
+        .map(|m| doc::machine(m, &found, &links, now))
+        .collect();
+    let count = data.len();
+    Ok(Answer::document(
+        StatusCode::OK,
+        &json!({"data": data, "meta": {"count": count}, "links": {"meta": {"count": count}}}),
+        Some(found.license.app_id),
+    ))
+}
+
+pub async fn deactivate(state: &State, caller: &Caller, segment: &str) -> Result<Answer, KgError> {
+    let license = bearer(caller)?;
+    let id = find(license, segment)?.id;
+    match write(state, license, |w| Box::pin(machines::deactivate(w, id))).await? {
+        Ok(()) => Ok(Answer::empty(StatusCode::NO_CONTENT)),
+        Err(StoreError::NotFound(_)) => Err(KgError::not_found(format!(
+            "The requested machine '{segment}' was not found"
+        ))),
+        Err(e) => Err(super::unavailable(&crate::cache::CacheError::from(&e))),
+    }
+}
+
+/// `ping` records a heartbeat (reviving a dead machine only within its policy's resurrection
+/// window); `reset` clears it.
+pub async fn heartbeat(
+    state: &State,
+    caller: &Caller,
+    segment: &str,
+    reset: bool,
+) -> Result<Answer, KgError> {
+    let license = bearer(caller)?;
+    let m = find(license, segment)?;
+    let now = Utc::now();
+    if !reset && ping_status(&KeygenMachine::from_machine(m), &license.policy, now).is_none() {
+        return Err(unprocessable("is dead", "MACHINE_HEARTBEAT_DEAD", "/data"));
+    }
+    let id = m.id;
+    let at = (!reset).then_some(now);
+    match write(state, license, |w| Box::pin(machines::heartbeat(w, id, at))).await? {
+        Ok(updated) => Ok(machine_answer(StatusCode::OK, &updated, license, caller)),
+        Err(StoreError::NotFound(_)) => Err(KgError::not_found(format!(
+            "The requested machine '{segment}' was not found"
+        ))),
+        Err(e) => Err(super::unavailable(&crate::cache::CacheError::from(&e))),
+    }
+}
