@@ -15,6 +15,14 @@ if ! pkg-config --exists openssl 2>/dev/null; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq pkg-config libssl-dev >&2
 fi
+# The Keygen acceptance test drives the real keygen-sdk from PyPI (installed by the test itself).
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  echo "keyward: installing python3 and pip for the Keygen SDK tests" >&2
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-pip >&2
+fi
 datadir=$(mktemp -d /tmp/keyward-test-pg.XXXXXX)
 chmod 755 "$datadir"
 cleanup() { pg_stop "$datadir"; rm -rf "$datadir"; }

@@ -1,0 +1,447 @@
+//! Acceptance: the real, unmodified PyPI package `keygen-sdk` 1.0.0 (module `keygen`, a port of
+//! keygen-go) against the validator's Keygen facade. It is configured only with the base URL,
+//! our public key (which makes it verify every answer's signature itself), the license key,
+//! the account and the product. `tests/keygen_sdk/run.py` drives it through its public API and
+//! prints one JSON line per step. Real PostgreSQL, real HTTP, real Python.
+//!
+//! The SDK is installed with pip under the cargo target dir, once; a registry that cannot be
+//! reached fails these tests rather than skipping them.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::*;
+use keyward_shared::model::License;
+use keyward_shared::policy::{AuthenticationStrategy, PolicyPatch, DEFAULT_HEARTBEAT_SECS};
+use keyward_shared::signing::Ed25519Signer;
+use keyward_shared::store::{licenses, policies, signing_keys};
+use keyward_shared::testing::TestDb;
+use keyward_shared::write::WriteTx;
+use keyward_validator::Running;
+use serde_json::{json, Value};
+
+const SDK: &str = "keygen-sdk==1.0.0";
+const SDK_DIST_INFO: &str = "keygen_sdk-1.0.0.dist-info";
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keygen_sdk/run.py");
+
+/// The directory holding keygen-sdk and its dependencies (`requests`, `cryptography`), for
+/// `PYTHONPATH`. Installed once per target dir: each test process installs into a directory of
+/// its own and renames it into place, so concurrent test processes never see half an install.
+fn sdk_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(install_sdk).clone()
+}
+
+fn install_sdk() -> PathBuf {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = root.join("keygen-sdk-1.0.0");
+    if dir.join(SDK_DIST_INFO).is_dir() {
+        return dir;
+    }
+    let partial = root.join(format!("keygen-sdk-1.0.0.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&partial);
+    let out = Command::new("python3")
+        // Debian's python3 is "externally managed"; installing into a directory of our own is
+        // what that rule allows (older pips ignore the variable).
+        .env("PIP_BREAK_SYSTEM_PACKAGES", "1")
+        .args(["-m", "pip", "install", "--quiet", "--no-input"])
+        .args(["--disable-pip-version-check", "--target"])
+        .arg(&partial)
+        .arg(SDK)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `python3 -m pip` to install {SDK}: {e}"));
+    if !out.status.success() {
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    assert!(
+        out.status.success(),
+        "`python3 -m pip install --target {} {SDK}` failed ({}): the acceptance test needs the \
+         real package from PyPI, so the registry must be reachable.\n{}{}",
+        partial.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        partial.join(SDK_DIST_INFO).is_dir() && partial.join("keygen/client.py").is_file(),
+        "pip reported success but {} holds no {SDK}",
+        partial.display()
+    );
+    if let Err(e) = std::fs::rename(&partial, &dir) {
+        // Another test process got there first; its install is as good as ours.
+        let _ = std::fs::remove_dir_all(&partial);
+        assert!(
+            dir.join(SDK_DIST_INFO).is_dir(),
+            "cannot move the keygen-sdk install into {}: {e}",
+            dir.display()
+        );
+    }
+    dir
+}
+
+/// Runs `f` on the blocking pool (the validator under test serves from this runtime), passing
+/// its panic on as is.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// A license run.py can use: the app's default policy made explicit (license authentication,
+/// node-locked with one machine, no heartbeat required), so a change of defaults cannot
+/// quietly change what this test covers.
+async fn sdk_license(c: &mut tokio_postgres::Client, t: &Tenant) -> License {
+    let l = one_license(c, t, 1).await;
+    let mut w = WriteTx::begin(c, t.actor.clone()).await.unwrap();
+    policies::update(
+        &mut w,
+        l.policy_id,
+        &PolicyPatch {
+            authentication_strategy: Some(AuthenticationStrategy::License),
+            floating: Some(false),
+            max_machines: Some(Some(1)),
+            require_heartbeat: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    w.commit().await.unwrap();
+    l
+}
+
+/// What run.py needs to reach one validator as one license's holder.
+struct Sdk {
+    api_url: String,
+    public_key: String,
+    account: String,
+    product: String,
+    api_prefix: Option<String>,
+}
+
+impl Sdk {
+    async fn new(c: &mut tokio_postgres::Client, v: &Running, t: &Tenant) -> Sdk {
+        let public_key = signing_keys::ensure_primary(c, None)
+            .await
+            .expect("primary signing key")
+            .public_key;
+        Sdk {
+            api_url: format!("http://{}/keygen", v.addr()),
+            public_key,
+            account: t.actor.account_id.to_string(),
+            product: t.app.id.to_string(),
+            api_prefix: None,
+        }
+    }
+
+    /// Runs one scenario of run.py to its end.
+    async fn run(&self, scenario: &str, key: &str, fingerprint: &str) -> Steps {
+        let sdk = blocking(sdk_dir).await;
+        let mut cmd = Command::new("python3");
+        cmd.arg(SCRIPT)
+            .env("PYTHONPATH", sdk)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            // The validator is on loopback; a proxy from the environment must not get in between.
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .env("KEYGEN_API_URL", &self.api_url)
+            .env("KEYGEN_PUBLIC_KEY", &self.public_key)
+            .env("KEYGEN_LICENSE_KEY", key)
+            .env("KEYGEN_ACCOUNT", &self.account)
+            .env("KEYGEN_PRODUCT", &self.product)
+            .env("KEYGEN_FINGERPRINT", fingerprint)
+            .env("KEYGEN_SCENARIO", scenario);
+        if let Some(prefix) = &self.api_prefix {
+            cmd.env("KEYGEN_API_PREFIX", prefix);
+        }
+        let out = blocking(move || cmd.output())
+            .await
+            .unwrap_or_else(|e| panic!("cannot run python3 {SCRIPT}: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        println!("run.py {scenario}:\n{stdout}");
+        let lines = stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("run.py printed {l:?}: {e}"))
+            })
+            .collect();
+        Steps {
+            scenario: scenario.to_string(),
+            success: out.status.success(),
+            status: out.status.to_string(),
+            lines,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// run.py's report: one JSON object per step.
+struct Steps {
+    scenario: String,
+    success: bool,
+    status: String,
+    lines: Vec<Value>,
+    stderr: String,
+}
+
+impl Steps {
+    fn names(&self) -> Vec<&str> {
+        self.lines
+            .iter()
+            .map(|l| l["step"].as_str().unwrap_or("?"))
+            .collect()
+    }
+
+    fn step(&self, name: &str) -> Option<&Value> {
+        self.lines
+            .iter()
+            .find(|l| l["step"] == name && l["ok"] == true)
+    }
+
+    /// The HTTP exchanges of one step: `METHOD target status`.
+    fn calls(&self, name: &str) -> Vec<String> {
+        self.step(name)
+            .and_then(|l| l["calls"].as_array())
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                format!(
+                    "{} {} {}",
+                    c[0].as_str().unwrap_or("?"),
+                    c[1].as_str().unwrap_or("?"),
+                    c[2]
+                )
+            })
+            .collect()
+    }
+
+    /// The steps ran in this order, up to `done`; on a failure, where and why it stopped.
+    fn assert_completed(&self, expected: &[&str]) {
+        let names = self.names();
+        let passed: Vec<&str> = self
+            .lines
+            .iter()
+            .filter(|l| l["ok"] == true)
+            .map(|l| l["step"].as_str().unwrap_or("?"))
+            .collect();
+        if !self.success {
+            let failed = self.lines.iter().find(|l| l["ok"] == false);
+            panic!(
+                "keygen-sdk scenario `{}` stopped ({}) after {passed:?}\nfailed step: {}\nstderr:\n{}",
+                self.scenario,
+                self.status,
+                failed.map_or_else(|| "(none reported)".to_string(), Value::to_string),
+                self.stderr
+            );
+        }
+        let mut all = expected.to_vec();
+        all.push("done");
+        assert_eq!(names, all, "scenario `{}`: {}", self.scenario, self.stderr);
+    }
+}
+
+const LIFECYCLE: &[&str] = &[
+    "sdk",
+    "me",
+    "validate-unactivated",
+    "activate",
+    "activate-again",
+    "activate-another",
+    "machine",
+    "validate-activated",
+    "ping",
+    "license-checkout",
+    "license-checkout-plain",
+    "machine-checkout",
+    "deactivate",
+    "validate-deactivated",
+    "machine-gone",
+];
+
+/// Checks the outcomes of the lifecycle's steps that ran, then that it ran to its end (so a
+/// failure still checks, and reports, everything before it).
+fn assert_lifecycle(steps: &Steps, prefix: &str, l: &License, fingerprint: &str) {
+    let id = l.id.to_string();
+    if let Some(s) = steps.step("me") {
+        assert_eq!(
+            (&s["type"], &s["id"]),
+            (&json!("licenses"), &json!(id)),
+            "{s}"
+        );
+        assert_eq!(s["policy"], l.policy_id.to_string());
+        assert_eq!(steps.calls("me"), [format!("GET {prefix}/me 200")]);
+    }
+    for name in ["validate-unactivated", "validate-deactivated"] {
+        if let Some(s) = steps.step(name) {
+            assert_eq!(s["outcome"], "LicenseNotActivatedError", "{s}");
+            assert_eq!(
+                (&s["code"], &s["valid"]),
+                (&json!("NO_MACHINE"), &json!(false))
+            );
+            assert_eq!(
+                s["detail"],
+                "fingerprint is not activated (has no associated machine)"
+            );
+            assert_eq!(s["scope"]["fingerprint"], fingerprint);
+            assert_eq!(
+                steps.calls(name),
+                [
+                    format!("GET {prefix}/me 200"),
+                    format!("POST {prefix}/licenses/{id}/actions/validate 200"),
+                ]
+            );
+        }
+    }
+    let machine = steps.step("activate").map(|s| {
+        assert_eq!(s["fingerprint"], fingerprint);
+        assert_eq!(s["license"], id);
+        assert_eq!(s["heartbeat_status"], "NOT_STARTED");
+        assert_eq!(
+            steps.calls("activate"),
+            [format!("POST {prefix}/machines 201")]
+        );
+        s["id"].as_str().expect("machine id").to_string()
+    });
+    if let Some(s) = steps.step("activate-again") {
+        assert_eq!(s["status"], 422, "{s}");
+    }
+    if let Some(s) = steps.step("activate-another") {
+        assert_eq!(s["status"], 422, "{s}");
+    }
+    if let Some(s) = steps.step("machine") {
+        assert_eq!(s["id"], json!(machine));
+        assert_eq!(
+            steps.calls("machine"),
+            [format!("GET {prefix}/machines/{fingerprint} 200")]
+        );
+    }
+    if let Some(s) = steps.step("validate-activated") {
+        assert_eq!(
+            (&s["code"], &s["valid"]),
+            (&json!("VALID"), &json!(true)),
+            "{s}"
+        );
+    }
+    if let Some(s) = steps.step("ping") {
+        assert_eq!(s["heartbeat_status"], "ALIVE", "{s}");
+        assert_eq!(s["heartbeat_duration"], DEFAULT_HEARTBEAT_SECS);
+        let machine = machine.as_deref().unwrap_or("?");
+        assert_eq!(
+            steps.calls("ping"),
+            [format!("POST {prefix}/machines/{machine}/actions/ping 200")]
+        );
+    }
+    if let Some(s) = steps.step("license-checkout") {
+        // Keygen's default TTL: one month.
+        assert_eq!(s["ttl"], 2_629_746, "{s}");
+        assert_eq!(
+            steps.calls("license-checkout"),
+            [format!(
+                "POST {prefix}/licenses/{id}/actions/check-out\
+                 ?algorithm=aes-256-gcm%2Bed25519&encrypt=true&include=entitlements 200"
+            )]
+        );
+    }
+    if let Some(s) = steps.step("machine-checkout") {
+        assert_eq!(s["license"], id, "{s}");
+    }
+    if steps.step("deactivate").is_some() {
+        let machine = machine.as_deref().unwrap_or("?");
+        assert_eq!(
+            steps.calls("deactivate"),
+            [format!("DELETE {prefix}/machines/{machine} 204")]
+        );
+    }
+    if let Some(s) = steps.step("machine-gone") {
+        assert_eq!(
+            (&s["status"], &s["code"]),
+            (&json!(404), &json!("NOT_FOUND")),
+            "{s}"
+        );
+    }
+    steps.assert_completed(LIFECYCLE);
+}
+
+#[tokio::test]
+async fn keygen_sdk_activates_validates_checks_out_and_deactivates() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let t = tenant(&mut c, true).await;
+    let l = sdk_license(&mut c, &t).await;
+    let v = validator(&db.url, |_| {}).await;
+    let sdk = Sdk::new(&mut c, &v, &t).await;
+
+    let fingerprint = "keygen-sdk-fp-1";
+    let steps = sdk.run("lifecycle", &l.key, fingerprint).await;
+    assert_lifecycle(&steps, "/keygen/v1", &l, fingerprint);
+    v.shutdown().await;
+}
+
+/// keygen-sdk reaches `/v1/accounts/{id}/…` only through `api_prefix` (spec §1): the same
+/// lifecycle under the account's path.
+#[tokio::test]
+async fn keygen_sdk_works_under_an_account_path() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let t = tenant(&mut c, true).await;
+    let l = sdk_license(&mut c, &t).await;
+    let v = validator(&db.url, |_| {}).await;
+    let mut sdk = Sdk::new(&mut c, &v, &t).await;
+    let prefix = format!("v1/accounts/{}", t.actor.account_id);
+    sdk.api_prefix = Some(prefix.clone());
+
+    let fingerprint = "keygen-sdk-fp-2";
+    let steps = sdk.run("lifecycle", &l.key, fingerprint).await;
+    assert_lifecycle(&steps, &format!("/keygen/{prefix}"), &l, fingerprint);
+    v.shutdown().await;
+}
+
+/// The refusals the SDK maps to typed errors, each over a signed answer it verified, and a
+/// foreign public key, which must make it refuse the very first answer.
+#[tokio::test]
+async fn keygen_sdk_refuses_bad_keys_suspensions_and_foreign_signatures() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let t = tenant(&mut c, true).await;
+    let l = sdk_license(&mut c, &t).await;
+    let banned = sdk_license(&mut c, &t).await;
+    let mut w = WriteTx::begin(&mut c, t.actor.clone()).await.unwrap();
+    licenses::ban(&mut w, banned.id, Some("chargeback"))
+        .await
+        .unwrap();
+    w.commit().await.unwrap();
+    let v = validator(&db.url, |_| {}).await;
+    let mut sdk = Sdk::new(&mut c, &v, &t).await;
+    let fingerprint = "keygen-sdk-fp-3";
+
+    let steps = sdk.run("unknown-key", "NO-SUCH-KEY", fingerprint).await;
+    steps.assert_completed(&["sdk", "validate"]);
+    let s = steps.step("validate").unwrap();
+    assert_eq!(s["outcome"], "LicenseKeyError", "{s}");
+    assert_eq!(
+        (&s["status"], &s["code"]),
+        (&json!(401), &json!("LICENSE_INVALID"))
+    );
+    assert_eq!(steps.calls("validate"), ["GET /keygen/v1/me 401"]);
+
+    let steps = sdk.run("suspended", &banned.key, fingerprint).await;
+    steps.assert_completed(&["sdk", "validate"]);
+    let s = steps.step("validate").unwrap();
+    assert_eq!(s["outcome"], "LicenseSuspendedError", "{s}");
+    assert_eq!(
+        (&s["status"], &s["code"]),
+        (&json!(403), &json!("LICENSE_SUSPENDED"))
+    );
+
+    sdk.public_key = Ed25519Signer::generate().public_key_hex();
+    let steps = sdk.run("foreign-public-key", &l.key, fingerprint).await;
+    steps.assert_completed(&["sdk", "validate"]);
+    let s = steps.step("validate").unwrap();
+    assert_eq!(s["outcome"], "ResponseSignatureInvalidError", "{s}");
+    assert_eq!(steps.calls("validate"), ["GET /keygen/v1/me 200"]);
+    v.shutdown().await;
+}
