@@ -105,6 +105,14 @@ fn keyward(args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Runs the verifier on `certificate` written to a file of its own.
+fn verify_file(name: &str, certificate: &str, public_key: &str) -> Output {
+    let path = write_file(name, certificate);
+    let out = keyward(&["--public-key", public_key, path.to_str().unwrap()], None);
+    std::fs::remove_file(&path).unwrap();
+    out
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
@@ -122,16 +130,7 @@ fn valid_license_file_prints_what_it_grants_and_exits_0() {
         FileAlgorithm::Base64Ed25519,
         Duration::days(30),
     );
-    let path = write_file("valid", &cert);
-    let out = keyward(
-        &[
-            "--public-key",
-            &signer.public_key_hex(),
-            path.to_str().unwrap(),
-        ],
-        None,
-    );
-    std::fs::remove_file(&path).unwrap();
+    let out = verify_file("valid", &cert, &signer.public_key_hex());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
@@ -219,16 +218,7 @@ fn tampered_file_exits_1_with_the_reason() {
     let mut lines: Vec<&str> = cert.lines().collect();
     lines.remove(2);
     let tampered = lines.join("\n") + "\n";
-    let path = write_file("tampered", &tampered);
-    let out = keyward(
-        &[
-            "--public-key",
-            &signer.public_key_hex(),
-            path.to_str().unwrap(),
-        ],
-        None,
-    );
-    std::fs::remove_file(&path).unwrap();
+    let out = verify_file("tampered", &tampered, &signer.public_key_hex());
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("signature does not match this public key"),

@@ -382,6 +382,18 @@ mod tests {
         .into_bytes()
     }
 
+    /// An unencrypted file of `kind` with a dataset that never expires.
+    fn plain(kind: FileKind) -> String {
+        issue(
+            &signer(),
+            kind,
+            FileAlgorithm::Base64Ed25519,
+            &dataset(Value::Null),
+            b"",
+        )
+        .unwrap()
+    }
+
     fn secret(kind: FileKind) -> Vec<u8> {
         match kind {
             FileKind::License => KEY.as_bytes().to_vec(),
@@ -513,14 +525,7 @@ mod tests {
 
     #[test]
     fn tolerates_crlf_and_surrounding_whitespace() {
-        let cert = issue(
-            &signer(),
-            FileKind::Machine,
-            FileAlgorithm::Base64Ed25519,
-            &dataset(Value::Null),
-            b"",
-        )
-        .unwrap();
+        let cert = plain(FileKind::Machine);
         let crlf = format!("\r\n  {}\r\n\r\n", cert.replace('\n', "\r\n"));
         let v = verify(&crlf, &signer().public_key_hex(), None, now()).unwrap();
         assert_eq!(v.kind, FileKind::Machine);
@@ -528,14 +533,7 @@ mod tests {
 
     #[test]
     fn wrong_public_key_fails() {
-        let cert = issue(
-            &signer(),
-            FileKind::License,
-            FileAlgorithm::Base64Ed25519,
-            &dataset(Value::Null),
-            b"",
-        )
-        .unwrap();
+        let cert = plain(FileKind::License);
         let other = Ed25519Signer::generate().public_key_hex();
         let err = verify(&cert, &other, None, now()).unwrap_err();
         assert!(matches!(err, LicenseFileError::SignatureMismatch), "{err}");
@@ -643,14 +641,7 @@ mod tests {
         // Valid up to the very instant.
         assert!(verify(&cert, &public, None, at("2026-11-22T09:30:00Z")).is_ok());
         // No expiry (ttl null) never expires.
-        let perpetual = issue(
-            &signer(),
-            FileKind::License,
-            FileAlgorithm::Base64Ed25519,
-            &dataset(Value::Null),
-            b"",
-        )
-        .unwrap();
+        let perpetual = plain(FileKind::License);
         let v = verify(&perpetual, &public, None, at("2126-01-01T00:00:00Z")).unwrap();
         assert_eq!(v.expiry, None);
     }
@@ -658,14 +649,7 @@ mod tests {
     #[test]
     fn malformed_files_get_clear_errors() {
         let public = signer().public_key_hex();
-        let cert = issue(
-            &signer(),
-            FileKind::License,
-            FileAlgorithm::Base64Ed25519,
-            &dataset(Value::Null),
-            b"",
-        )
-        .unwrap();
+        let cert = plain(FileKind::License);
         let check = |text: &str| verify(text, &public, None, now()).unwrap_err();
 
         assert!(matches!(check(""), LicenseFileError::BadArmor));

@@ -227,14 +227,7 @@ async fn a_validation_never_activates_a_machine() {
         .await;
     assert_eq!(r.meta("valid"), false);
     assert_eq!(r.meta("code"), "NO_MACHINE", "{}", r.body);
-    let machines: i64 = c
-        .query_one(
-            "SELECT count(*) FROM machines WHERE license_id = $1",
-            &[&l.id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let machines = machine_count(&c, l.id).await;
     assert_eq!(machines, 0);
     // A HWID bound by the native path is a machine: the fingerprint now matches.
     assert_eq!(
@@ -792,14 +785,7 @@ async fn concurrent_activations_over_two_validators_never_exceed_max_machines() 
         .filter(|r| r.status == 422 && r.error_code() == "MACHINE_LIMIT_EXCEEDED")
         .count();
     assert_eq!((created, refused), (3, 21));
-    let machines: i64 = c
-        .query_one(
-            "SELECT count(*) FROM machines WHERE license_id = $1",
-            &[&l.id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let machines = machine_count(&c, l.id).await;
     assert_eq!(machines, 3);
     v1.shutdown().await;
     v2.shutdown().await;

@@ -254,14 +254,7 @@ async fn concurrent_first_uses_on_two_validators_never_exceed_the_hwid_limit() {
     let valid = codes.iter().filter(|c| *c == "VALID").count();
     let refused = codes.iter().filter(|c| *c == "TOO_MANY_HWIDS").count();
     assert_eq!((valid, refused), (2, 48), "{codes:?}");
-    let bound: i64 = c
-        .query_one(
-            "SELECT count(*) FROM machines WHERE license_id = $1",
-            &[&l.id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let bound = machine_count(&c, l.id).await;
     assert_eq!(bound, 2);
     v1.shutdown().await;
     v2.shutdown().await;

@@ -37,6 +37,17 @@ pub async fn one_license(c: &mut tokio_postgres::Client, t: &Tenant, hwid_limit:
     .remove(0)
 }
 
+/// How many machines (bound HWIDs) a license has, as committed.
+pub async fn machine_count(c: &tokio_postgres::Client, license: Uuid) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM machines WHERE license_id = $1",
+        &[&license],
+    )
+    .await
+    .expect("machine count")
+    .get(0)
+}
+
 /// A validator for tests: no rate limit (tests poll quickly) and a quick epoch check.
 pub async fn validator(url: &str, tweak: impl FnOnce(&mut Config)) -> Running {
     let mut cfg = Config::new(url);

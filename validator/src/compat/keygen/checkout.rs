@@ -167,6 +167,13 @@ pub async fn check_out(
     };
     let now = Utc::now();
     let links = caller.links(license.license.account_id);
+    // Its product, for `include`, and its key, which signs the file.
+    let app = state
+        .caches
+        .app(license.license.app_id)
+        .await
+        .map_err(|e| super::unavailable(&e))?
+        .map(|v| v.app);
     let expiry = opts.ttl.map(|t| now + Duration::seconds(t));
     let mut included = Vec::new();
     let wants = |name: &str| opts.include.iter().any(|i| i == name);
@@ -188,8 +195,8 @@ pub async fn check_out(
         included.push(doc::policy(&license.policy, &links));
     }
     if wants(&format!("{prefix}product")) {
-        if let Ok(Some(app)) = state.caches.app(license.license.app_id).await {
-            included.push(doc::product(&app.app, &links));
+        if let Some(app) = &app {
+            included.push(doc::product(app, &links));
         }
     }
     let data = match &machine {
@@ -206,13 +213,6 @@ pub async fn check_out(
     if let Some(m) = &machine {
         secret.extend_from_slice(m.fingerprint.as_bytes());
     }
-    let app = state
-        .caches
-        .app(license.license.app_id)
-        .await
-        .ok()
-        .flatten()
-        .map(|v| v.app);
     let signer = state
         .client
         .signers
