@@ -13,6 +13,9 @@ pub enum StoreError {
     /// A limit (machines on a license, …) would be exceeded: a conflict the caller can name.
     #[error("{0}")]
     LimitReached(String),
+    /// Stored data the code cannot use (a signing key that does not decode, …): a 500.
+    #[error("{0}")]
+    Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] tokio_postgres::Error),
     #[error("database pool error: {0}")]

@@ -18,7 +18,6 @@ mod outbound;
 mod rate_limit;
 mod routes;
 mod server;
-mod signer;
 mod timestamp;
 mod usage;
 mod validate;
@@ -139,7 +138,7 @@ impl State {
                 cfg.app_cache_capacity as usize,
             ),
             passwords: compat::keyauth::Passwords::new(cfg.password_hash_concurrency),
-            signers: signer::Signers::default(),
+            signers: keyward_shared::signers::Signers::default(),
             outbound,
         };
         Ok(State {

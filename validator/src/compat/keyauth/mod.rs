@@ -33,8 +33,8 @@ use crate::body::{BodyError, RequestBody};
 use crate::cache::{AppView, CacheError, InApp, Named};
 use crate::client_ip::client_ip;
 use crate::rate_limit::Limiter;
-use crate::signer::Signers;
 use crate::State;
+use keyward_shared::signers::Signers;
 pub(crate) use params::Params;
 use reply::{Reply, SignWith};
 

@@ -12,8 +12,8 @@ use keyward_shared::policy::{AuthenticationStrategy, ExpirationStrategy};
 use keyward_shared::store::license_details::LicenseDetail;
 use uuid::Uuid;
 
-use super::doc::{KgError, Source};
 use super::State;
+use keyward_shared::keygen_doc::{KgError, Source};
 
 pub enum Bearer<'a> {
     License(&'a str),

@@ -10,8 +10,9 @@ use keyward_shared::license_file::{self, FileAlgorithm, FileKind};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::doc::{self, KgError, Source};
 use super::{Answer, Caller, State};
+use crate::cache::CacheError;
+use keyward_shared::keygen_doc::{self as doc, KgError, Source};
 
 const DEFAULT_TTL: i64 = 2_629_746;
 const MIN_TTL: i64 = 3_600;
@@ -218,7 +219,7 @@ pub async fn check_out(
         .signers
         .for_app(&state.pool, app.as_deref())
         .await
-        .map_err(|e| super::unavailable(&e))?;
+        .map_err(|e| super::unavailable(&CacheError::from(&e)))?;
     let certificate = license_file::issue(&signer, kind, opts.algorithm, &dataset, &secret)
         .map_err(|e| {
             tracing::error!(error = %e, "could not issue a license file");

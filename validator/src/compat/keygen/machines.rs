@@ -17,8 +17,8 @@ use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::doc::{self, KgError, Source};
 use super::{Answer, Caller, State};
+use keyward_shared::keygen_doc::{self as doc, KgError, Source};
 
 /// The license bearer, or 401: machines are never anonymous.
 fn bearer(caller: &Caller) -> Result<&Arc<LicenseDetail>, KgError> {

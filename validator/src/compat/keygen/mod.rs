@@ -11,7 +11,6 @@
 
 mod auth;
 mod checkout;
-pub mod doc;
 mod machines;
 pub mod validate;
 
@@ -36,10 +35,8 @@ use crate::cache::CacheError;
 use crate::client_ip::client_ip;
 use crate::State;
 use auth::Bearer;
-use doc::{KgError, Links, Source};
-
-/// The facade's base path.
-pub const PREFIX: &str = "/keygen";
+pub use keyward_shared::keygen_doc::PREFIX;
+use keyward_shared::keygen_doc::{self as doc, KgError, Links, Source};
 
 /// The API version answered when the client names none.
 const DEFAULT_VERSION: &str = "1.8";

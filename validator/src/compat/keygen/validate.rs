@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::doc::{self, KgError, Source};
 use super::{auth, Answer, Caller, State};
+use keyward_shared::keygen_doc::{self as doc, KgError, Source};
 
 /// The `meta` of a validation request.
 struct Request<'a> {

@@ -1,15 +1,20 @@
-//! Keygen's JSON:API documents: the license and machine resources (camelCase attributes,
-//! relationships with string ids, `metadata` always an object, timestamps with milliseconds) and
-//! the error document. Only translation: every value comes from the core's rows.
+//! Keygen's JSON:API documents, shared by the validator's client API and the control-plane's
+//! admin API: the resources (camelCase attributes, relationships with string ids, `metadata`
+//! always an object, timestamps with milliseconds) and the error document. Only translation:
+//! every value comes from the core's rows.
 
+use crate::model::{App, Machine};
+use crate::policy::Policy;
+use crate::store::license_details::LicenseDetail;
+use crate::verdict::keygen::{heartbeat_status, next_heartbeat_at, KeygenMachine};
 use chrono::{DateTime, SecondsFormat, Utc};
 use hyper::StatusCode;
-use keyward_shared::model::{App, Machine};
-use keyward_shared::policy::Policy;
-use keyward_shared::store::license_details::LicenseDetail;
-use keyward_shared::verdict::keygen::{heartbeat_status, next_heartbeat_at, KeygenMachine};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
+
+/// The Keygen facade's base path on both services: clients configured with
+/// `http(s)://<host>/keygen` call `/keygen/v1/…`, next to the native `/v1/…`.
+pub const PREFIX: &str = "/keygen";
 
 /// Where the resources of one account live: `/keygen/v1/accounts/{account}`.
 pub struct Links {
@@ -20,7 +25,7 @@ pub struct Links {
 impl Links {
     pub fn new(account: Uuid) -> Links {
         Links {
-            base: format!("{}/v1/accounts/{account}", super::PREFIX),
+            base: format!("{PREFIX}/v1/accounts/{account}"),
             account,
         }
     }
@@ -33,18 +38,18 @@ impl Links {
         self.of("machines", id)
     }
 
-    fn of(&self, kind: &str, id: Uuid) -> String {
+    pub fn of(&self, kind: &str, id: Uuid) -> String {
         format!("{}/{kind}/{id}", self.base)
     }
 
-    fn to_one(&self, kind: &str, id: Option<Uuid>, related: String) -> Value {
+    pub fn to_one(&self, kind: &str, id: Option<Uuid>, related: String) -> Value {
         json!({
             "data": id.map(|id| json!({"type": kind, "id": id.to_string()})),
             "links": {"related": related},
         })
     }
 
-    fn account(&self) -> Value {
+    pub fn account(&self) -> Value {
         json!({
             "data": {"type": "accounts", "id": self.account.to_string()},
             "links": {"related": self.base},

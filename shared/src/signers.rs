@@ -1,18 +1,19 @@
-//! The Ed25519 keys that sign KeyAuth 1.3 and Keygen answers, loaded from PostgreSQL (where the control-plane, or
-//! the first validator to start, created the deployment's primary key) and reloaded when an app
-//! names a key this validator has not seen (after a rotation) or periodically.
+//! The Ed25519 keys that sign KeyAuth 1.3 and Keygen answers (on both services) and webhook
+//! deliveries, loaded from PostgreSQL (where the first service to need one created the
+//! deployment's primary key) and reloaded when an app names a key this process has not seen
+//! (after a rotation) or periodically.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use keyward_shared::model::App;
-use keyward_shared::signing::Ed25519Signer;
-use keyward_shared::store::signing_keys;
 use uuid::Uuid;
 
-use crate::cache::CacheError;
+use crate::error::{StoreError, StoreResult};
+use crate::model::App;
+use crate::signing::Ed25519Signer;
+use crate::store::signing_keys;
 
 #[derive(Default)]
 struct Loaded {
@@ -35,10 +36,6 @@ impl Default for Signers {
     }
 }
 
-fn db_error(e: keyward_shared::StoreError) -> CacheError {
-    CacheError::from(&e)
-}
-
 impl Signers {
     fn current(&self) -> Arc<Loaded> {
         match self.loaded.read() {
@@ -52,44 +49,34 @@ impl Signers {
     }
 
     /// The signer of an app's answers (or, for no app, of the deployment's primary key).
-    pub async fn for_app(
-        &self,
-        pool: &Pool,
-        app: Option<&App>,
-    ) -> Result<Arc<Ed25519Signer>, CacheError> {
+    pub async fn for_app(&self, pool: &Pool, app: Option<&App>) -> StoreResult<Arc<Ed25519Signer>> {
         let key = app.and_then(|a| a.signing_key_id);
         if let Some(s) = Self::pick(&self.current(), key) {
             return Ok(s);
         }
         self.reload(pool, Duration::from_millis(500)).await?;
         Self::pick(&self.current(), key).ok_or_else(|| {
-            CacheError::Database("the app's signing key is retired or missing".into())
+            StoreError::Corrupt("the app's signing key is retired or missing".into())
         })
     }
 
     /// Reads the active keys, creating the primary if the deployment has none yet. Skipped when
     /// another reload finished less than `min_interval` ago (a burst of misses reloads once).
-    pub async fn reload(&self, pool: &Pool, min_interval: Duration) -> Result<(), CacheError> {
+    pub async fn reload(&self, pool: &Pool, min_interval: Duration) -> StoreResult<()> {
         let mut last = self.last_reload.lock().await;
         if last.is_some_and(|t| t.elapsed() < min_interval) {
             return Ok(());
         }
-        let mut client = keyward_shared::db::checkout(pool).await.map_err(db_error)?;
-        let mut seeds = signing_keys::active_seeds(&**client)
-            .await
-            .map_err(db_error)?;
+        let mut client = crate::db::checkout(pool).await?;
+        let mut seeds = signing_keys::active_seeds(&**client).await?;
         if !seeds.iter().any(|s| s.is_primary) {
-            signing_keys::ensure_primary(&mut client, None)
-                .await
-                .map_err(db_error)?;
-            seeds = signing_keys::active_seeds(&**client)
-                .await
-                .map_err(db_error)?;
+            signing_keys::ensure_primary(&mut client, None).await?;
+            seeds = signing_keys::active_seeds(&**client).await?;
         }
         let mut loaded = Loaded::default();
         for s in seeds {
             let signer = Ed25519Signer::from_seed(&s.seed)
-                .map_err(|e| CacheError::Database(format!("signing key {}: {e}", s.id)))?;
+                .map_err(|e| StoreError::Corrupt(format!("signing key {}: {e}", s.id)))?;
             if s.is_primary {
                 loaded.primary = Some(s.id);
             }
