@@ -63,6 +63,11 @@ impl JwtKeys {
         Ok((token, expires))
     }
 
+    /// The account an admin's login token acts for, when it is valid.
+    pub fn account_of(&self, token: &str) -> Option<Uuid> {
+        self.verify(token).map(|c| c.sub)
+    }
+
     fn verify(&self, token: &str) -> Option<Claims> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;

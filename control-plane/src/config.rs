@@ -43,6 +43,99 @@ pub struct Config {
     /// (`control-plane signing-key` shows, rotates and imports keys).
     #[arg(long, env = "KEYWARD_SIGNING_KEY", hide_env_values = true)]
     pub signing_key_seed: Option<String>,
+
+    /// How often dead machines of `DEACTIVATE_DEAD` policies are deactivated (and signing keys
+    /// rotated by the operator CLI picked up), in milliseconds.
+    #[arg(long, env = "KEYWARD_JANITOR_MS", default_value_t = 30_000)]
+    pub janitor_ms: u64,
+
+    /// Event webhooks: targets allowed, delivery worker, retries.
+    #[command(flatten)]
+    pub webhooks: WebhookOptions,
+}
+
+/// Event webhooks (`/v1/webhook-endpoints`): which URLs tenants may register and how the
+/// delivery worker retries.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookOptions {
+    /// Accept plain-http webhook URLs (default: https only; deliveries carry tenants' data).
+    #[arg(
+        long = "webhook-allow-http",
+        env = "KEYWARD_WEBHOOK_ALLOW_HTTP",
+        default_value_t = false
+    )]
+    pub allow_http: bool,
+
+    /// Let webhooks reach loopback and private addresses (off: a tenant could otherwise make the
+    /// control-plane probe the operator's own network). The validator's knob of the same name
+    /// does the same for the KeyAuth `webhook` call.
+    #[arg(
+        long = "webhook-allow-private",
+        env = "KEYWARD_WEBHOOK_ALLOW_PRIVATE",
+        default_value_t = false
+    )]
+    pub allow_private: bool,
+
+    /// Run the delivery worker in this process (off: events queue up for another instance).
+    #[arg(
+        long = "webhook-worker",
+        env = "KEYWARD_WEBHOOK_WORKER",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub worker: bool,
+
+    /// Whole-request deadline of one delivery.
+    #[arg(
+        long = "webhook-timeout-ms",
+        env = "KEYWARD_WEBHOOK_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub timeout_ms: u64,
+
+    /// Delay before the first retry of a failed delivery; each further retry doubles it (plus up
+    /// to a quarter of jitter).
+    #[arg(
+        long = "webhook-backoff-base-ms",
+        env = "KEYWARD_WEBHOOK_BACKOFF_BASE_MS",
+        default_value_t = 10_000
+    )]
+    pub backoff_base_ms: u64,
+
+    /// Longest delay between two attempts.
+    #[arg(long = "webhook-backoff-max-secs", env = "KEYWARD_WEBHOOK_BACKOFF_MAX_SECS", default_value_t = 6 * 3600)]
+    pub backoff_max_secs: u64,
+
+    /// Attempts before an event is marked failed (about 2.5 days with the default back-off).
+    #[arg(
+        long = "webhook-max-attempts",
+        env = "KEYWARD_WEBHOOK_MAX_ATTEMPTS",
+        default_value_t = 20
+    )]
+    pub max_attempts: u32,
+
+    /// Safety-net poll of the queue, in case a wake-up notification is lost.
+    #[arg(
+        long = "webhook-poll-ms",
+        env = "KEYWARD_WEBHOOK_POLL_MS",
+        default_value_t = 5_000
+    )]
+    pub poll_ms: u64,
+}
+
+impl Default for WebhookOptions {
+    fn default() -> Self {
+        WebhookOptions {
+            allow_http: false,
+            allow_private: false,
+            worker: true,
+            timeout_ms: 10_000,
+            backoff_base_ms: 10_000,
+            backoff_max_secs: 6 * 3600,
+            max_attempts: 20,
+            poll_ms: 5_000,
+        }
+    }
 }
 
 impl Config {
@@ -58,6 +151,8 @@ impl Config {
             max_body_bytes: 1024 * 1024,
             login_rate_per_minute: 10,
             signing_key_seed: None,
+            janitor_ms: 30_000,
+            webhooks: WebhookOptions::default(),
         }
     }
 }

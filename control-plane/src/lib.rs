@@ -12,6 +12,7 @@ mod extract;
 mod input;
 mod metrics;
 mod routes;
+mod webhooks;
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -44,11 +45,27 @@ struct Inner {
     login_limiter: DefaultKeyedRateLimiter<IpAddr>,
     clock: DefaultClock,
     metrics: Metrics,
+    /// The Ed25519 keys that sign Keygen answers and webhook deliveries.
+    signers: keyward_shared::signers::Signers,
+    /// Which webhook URLs tenants may register.
+    webhook_urls: store::webhook_endpoints::UrlPolicy,
 }
 
 impl AppState {
     pub(crate) async fn client(&self) -> ApiResult<deadpool_postgres::Client> {
         Ok(db::checkout(&self.0.pool).await?)
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.0.pool
+    }
+
+    pub(crate) fn signers(&self) -> &keyward_shared::signers::Signers {
+        &self.0.signers
+    }
+
+    pub(crate) fn webhook_urls(&self) -> store::webhook_endpoints::UrlPolicy {
+        self.0.webhook_urls
     }
 
     pub(crate) fn jwt(&self) -> &JwtKeys {
@@ -76,6 +93,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     janitor: JoinHandle<()>,
+    webhooks: Option<webhooks::Webhooks>,
 }
 
 impl Running {
@@ -93,6 +111,9 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         self.janitor.abort();
+        if let Some(w) = self.webhooks {
+            w.stop().await;
+        }
     }
 }
 
@@ -124,6 +145,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             db::server_secret(&c, "jwt", 32).await?
         }
     };
+    let webhook_worker = cfg
+        .webhooks
+        .worker
+        .then(|| webhooks::Prepared::new(&cfg.database_url, &cfg.webhooks))
+        .transpose()
+        .context("setting up the webhook worker")?;
     let per_minute = NonZeroU32::new(cfg.login_rate_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
     let state = AppState(Arc::new(Inner {
         pool,
@@ -131,6 +158,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
         clock: DefaultClock::default(),
         metrics: Metrics::new(),
+        signers: keyward_shared::signers::Signers::default(),
+        webhook_urls: store::webhook_endpoints::UrlPolicy {
+            allow_http: cfg.webhooks.allow_http,
+            allow_private: cfg.webhooks.allow_private,
+        },
     }));
     let app = routes::router(state.clone(), cfg.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -145,15 +177,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             let _ = stop.changed().await;
         }));
     }
-    // Login limiter state of idle addresses is dropped, so it stays bounded.
-    let janitor = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            state.0.login_limiter.retain_recent();
-            state.0.login_limiter.shrink_to_fit();
-        }
-    });
+    // Beside the janitor: drains the webhook outbox, events committed before a restart included.
+    let webhooks = webhook_worker.map(|w| w.start(state.clone()));
+    let janitor = tokio::spawn(janitor(
+        state,
+        Duration::from_millis(cfg.janitor_ms.max(10)),
+    ));
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, "control-plane listening");
     Ok(Running {
@@ -162,7 +191,34 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         shutdown,
         server,
         janitor,
+        webhooks,
     })
+}
+
+/// Periodic housekeeping: login-limiter state of idle addresses dropped (so it stays bounded),
+/// dead machines deactivated (their slots freed), signing keys re-read (a rotation made with
+/// the operator CLI reaches this process's Keygen signatures).
+async fn janitor(state: AppState, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        state.0.login_limiter.retain_recent();
+        state.0.login_limiter.shrink_to_fit();
+        match state.client().await {
+            Ok(mut client) => {
+                match store::machines::cull_dead(&mut client, chrono::Utc::now(), 500).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(machines = n, "deactivated dead machines"),
+                    Err(e) => tracing::warn!(error = %e, "could not deactivate dead machines"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e.message, "janitor: no database connection"),
+        }
+        if let Err(e) = state.signers().reload(state.pool(), every).await {
+            tracing::warn!(error = %e, "could not reload signing keys");
+        }
+    }
 }
 
 /// How long a stop waits for in-flight requests.

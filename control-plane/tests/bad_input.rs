@@ -56,7 +56,7 @@ async fn every_json_route_rejects_malformed_bodies() {
             Method::POST,
             format!("/v1/apps/{app}/licenses"),
             json!({"count": "ten"}),
-            json!({"count": 1, "key": "CHOSEN"}),
+            json!({"count": 1, "colour": "red"}),
         ),
         (
             Method::POST,

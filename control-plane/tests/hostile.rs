@@ -177,6 +177,35 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
         )
         .await;
     let entitlement_id = field(&entitlement, &["id"]);
+    // A webhook endpoint and one event of it (a license made after it); then disabled, so the
+    // event is given up without a network call.
+    let endpoint = cp
+        .ok(
+            Method::POST,
+            "/v1/webhook-endpoints",
+            j,
+            Some(json!({"url": "https://example.com/hook", "subscriptions": ["license.created"]})),
+        )
+        .await;
+    let endpoint_id = field(&endpoint, &["id"]);
+    cp.licenses(j, &spare, json!({"count": 1, "duration_days": 5}))
+        .await;
+    let events = cp
+        .ok(
+            Method::GET,
+            &format!("/v1/webhook-events?endpoint_id={endpoint_id}"),
+            j,
+            None,
+        )
+        .await;
+    let event_id = field(&events, &["items", "0", "id"]);
+    cp.ok(
+        Method::PATCH,
+        &format!("/v1/webhook-endpoints/{endpoint_id}"),
+        j,
+        Some(json!({"enabled": false})),
+    )
+    .await;
     for holder in [
         format!("/v1/policies/{}", field(&policy, &["id"])),
         format!("/v1/licenses/{}", field(&lic, &["id"])),
@@ -204,6 +233,8 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
     ids.insert("user_var", field(&uvar, &["variables", "0", "id"]));
     ids.insert("webhook", field(&hook, &["webhook", "id"]));
     ids.insert("seller_key", field(&seller, &["id"]));
+    ids.insert("webhook_endpoint", endpoint_id);
+    ids.insert("webhook_event", event_id);
     let mut marks: Vec<String> = ids.values().cloned().collect();
     marks.extend([
         account_id.clone(),
@@ -344,6 +375,8 @@ fn resource_of(template: &str, param: &str) -> &'static str {
         "policies" => "policy",
         "machines" => "machine",
         "entitlements" => "entitlement",
+        "webhook-endpoints" => "webhook_endpoint",
+        "webhook-events" => "webhook_event",
         other => panic!(
             "{template}: teach this test which resource the path parameter {param} (after '{other}') names"
         ),
@@ -410,6 +443,8 @@ fn sample(name: &str, schema: &Value, t: &Tenant, n: usize) -> Value {
         }
         _ => json!(match (name, schema["format"].as_str()) {
             ("policy_id", _) => t.ids["policy"].clone(),
+            ("app_id", _) => t.ids["app"].clone(),
+            ("api_version", _) => "1.8".into(),
             (_, Some("uuid")) => t.ids["user"].clone(),
             (_, Some("date-time")) => "2031-01-01T00:00:00Z".into(),
             ("url" | "download_url", _) => "https://example.com/hook".into(),
@@ -799,6 +834,7 @@ async fn snapshot(cp: &Cp, t: &Tenant) -> Value {
         format!("/api/dashboard/webhooks/{app}"),
         format!("/api/dashboard/blacklist/{app}"),
         "/api/dashboard/seller-keys".into(),
+        "/v1/webhook-endpoints".into(),
     ] {
         let mut v = cp.ok(Method::GET, &path, &t.jwt, None).await;
         strip_volatile(&mut v);

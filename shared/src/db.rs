@@ -59,6 +59,16 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "keygen_client",
         include_str!("../migrations/0010_keygen_client.sql"),
     ),
+    (
+        11,
+        "keygen_admin",
+        include_str!("../migrations/0011_keygen_admin.sql"),
+    ),
+    (
+        12,
+        "webhook_events",
+        include_str!("../migrations/0012_webhook_events.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying Keyward's migration lock among advisory locks.

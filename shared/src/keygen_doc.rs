@@ -3,9 +3,11 @@
 //! always an object, timestamps with milliseconds) and the error document. Only translation:
 //! every value comes from the core's rows.
 
+use crate::error::StoreError;
 use crate::model::{App, Machine};
-use crate::policy::Policy;
+use crate::policy::{Policy, Scope};
 use crate::store::license_details::LicenseDetail;
+use crate::store::machines::{MachinePatch, NewMachine};
 use crate::verdict::keygen::{heartbeat_status, next_heartbeat_at, KeygenMachine};
 use chrono::{DateTime, SecondsFormat, Utc};
 use hyper::StatusCode;
@@ -15,6 +17,34 @@ use uuid::Uuid;
 /// The Keygen facade's base path on both services: clients configured with
 /// `http(s)://<host>/keygen` call `/keygen/v1/…`, next to the native `/v1/…`.
 pub const PREFIX: &str = "/keygen";
+
+/// A path under the facade's base: `/keygen/v1/{rest…}` or
+/// `/keygen/v1/accounts/{account}/{rest…}` (the account's id or public id), a trailing slash
+/// ignored.
+pub struct KeygenPath<'a> {
+    pub account: Option<&'a str>,
+    pub rest: Vec<&'a str>,
+}
+
+impl<'a> KeygenPath<'a> {
+    pub fn parse(path: &'a str) -> Option<KeygenPath<'a>> {
+        let under = path.strip_prefix(PREFIX)?.strip_prefix("/v1/")?;
+        let mut segments: Vec<&str> = under.split('/').collect();
+        if segments.last() == Some(&"") {
+            segments.pop();
+        }
+        if segments.len() >= 2 && segments[0] == "accounts" {
+            return Some(KeygenPath {
+                account: Some(segments[1]),
+                rest: segments[2..].to_vec(),
+            });
+        }
+        Some(KeygenPath {
+            account: None,
+            rest: segments,
+        })
+    }
+}
 
 /// Where the resources of one account live: `/keygen/v1/accounts/{account}`.
 pub struct Links {
@@ -105,9 +135,9 @@ pub fn license(d: &LicenseDetail, links: &Links, now: DateTime<Utc>) -> Value {
             "nextCheckIn": opt_time(d.next_check_in_at()),
             "lastCheckOut": opt_time(d.last_check_out_at),
             "permissions": [],
-            "metadata": {},
+            "metadata": Value::Object(d.metadata.clone()),
             "created": time(l.created_at),
-            "updated": time(l.created_at),
+            "updated": time(d.updated_at),
         },
         "relationships": {
             "account": links.account(),
@@ -202,6 +232,20 @@ pub fn policy(p: &Policy, links: &Links) -> Value {
             "overageStrategy": upper(p.overage_strategy.as_str()),
             "machineMatchingStrategy": upper(p.machine_matching_strategy.as_str()),
             "machineUniquenessStrategy": upper(p.machine_uniqueness_strategy.as_str()),
+            "heartbeatCullStrategy": upper(p.heartbeat_cull_strategy.as_str()),
+            "heartbeatResurrectionStrategy": upper(p.heartbeat_resurrection_strategy.as_str()),
+            "heartbeatBasis": upper(p.heartbeat_basis.as_str()),
+            "renewalBasis": upper(p.renewal_basis.as_str()),
+            "usePool": p.use_pool,
+            "requireProductScope": p.required_scopes.contains(&Scope::Product),
+            "requirePolicyScope": p.required_scopes.contains(&Scope::Policy),
+            "requireMachineScope": p.required_scopes.contains(&Scope::Machine),
+            "requireFingerprintScope": p.required_scopes.contains(&Scope::Fingerprint),
+            "requireComponentsScope": p.required_scopes.contains(&Scope::Components),
+            "requireUserScope": p.required_scopes.contains(&Scope::User),
+            "requireChecksumScope": p.required_scopes.contains(&Scope::Checksum),
+            "requireVersionScope": p.required_scopes.contains(&Scope::Version),
+            "requireEnvironmentScope": p.required_scopes.contains(&Scope::Environment),
             "metadata": Value::Object(p.metadata.clone()),
             "created": time(p.created_at),
             "updated": time(p.updated_at),
@@ -293,6 +337,12 @@ impl KgError {
         }
     }
 
+    /// The `WWW-Authenticate` challenge of a 401.
+    pub fn challenge(mut self, challenge: &'static str) -> KgError {
+        self.challenge = Some(challenge);
+        self
+    }
+
     pub fn forbidden(detail: impl Into<String>) -> KgError {
         KgError::new(StatusCode::FORBIDDEN, detail)
     }
@@ -331,4 +381,157 @@ impl KgError {
         }
         json!({"meta": {"id": request_id.to_string()}, "errors": [error]})
     }
+}
+
+/// Keygen's machine attributes onto the core's description (unknown ones are ignored).
+pub fn machine_patch(attributes: &Map<String, Value>) -> Result<MachinePatch, KgError> {
+    let mut details = Map::new();
+    for (from, to) in [
+        ("name", "name"),
+        ("hostname", "hostname"),
+        ("platform", "platform"),
+        ("ip", "ip"),
+        ("cores", "cores"),
+        ("memory", "memory"),
+        ("disk", "disk"),
+        ("metadata", "metadata"),
+    ] {
+        if let Some(v) = attributes.get(from) {
+            details.insert(to.into(), v.clone());
+        }
+    }
+    serde_json::from_value(Value::Object(details)).map_err(|e| {
+        KgError::bad_request(
+            format!("invalid attributes: {e}"),
+            Source::Pointer("/data/attributes"),
+        )
+    })
+}
+
+/// A `POST /machines` document: the new machine and the id of the license it names (`None`
+/// when blank or not an id).
+pub fn machine_request(body: &Value) -> Result<(NewMachine, Option<Uuid>), KgError> {
+    let data = body.get("data").filter(|d| d.is_object()).ok_or_else(|| {
+        KgError::bad_request(
+            "data is required and must be an object",
+            Source::Pointer("/data"),
+        )
+    })?;
+    if let Some(kind) = data.get("type") {
+        if !matches!(kind.as_str(), Some("machines" | "machine")) {
+            return Err(KgError::bad_request(
+                "type mismatch (expected \"machines\")",
+                Source::Pointer("/data/type"),
+            ));
+        }
+    }
+    let attributes = match data.get("attributes") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => {
+            return Err(KgError::bad_request(
+                "attributes must be an object",
+                Source::Pointer("/data/attributes"),
+            ))
+        }
+    };
+    let fingerprint = match attributes.get("fingerprint") {
+        Some(Value::String(f)) if !f.trim().is_empty() => f.clone(),
+        Some(Value::String(_)) | Some(Value::Null) | None => {
+            return Err(unprocessable(
+                "must not be blank",
+                "FINGERPRINT_BLANK",
+                "/data/attributes/fingerprint",
+            ))
+        }
+        Some(_) => {
+            return Err(KgError::bad_request(
+                "type mismatch (expected string)",
+                Source::Pointer("/data/attributes/fingerprint"),
+            ))
+        }
+    };
+    let license = data
+        .pointer("/relationships/license/data/id")
+        .and_then(Value::as_str)
+        .and_then(|id| id.parse::<Uuid>().ok());
+    let new = NewMachine {
+        fingerprint,
+        details: machine_patch(&attributes)?,
+    };
+    Ok((new, license))
+}
+
+/// A 422 in Keygen's shape.
+pub fn unprocessable(
+    detail: impl Into<String>,
+    code: &'static str,
+    pointer: &'static str,
+) -> KgError {
+    KgError::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+        .code(code)
+        .source(Source::Pointer(pointer))
+}
+
+/// An activation the store refused, in Keygen's words (`limit`: the license's machine limit).
+/// `None` for infrastructure failures, which each service reports its own way.
+pub fn activation_refused(e: &StoreError, limit: i32) -> Option<KgError> {
+    match e {
+        StoreError::Conflict(_) => Some(unprocessable(
+            "has already been taken",
+            "FINGERPRINT_TAKEN",
+            "/data/attributes/fingerprint",
+        )),
+        StoreError::LimitReached(_) => Some(unprocessable(
+            format!("machine count has exceeded maximum allowed for license ({limit})"),
+            "MACHINE_LIMIT_EXCEEDED",
+            "/data",
+        )),
+        StoreError::Invalid(m) => Some(
+            KgError::new(StatusCode::UNPROCESSABLE_ENTITY, m.clone())
+                .source(Source::Pointer("/data/attributes")),
+        ),
+        StoreError::NotFound(_) => Some(unprocessable(
+            "must exist",
+            "LICENSE_NOT_FOUND",
+            "/data/relationships/license",
+        )),
+        _ => None,
+    }
+}
+
+/// An entitlement resource.
+pub fn entitlement(e: &crate::model::Entitlement, links: &Links) -> Value {
+    json!({
+        "id": e.id.to_string(),
+        "type": "entitlements",
+        "attributes": {
+            "name": e.name,
+            "code": e.code,
+            "metadata": Value::Object(e.metadata.clone()),
+            "created": time(e.created_at),
+            "updated": time(e.updated_at),
+        },
+        "relationships": {"account": links.account()},
+        "links": {"self": links.entitlement(e.id)},
+    })
+}
+
+/// A key of a policy's pool.
+pub fn pooled_key(k: &crate::store::key_pool::PooledKey, links: &Links) -> Value {
+    json!({
+        "id": k.id.to_string(),
+        "type": "keys",
+        "attributes": {
+            "key": k.key,
+            "created": time(k.created_at),
+            "updated": time(k.updated_at),
+        },
+        "relationships": {
+            "account": links.account(),
+            "product": links.to_one("products", Some(k.app_id), links.of("products", k.app_id)),
+            "policy": links.to_one("policies", Some(k.policy_id), links.of("policies", k.policy_id)),
+        },
+        "links": {"self": links.of("keys", k.id)},
+    })
 }

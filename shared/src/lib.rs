@@ -5,6 +5,9 @@
 //! ([`store`]) and the one write path that audits and invalidates in the same transaction
 //! ([`write::WriteTx`]). The services only translate wire formats to these calls.
 
+// serde_json's `json!` recurses once per member: Keygen's policy document has many.
+#![recursion_limit = "256"]
+
 pub mod blacklist;
 pub mod client_api;
 pub mod db;
@@ -13,9 +16,11 @@ pub mod invalidation;
 pub mod keygen;
 pub mod keygen_doc;
 pub mod keygen_signature;
+pub mod keygen_validation;
 pub mod license_facts;
 pub mod license_file;
 pub mod model;
+pub mod outbound;
 pub mod policy;
 pub mod secrets;
 pub mod serve;

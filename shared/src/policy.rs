@@ -256,6 +256,8 @@ pub struct Policy {
     pub one_time_use: bool,
     /// Only admins may create licenses of this policy.
     pub protected: bool,
+    /// Licenses take their keys from the policy's pool of pre-made keys (Keygen's `usePool`).
+    pub use_pool: bool,
     pub metadata: Map<String, Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -300,6 +302,7 @@ impl Policy {
             required_scopes: Vec::new(),
             one_time_use: false,
             protected: false,
+            use_pool: false,
             metadata: Map::new(),
             created_at: now,
             updated_at: now,
@@ -344,6 +347,7 @@ impl Policy {
             check_in_interval_count,
             one_time_use,
             protected,
+            use_pool,
             metadata
         );
         if let Some(scopes) = &patch.required_scopes {
@@ -490,6 +494,7 @@ pub struct PolicyPatch {
     pub required_scopes: Option<Vec<Scope>>,
     pub one_time_use: Option<bool>,
     pub protected: Option<bool>,
+    pub use_pool: Option<bool>,
     pub metadata: Option<Map<String, Value>>,
 }
 

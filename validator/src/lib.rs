@@ -14,7 +14,6 @@ mod listener;
 mod metrics;
 #[cfg(feature = "bench-support")]
 pub mod offline;
-mod outbound;
 mod rate_limit;
 mod routes;
 mod server;
@@ -28,6 +27,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_postgres::Pool;
+use keyward_shared::outbound;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -128,6 +128,8 @@ impl State {
             timeout: Duration::from_millis(cfg.webhook_timeout_ms),
             max_response_bytes: cfg.webhook_max_bytes,
             allow_private: cfg.webhook_allow_private,
+            // The body is relayed to the client: a cut one would be a wrong answer.
+            truncate_response: false,
         })
         .map_err(|e| tracing::warn!(error = %e, "webhooks disabled: no HTTP client"))
         .ok();

@@ -11,7 +11,7 @@ use common::*;
 use keyward_shared::keygen_signature;
 use keyward_shared::model::License;
 use keyward_shared::policy::{AuthenticationStrategy, PolicyPatch};
-use keyward_shared::store::{licenses, policies, signing_keys};
+use keyward_shared::store::{api_keys, policies, signing_keys};
 use keyward_shared::testing::{eventually, TestDb};
 use keyward_shared::write::WriteTx;
 use serde_json::{json, Value};
@@ -376,12 +376,30 @@ async fn a_suspension_reaches_every_validator_within_milliseconds() {
             "VALID"
         );
     }
+    // Suspended through the control-plane's Keygen admin API, as a vendor's script does, with
+    // an admin's API key as the Bearer token.
+    let cp = keyward_control_plane::start(keyward_control_plane::Config::new(db.url.clone()))
+        .await
+        .expect("control-plane");
     let mut w = WriteTx::begin(&mut c, t.actor.clone()).await.unwrap();
-    licenses::ban(&mut w, l.id, Some("chargeback"))
+    let (_, admin_key) = api_keys::create(&mut w, "vendor script", &["*".to_owned()])
         .await
         .unwrap();
     w.commit().await.unwrap();
+    let suspended = reqwest::Client::new()
+        .post(format!(
+            "http://{}/keygen/v1/licenses/{}/actions/suspend",
+            cp.addr(),
+            l.id
+        ))
+        .header("authorization", format!("Bearer {admin_key}"))
+        .header("accept", "application/vnd.api+json")
+        .send()
+        .await
+        .expect("suspend");
+    // The answer leaves after the commit.
     let committed = std::time::Instant::now();
+    assert_eq!(suspended.status(), 200);
     let seen = [&k1, &k2].map(|kg| async {
         eventually(Duration::from_secs(5), "suspension seen", || async {
             let r = kg.validate_key(json!({"key": l.key}), None).await;
@@ -392,7 +410,10 @@ async fn a_suspension_reaches_every_validator_within_milliseconds() {
     });
     let [took1, took2] = seen;
     let (took1, took2) = tokio::join!(took1, took2);
-    println!("Keygen suspension seen by validator 1 {took1:?} and validator 2 {took2:?} after the commit");
+    println!(
+        "Keygen suspension (control-plane Keygen API) seen by validator 1 {took1:?} and \
+         validator 2 {took2:?} after the answer"
+    );
     for kg in [&k1, &k2] {
         let r = kg.validate_key(json!({"key": l.key}), None).await;
         assert_eq!(
@@ -413,6 +434,7 @@ async fn a_suspension_reaches_every_validator_within_milliseconds() {
     }
     v1.shutdown().await;
     v2.shutdown().await;
+    cp.shutdown().await;
 }
 
 #[tokio::test]

@@ -2,3 +2,4 @@
 //! to the same `keyward_shared::store` calls as the native routes. They hold no rule.
 
 pub mod keyaux;
+pub mod keygen;

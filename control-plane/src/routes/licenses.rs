@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::auth::Auth;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path, Query};
+use crate::webhooks::emit;
 use crate::AppState;
 
 #[derive(Serialize)]
@@ -38,6 +39,8 @@ pub async fn generate(
     let mut client = state.client().await?;
     let mut w = WriteTx::begin(&mut client, auth.actor).await?;
     let licenses = licenses::generate(&mut w, app_id, &spec).await?;
+    let ids: Vec<Uuid> = licenses.iter().map(|l| l.id).collect();
+    emit::licenses(&mut w, "license.created", &ids).await?;
     w.commit().await?;
     Ok((StatusCode::CREATED, Json(Generated { licenses })))
 }
@@ -66,14 +69,16 @@ pub async fn get(
     Ok(Json(licenses::get(&**client, auth.account_id(), id).await?))
 }
 
-/// Runs one license write in its own transaction and answers the license as it now is.
+/// Runs one license write in its own transaction, with its webhook event, and answers the
+/// license as it now is.
 macro_rules! license_write {
-    ($state:expr, $auth:expr, $id:expr, |$w:ident| $write:expr) => {{
+    ($state:expr, $auth:expr, $id:expr, $event:expr, |$w:ident| $write:expr) => {{
         $auth.require("licenses:write")?;
         let account = $auth.account_id();
         let mut client = $state.client().await?;
         let mut $w = WriteTx::begin(&mut client, $auth.actor).await?;
         $write.await?;
+        emit::license(&mut $w, $event, $id).await?;
         $w.commit().await?;
         Ok(Json(licenses::get(&**client, account, $id).await?))
     }};
@@ -85,7 +90,9 @@ pub async fn update(
     Path(id): Path<Uuid>,
     Json(patch): Json<LicensePatch>,
 ) -> ApiResult<Json<License>> {
-    license_write!(state, auth, id, |w| licenses::update(&mut w, id, &patch))
+    license_write!(state, auth, id, "license.updated", |w| licenses::update(
+        &mut w, id, &patch
+    ))
 }
 
 pub async fn ban(
@@ -94,7 +101,7 @@ pub async fn ban(
     Path(id): Path<Uuid>,
     Json(req): Json<BanRequest>,
 ) -> ApiResult<Json<License>> {
-    license_write!(state, auth, id, |w| licenses::ban(
+    license_write!(state, auth, id, "license.suspended", |w| licenses::ban(
         &mut w,
         id,
         req.reason.as_deref()
@@ -106,7 +113,9 @@ pub async fn unban(
     auth: Auth,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<License>> {
-    license_write!(state, auth, id, |w| licenses::unban(&mut w, id))
+    license_write!(state, auth, id, "license.reinstated", |w| licenses::unban(
+        &mut w, id
+    ))
 }
 
 pub async fn extend(
@@ -115,7 +124,9 @@ pub async fn extend(
     Path(id): Path<Uuid>,
     Json(ext): Json<Extension>,
 ) -> ApiResult<Json<License>> {
-    license_write!(state, auth, id, |w| licenses::extend(&mut w, id, &ext))
+    license_write!(state, auth, id, "license.renewed", |w| licenses::extend(
+        &mut w, id, &ext
+    ))
 }
 
 pub async fn reset_hwids(
@@ -123,7 +134,10 @@ pub async fn reset_hwids(
     auth: Auth,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<License>> {
-    license_write!(state, auth, id, |w| licenses::reset_hwids(&mut w, id))
+    // Its machines go: the license's document shows none.
+    license_write!(state, auth, id, "license.updated", |w| {
+        licenses::reset_hwids(&mut w, id)
+    })
 }
 
 pub async fn delete(
@@ -134,6 +148,8 @@ pub async fn delete(
     auth.require("licenses:write")?;
     let mut client = state.client().await?;
     let mut w = WriteTx::begin(&mut client, auth.actor).await?;
+    // Rendered before it goes; the same transaction, so it is what is deleted.
+    emit::license(&mut w, "license.deleted", id).await?;
     licenses::delete(&mut w, id).await?;
     w.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -9,6 +9,7 @@ use crate::auth::Auth;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path};
 use crate::routes::apps::Items;
+use crate::webhooks::emit;
 use crate::AppState;
 
 pub async fn activate(
@@ -21,6 +22,7 @@ pub async fn activate(
     let mut client = state.client().await?;
     let mut w = WriteTx::begin(&mut client, auth.actor).await?;
     let machine = machines::activate(&mut w, license_id, &new).await?;
+    emit::machine(&mut w, "machine.created", &machine).await?;
     w.commit().await?;
     Ok((StatusCode::CREATED, Json(machine)))
 }
@@ -57,6 +59,7 @@ pub async fn update(
     let mut client = state.client().await?;
     let mut w = WriteTx::begin(&mut client, auth.actor).await?;
     let machine = machines::update(&mut w, id, &patch).await?;
+    emit::machine(&mut w, "machine.updated", &machine).await?;
     w.commit().await?;
     Ok(Json(machine))
 }
@@ -69,6 +72,8 @@ pub async fn deactivate(
     auth.require("licenses:write")?;
     let mut client = state.client().await?;
     let mut w = WriteTx::begin(&mut client, auth.actor).await?;
+    // Rendered before it goes, in the same transaction.
+    emit::machine_by_id(&mut w, "machine.deleted", id).await?;
     machines::deactivate(&mut w, id).await?;
     w.commit().await?;
     Ok(StatusCode::NO_CONTENT)

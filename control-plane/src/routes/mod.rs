@@ -12,6 +12,7 @@ mod machines;
 mod ops;
 mod policies;
 mod signing_keys;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -106,7 +107,24 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/v1/audit-log", get(audit::list))
         .route("/v1/signing-keys", get(signing_keys::list))
+        .route(
+            "/v1/webhook-endpoints",
+            post(webhooks::create_endpoint).get(webhooks::list_endpoints),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}",
+            get(webhooks::get_endpoint)
+                .patch(webhooks::update_endpoint)
+                .delete(webhooks::delete_endpoint),
+        )
+        .route("/v1/webhook-events", get(webhooks::list_events))
+        .route(
+            "/v1/webhook-events/{id}",
+            get(webhooks::get_event).delete(webhooks::delete_event),
+        )
+        .route("/v1/webhook-events/{id}/retry", post(webhooks::retry_event))
         .merge(crate::compat::keyaux::router())
+        .merge(crate::compat::keygen::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -120,6 +138,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
                 deadline: BODY_DEADLINE,
             },
             crate::input::guard,
+        ))
+        // Outside the guard, so that its refusals are signed too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::compat::keygen::sign,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -145,6 +168,8 @@ async fn method_not_allowed() -> ApiError {
 pub fn reject(path: &str, e: ApiError) -> Response {
     if crate::compat::keyaux::owns(path) {
         crate::compat::keyaux::KaError(e).into_response()
+    } else if crate::compat::keygen::owns(path) {
+        crate::compat::keygen::reject(e)
     } else {
         e.into_response()
     }

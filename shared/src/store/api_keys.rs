@@ -22,6 +22,8 @@ pub const SCOPES: &[&str] = &[
     "blacklist:write",
     "audit:read",
     "api_keys:write",
+    "webhooks:read",
+    "webhooks:write",
 ];
 
 const COLUMNS: &str = "id, name, prefix, scopes, created_at, last_used_at, revoked_at";

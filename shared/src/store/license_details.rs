@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -23,6 +24,10 @@ pub struct LicenseDetail {
     pub entitlement_refs: Vec<(Uuid, String, String)>,
     pub last_check_in_at: Option<DateTime<Utc>>,
     pub last_check_out_at: Option<DateTime<Utc>>,
+    /// The vendor's data about the license.
+    pub metadata: Map<String, Value>,
+    /// The last change of the license row (its creation when never changed).
+    pub updated_at: DateTime<Utc>,
 }
 
 /// Every license with this key, in every account or in `account` only (keys are unique per app,
@@ -81,14 +86,75 @@ pub async fn by_id<C: GenericClient + Sync>(
     }
 }
 
+/// Which of an account's licenses a list shows.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub app: Option<Uuid>,
+    pub policy: Option<Uuid>,
+    pub suspended: Option<bool>,
+    /// Licenses with this machine (by id).
+    pub machine: Option<Uuid>,
+    /// Licenses with a machine of this fingerprint.
+    pub fingerprint: Option<String>,
+}
+
+/// A page of the account's licenses, newest first, with the total that match.
+pub async fn list<C: GenericClient + Sync>(
+    c: &C,
+    account: Uuid,
+    f: &Filter,
+    page: super::Offset,
+) -> StoreResult<(Vec<LicenseDetail>, i64)> {
+    let filter = "l.account_id = $1
+        AND ($2::uuid IS NULL OR l.app_id = $2)
+        AND ($3::uuid IS NULL OR l.policy_id = $3)
+        AND ($4::bool IS NULL OR (l.status = 'banned') = $4)
+        AND ($5::uuid IS NULL OR EXISTS (SELECT 1 FROM machines m WHERE m.license_id = l.id AND m.id = $5))
+        AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM machines m WHERE m.license_id = l.id AND m.fingerprint = $6))";
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &account,
+        &f.app,
+        &f.policy,
+        &f.suspended,
+        &f.machine,
+        &f.fingerprint,
+    ];
+    let total: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM licenses l WHERE {filter}"),
+            &params,
+        )
+        .await?
+        .try_get(0)?;
+    let mut all = params.to_vec();
+    all.push(&page.limit);
+    all.push(&page.offset);
+    let rows = c
+        .query(
+            &format!(
+                "{} WHERE {filter} ORDER BY l.created_at DESC, l.id DESC LIMIT $7 OFFSET $8",
+                super::licenses::SELECT
+            ),
+            &all,
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        out.push(complete(c, super::licenses::from_row(row)).await?);
+    }
+    Ok((out, total))
+}
+
 async fn complete<C: GenericClient + Sync>(c: &C, license: License) -> StoreResult<LicenseDetail> {
     let policy = c
         .query_one(
             &format!(
                 "SELECT {},
-                        (SELECT last_check_in_at FROM licenses WHERE id = $2) AS last_check_in_at,
-                        (SELECT last_check_out_at FROM licenses WHERE id = $2) AS last_check_out_at
-                   FROM policies WHERE id = $1",
+                        x.*
+                   FROM policies, (SELECT last_check_in_at, last_check_out_at, metadata AS license_metadata,
+                                          coalesce(updated_at, created_at) AS license_updated_at
+                                     FROM licenses WHERE id = $2) x
+                  WHERE policies.id = $1",
                 super::policies::columns()
             ),
             &[&license.policy_id, &license.id],
@@ -96,6 +162,11 @@ async fn complete<C: GenericClient + Sync>(c: &C, license: License) -> StoreResu
         .await?;
     let last_check_in_at = policy.try_get("last_check_in_at")?;
     let last_check_out_at = policy.try_get("last_check_out_at")?;
+    let metadata = match policy.try_get::<_, Value>("license_metadata")? {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let updated_at = policy.try_get("license_updated_at")?;
     let policy = Arc::new(super::policies::from_row(&policy)?);
     let machines = c
         .query(
@@ -131,6 +202,8 @@ async fn complete<C: GenericClient + Sync>(c: &C, license: License) -> StoreResu
         entitlement_refs,
         last_check_in_at,
         last_check_out_at,
+        metadata,
+        updated_at,
     })
 }
 

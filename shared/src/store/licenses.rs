@@ -2,7 +2,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Map, Value};
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
@@ -10,7 +10,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::invalidation::Invalidation;
 use crate::keygen::{Mask, DEFAULT_MASK};
 use crate::license_facts::LicenseFacts;
-use crate::model::{present, BoundHwid, License, LicenseStatus};
+use crate::model::{check_metadata, present, BoundHwid, License, LicenseStatus};
 use crate::verdict::Activation;
 use crate::write::WriteTx;
 
@@ -258,6 +258,11 @@ pub struct GenerateSpec {
     pub ip_limit: Option<i32>,
     /// Uses (KeyAuth redemptions, Keygen's usage counter).
     pub max_uses: Option<i32>,
+    /// The exact key of a single license (Keygen lets vendors bring their own) instead of one
+    /// generated from the mask.
+    pub key: Option<String>,
+    /// The vendor's data about the license (at most 64 keys, 16 KiB).
+    pub metadata: Option<Map<String, Value>>,
 }
 
 const MAX_DURATION_SECS: i64 = 100 * 366 * 86_400;
@@ -265,6 +270,9 @@ const MAX_DURATION_SECS: i64 = 100 * 366 * 86_400;
 struct Resolved {
     count: i64,
     mask: Mask,
+    /// Exact keys (given, or taken from the policy's pool) instead of generated ones.
+    keys: Option<Vec<String>>,
+    metadata: Map<String, Value>,
     expires_at: Option<DateTime<Utc>>,
     duration_secs: Option<i64>,
     level: i32,
@@ -322,9 +330,25 @@ fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
         return invalid("note must be at most 1000 characters");
     }
     check_limits(spec.hwid_limit, spec.ip_limit, spec.max_uses)?;
+    let keys = match spec.key.as_deref() {
+        None => None,
+        Some(_) if count != 1 => return invalid("a given key makes exactly one license (count 1)"),
+        Some(k)
+            if k.is_empty()
+                || k.len() > crate::keygen::MAX_KEY_LEN
+                || !k.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            return invalid("key must be 1 to 128 printable ASCII characters without spaces")
+        }
+        Some(k) => Some(vec![k.to_string()]),
+    };
+    let metadata = spec.metadata.clone().unwrap_or_default();
+    check_metadata(&metadata).map_err(StoreError::Invalid)?;
     Ok(Resolved {
         count,
         mask,
+        keys,
+        metadata,
         expires_at,
         duration_secs,
         level,
@@ -358,11 +382,11 @@ async fn policy_for(
     wtx: &WriteTx<'_>,
     app_id: Uuid,
     id: Option<Uuid>,
-) -> StoreResult<(Uuid, Option<i64>, bool)> {
+) -> StoreResult<(Uuid, Option<i64>, bool, bool)> {
     let row = wtx
         .tx()
         .query_opt(
-            "SELECT id, duration_secs, expiration_basis = 'from_creation' AS from_creation
+            "SELECT id, duration_secs, expiration_basis = 'from_creation' AS from_creation, use_pool
                FROM policies
               WHERE app_id = $1 AND account_id = $2 AND CASE WHEN $3::uuid IS NULL THEN is_default ELSE id = $3 END
               FOR SHARE",
@@ -374,6 +398,7 @@ async fn policy_for(
         row.try_get("id")?,
         row.try_get("duration_secs")?,
         row.try_get("from_creation")?,
+        row.try_get("use_pool")?,
     ))
 }
 
@@ -396,8 +421,19 @@ pub async fn generate(
     if owned.is_none() {
         return Err(StoreError::NotFound("app"));
     }
-    let (policy_id, policy_duration, from_creation) =
+    let (policy_id, policy_duration, from_creation, use_pool) =
         policy_for(wtx, app_id, spec.policy_id).await?;
+    if use_pool && r.keys.is_none() {
+        // The pool's oldest keys, each taken once even under concurrent creations.
+        let mut pooled = Vec::with_capacity(r.count as usize);
+        for _ in 0..r.count {
+            match super::key_pool::take(wtx, policy_id).await? {
+                Some(k) => pooled.push(k.key),
+                None => return Err(StoreError::Invalid("the policy's key pool is empty".into())),
+            }
+        }
+        r.keys = Some(pooled);
+    }
     if let (None, None, Some(d)) = (r.expires_at, r.duration_secs, policy_duration) {
         if from_creation {
             r.expires_at = Some(now + Duration::seconds(d));
@@ -408,23 +444,33 @@ pub async fn generate(
         }
     }
     let mut ids: Vec<Uuid> = Vec::with_capacity(r.count as usize);
-    for _attempt in 0..5 {
+    for attempt in 0..5 {
         let missing = r.count as usize - ids.len();
         if missing == 0 {
             break;
         }
         let new_ids: Vec<Uuid> = (0..missing).map(|_| Uuid::new_v4()).collect();
-        let keys: Vec<String> = (0..missing).map(|_| r.mask.generate()).collect();
+        let keys: Vec<String> = match &r.keys {
+            // Exact keys are tried once: one that collides is taken, not regenerated.
+            Some(_) if attempt > 0 => {
+                return Err(StoreError::Conflict(
+                    "the key is already a license of this app".into(),
+                ))
+            }
+            Some(keys) => keys.clone(),
+            None => (0..missing).map(|_| r.mask.generate()).collect(),
+        };
         let rows = wtx
             .tx()
             .query(
-                "INSERT INTO licenses (id, account_id, app_id, key, level, note, expires_at, duration_secs, hwid_limit, ip_limit, max_uses, policy_id)
-                 SELECT u.id, $1, $2, u.key, $5, $6, $7, $8, $9, $10, $11, $12
+                "INSERT INTO licenses (id, account_id, app_id, key, level, note, expires_at, duration_secs, hwid_limit, ip_limit, max_uses, policy_id, metadata)
+                 SELECT u.id, $1, $2, u.key, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb
                    FROM unnest($3::uuid[], $4::text[]) AS u(id, key)
                  ON CONFLICT (app_id, key) DO NOTHING RETURNING id",
                 &[
                     &wtx.account_id(), &app_id, &new_ids, &keys, &r.level, &r.note, &r.expires_at,
                     &r.duration_secs, &r.hwid_limit, &r.ip_limit, &r.max_uses, &policy_id,
+                    &Value::Object(r.metadata.clone()),
                 ],
             )
             .await?;
@@ -612,6 +658,11 @@ pub struct LicensePatch {
     pub ip_limit: Option<Option<i32>>,
     #[serde(default, deserialize_with = "present")]
     pub max_uses: Option<Option<i32>>,
+    /// A new expiry; `null`: the license no longer expires.
+    #[serde(default, deserialize_with = "present")]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// Replaces the vendor's data.
+    pub metadata: Option<Map<String, Value>>,
 }
 
 pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreResult<()> {
@@ -629,6 +680,9 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreR
         return Err(StoreError::Invalid(
             "note must be at most 1000 characters".into(),
         ));
+    }
+    if let Some(meta) = &p.metadata {
+        check_metadata(meta).map_err(StoreError::Invalid)?;
     }
     if let Some(policy) = p.policy_id {
         // Locked so that it cannot be deleted before the move commits.
@@ -654,7 +708,10 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreR
                 policy_id = coalesce($5, policy_id),
                 hwid_limit = CASE WHEN $6 THEN $7 ELSE hwid_limit END,
                 ip_limit = CASE WHEN $8 THEN $9 ELSE ip_limit END,
-                max_uses = CASE WHEN $10 THEN $11 ELSE max_uses END
+                max_uses = CASE WHEN $10 THEN $11 ELSE max_uses END,
+                expires_at = CASE WHEN $12 THEN $13 ELSE expires_at END,
+                duration_secs = CASE WHEN $12 THEN NULL ELSE duration_secs END,
+                metadata = coalesce($14, metadata)
           WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
         &[
             &p.note,
@@ -666,10 +723,14 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreR
             &p.ip_limit.flatten(),
             &p.max_uses.is_some(),
             &p.max_uses.flatten(),
+            &p.expires_at.is_some(),
+            &p.expires_at.flatten(),
+            &p.metadata.clone().map(Value::Object),
         ],
         "license.update",
         json!({"note": p.note, "level": p.level, "policy_id": p.policy_id,
-               "hwid_limit": p.hwid_limit, "ip_limit": p.ip_limit, "max_uses": p.max_uses}),
+               "hwid_limit": p.hwid_limit, "ip_limit": p.ip_limit, "max_uses": p.max_uses,
+               "expires_at": p.expires_at, "metadata": p.metadata.is_some()}),
     )
     .await
 }
@@ -965,4 +1026,133 @@ pub async fn seed_sequential(
         json!({"prefix": prefix, "first": first, "count": count, "inserted": n}),
     );
     Ok(n)
+}
+
+/// Renews a license by its policy's duration (Keygen's `renew`), from its expiry or from now as
+/// the policy's renewal basis says. A license whose policy has no duration cannot be renewed.
+pub async fn renew(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    let row = wtx
+        .tx()
+        .query_opt(
+            "SELECT p.duration_secs, p.renewal_basis FROM licenses l JOIN policies p ON p.id = l.policy_id
+              WHERE l.id = $1 AND l.account_id = $2",
+            &[&id, &wtx.account_id()],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("license"))?;
+    let duration: Option<i64> = row.try_get(0)?;
+    let basis: String = row.try_get(1)?;
+    let Some(duration) = duration else {
+        return Err(StoreError::Invalid(
+            "the license's policy has no duration, so there is nothing to renew by".into(),
+        ));
+    };
+    // from_expiry: the current expiry (now when none); from_now: now; from_now_if_expired:
+    // now for an expired license, else its expiry.
+    mutate_one(
+        wtx,
+        id,
+        "UPDATE licenses SET expires_at = CASE
+                WHEN $4 = 'from_now' OR expires_at IS NULL THEN now()
+                WHEN $4 = 'from_now_if_expired' THEN greatest(expires_at, now())
+                ELSE expires_at END + make_interval(secs => $3),
+             duration_secs = NULL
+          WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
+        &[&(duration as f64), &basis],
+        "license.renew",
+        json!({"seconds": duration, "basis": basis}),
+    )
+    .await
+}
+
+/// Records a check-in now (the policy must require check-ins).
+pub async fn check_in(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    let required: Option<bool> = wtx
+        .tx()
+        .query_opt(
+            "SELECT p.require_check_in FROM licenses l JOIN policies p ON p.id = l.policy_id
+              WHERE l.id = $1 AND l.account_id = $2",
+            &[&id, &wtx.account_id()],
+        )
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    match required {
+        None => return Err(StoreError::NotFound("license")),
+        Some(false) => {
+            return Err(StoreError::Invalid(
+                "the license's policy does not require check-ins".into(),
+            ))
+        }
+        Some(true) => {}
+    }
+    mutate_one(
+        wtx,
+        id,
+        "UPDATE licenses SET last_check_in_at = now() WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
+        &[],
+        "license.check_in",
+        json!({}),
+    )
+    .await
+}
+
+/// A change of a license's usage counter (Keygen's `increment-usage` and friends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageChange {
+    Increment(i32),
+    Decrement(i32),
+    Reset,
+}
+
+/// Changes the usage counter in one statement, so concurrent increments never pass the
+/// license's (or its policy's) `max_uses`: `LimitReached` when they would, `Invalid` below 0.
+pub async fn change_uses(wtx: &mut WriteTx<'_>, id: Uuid, change: UsageChange) -> StoreResult<()> {
+    let (delta, reset) = match change {
+        UsageChange::Increment(n) | UsageChange::Decrement(n) if !(1..=1_000_000).contains(&n) => {
+            return Err(StoreError::Invalid(
+                "the amount must be between 1 and 1000000".into(),
+            ))
+        }
+        UsageChange::Increment(n) => (n, false),
+        UsageChange::Decrement(n) => (-n, false),
+        UsageChange::Reset => (0, true),
+    };
+    let changed = wtx
+        .tx()
+        .query_opt(
+            "UPDATE licenses l SET uses = CASE WHEN $4 THEN 0 ELSE l.uses + $3 END
+               FROM policies p
+              WHERE l.id = $1 AND l.account_id = $2 AND p.id = l.policy_id
+                AND ($4 OR (l.uses + $3 >= 0
+                     AND (coalesce(l.max_uses, p.max_uses) IS NULL OR l.uses + $3 <= coalesce(l.max_uses, p.max_uses))))
+          RETURNING l.app_id, l.key, l.uses",
+            &[&id, &wtx.account_id(), &delta, &reset],
+        )
+        .await?;
+    let Some(row) = changed else {
+        let current = get(wtx.tx(), wtx.account_id(), id).await?;
+        return Err(if delta < 0 {
+            StoreError::Invalid(format!("usage cannot go below 0 (it is {})", current.uses))
+        } else {
+            StoreError::LimitReached(format!(
+                "usage exceeds the maximum allowed for the license ({})",
+                current.max_uses.unwrap_or_default()
+            ))
+        });
+    };
+    let app: Uuid = row.try_get(0)?;
+    let key: String = row.try_get(1)?;
+    let uses: i32 = row.try_get(2)?;
+    wtx.invalidate(Invalidation::License {
+        app,
+        key: key.clone(),
+    });
+    wtx.audit(
+        "license.usage",
+        "license",
+        Some(id.to_string()),
+        json!({"key": key, "change": format!("{change:?}"), "uses": uses}),
+    );
+    Ok(())
 }

@@ -174,6 +174,47 @@ pub async fn list_for_license<C: GenericClient + Sync>(
     .collect()
 }
 
+/// Which of an account's machines a list shows.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub app: Option<Uuid>,
+    pub license: Option<Uuid>,
+    pub fingerprint: Option<String>,
+}
+
+/// A page of the account's machines, newest first, with the total that match.
+pub async fn list<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    f: &Filter,
+    page: super::Offset,
+) -> StoreResult<(Vec<Machine>, i64)> {
+    let filter = "l.account_id = $1 AND ($2::uuid IS NULL OR l.app_id = $2)
+        AND ($3::uuid IS NULL OR m.license_id = $3) AND ($4::text IS NULL OR m.fingerprint = $4)";
+    let total: i64 = c
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM machines m JOIN licenses l ON l.id = m.license_id WHERE {filter}"
+            ),
+            &[&account_id, &f.app, &f.license, &f.fingerprint],
+        )
+        .await?
+        .try_get(0)?;
+    let items = c
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM machines m JOIN licenses l ON l.id = m.license_id WHERE {filter}
+                 ORDER BY m.bound_at DESC, m.id DESC LIMIT $5 OFFSET $6"
+            ),
+            &[&account_id, &f.app, &f.license, &f.fingerprint, &page.limit, &page.offset],
+        )
+        .await?
+        .iter()
+        .map(from_row)
+        .collect::<StoreResult<Vec<Machine>>>()?;
+    Ok((items, total))
+}
+
 pub async fn get<C: GenericClient + Sync>(
     c: &C,
     account_id: Uuid,
@@ -397,4 +438,67 @@ pub async fn heartbeat(
         key,
     });
     Ok(machine)
+}
+
+/// Deactivates machines whose heartbeat died under a `DEACTIVATE_DEAD` policy, past their
+/// revival window and Keygen's grace (`verdict::keygen::cull_at`), at most `limit` per call, so
+/// their slots are free again. Each account's deactivations are one audited, invalidating write.
+/// Returns how many were deactivated.
+pub async fn cull_dead(
+    client: &mut tokio_postgres::Client,
+    now: chrono::DateTime<chrono::Utc>,
+    limit: i64,
+) -> StoreResult<usize> {
+    use crate::verdict::keygen::{cull_at, KeygenMachine, CULL_GRACE_SECS};
+    // A superset of the dead (the earliest any could be culled); `cull_at` decides.
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS}, l.account_id, l.policy_id FROM machines m
+                   JOIN licenses l ON l.id = m.license_id
+                   JOIN policies p ON p.id = l.policy_id
+                  WHERE p.heartbeat_cull_strategy = 'deactivate_dead'
+                    AND p.heartbeat_resurrection_strategy <> 'always_revive'
+                    AND (m.last_heartbeat_at IS NOT NULL OR p.require_heartbeat)
+                    AND coalesce(m.last_heartbeat_at, m.bound_at)
+                        + make_interval(secs => p.heartbeat_duration_secs + $2::int4) < $1
+                  ORDER BY l.account_id LIMIT $3"
+            ),
+            &[&now, &(CULL_GRACE_SECS as i32), &limit],
+        )
+        .await?;
+    let mut policies = std::collections::HashMap::new();
+    let mut due: std::collections::BTreeMap<Uuid, Vec<Uuid>> = Default::default();
+    for row in &rows {
+        let machine = from_row(row)?;
+        let account: Uuid = row.try_get("account_id")?;
+        let policy_id: Uuid = row.try_get("policy_id")?;
+        if let std::collections::hash_map::Entry::Vacant(slot) = policies.entry(policy_id) {
+            slot.insert(super::policies::get(&*client, account, policy_id).await?);
+        }
+        let Some(policy) = policies.get(&policy_id) else {
+            continue;
+        };
+        if cull_at(&KeygenMachine::from_machine(&machine), policy).is_some_and(|at| at < now) {
+            due.entry(account).or_default().push(machine.id);
+        }
+    }
+    let mut culled = 0;
+    for (account, machines) in due {
+        let actor = crate::write::Actor {
+            account_id: account,
+            label: "janitor:heartbeat-cull".into(),
+        };
+        let mut w = WriteTx::begin(client, actor).await?;
+        for id in machines {
+            match deactivate(&mut w, id).await {
+                Ok(()) => culled += 1,
+                // Deactivated meanwhile by someone else.
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        w.commit().await?;
+    }
+    Ok(culled)
 }

@@ -18,6 +18,7 @@ pub mod audit;
 pub mod blacklist;
 pub mod client_logs;
 pub mod entitlements;
+pub mod key_pool;
 pub mod license_details;
 pub mod licenses;
 pub mod machines;
@@ -25,9 +26,12 @@ pub mod policies;
 pub mod sessions;
 pub mod signing_keys;
 pub mod subscriptions;
+pub mod tokens;
 pub mod usage;
 pub mod users;
 pub mod variables;
+pub mod webhook_endpoints;
+pub mod webhook_events;
 pub mod webhooks;
 
 /// Clamps a requested page size into `1..=max`, defaulting when absent.

@@ -43,10 +43,11 @@ const SETTABLE: &[&str] = &[
     "required_scopes",
     "one_time_use",
     "protected",
+    "use_pool",
     "metadata",
 ];
 
-fn settable<'a>(p: &'a Policy, metadata: &'a Value) -> [&'a (dyn ToSql + Sync); 31] {
+fn settable<'a>(p: &'a Policy, metadata: &'a Value) -> [&'a (dyn ToSql + Sync); 32] {
     [
         &p.name,
         &p.duration_secs,
@@ -78,6 +79,7 @@ fn settable<'a>(p: &'a Policy, metadata: &'a Value) -> [&'a (dyn ToSql + Sync); 
         &p.required_scopes,
         &p.one_time_use,
         &p.protected,
+        &p.use_pool,
         metadata,
     ]
 }
@@ -125,6 +127,7 @@ pub(super) fn from_row(r: &Row) -> StoreResult<Policy> {
         required_scopes: r.try_get("required_scopes")?,
         one_time_use: r.try_get("one_time_use")?,
         protected: r.try_get("protected")?,
+        use_pool: r.try_get("use_pool")?,
         // The column is constrained to JSON written from an object.
         metadata: match r.try_get::<_, Value>("metadata")? {
             Value::Object(m) => m,

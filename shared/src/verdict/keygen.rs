@@ -309,6 +309,29 @@ pub fn ping_status(
     (now <= revivable_until).then_some(HeartbeatStatus::Resurrected)
 }
 
+/// How long after its death a machine is deactivated under `DEACTIVATE_DEAD`: Keygen's 30 s, and
+/// never while a ping could still revive it.
+pub const CULL_GRACE_SECS: i64 = 30;
+
+/// When a dead machine is deactivated to free its slot (`None`: never, under `KEEP_DEAD` or
+/// `ALWAYS_REVIVE`, or while no heartbeat is due).
+pub fn cull_at(machine: &KeygenMachine<'_>, policy: &Policy) -> Option<DateTime<Utc>> {
+    if policy.heartbeat_cull_strategy != crate::policy::HeartbeatCull::DeactivateDead {
+        return None;
+    }
+    let window_secs = match policy.heartbeat_resurrection_strategy {
+        HeartbeatResurrection::NoRevive => 0,
+        HeartbeatResurrection::AlwaysRevive => return None,
+        HeartbeatResurrection::OneMinute => 60,
+        HeartbeatResurrection::TwoMinutes => 2 * 60,
+        HeartbeatResurrection::FiveMinutes => 5 * 60,
+        HeartbeatResurrection::TenMinutes => 10 * 60,
+        HeartbeatResurrection::FifteenMinutes => 15 * 60,
+    };
+    next_heartbeat_at(machine, policy)?
+        .checked_add_signed(Duration::seconds(window_secs + CULL_GRACE_SECS))
+}
+
 /// Whether a required check-in is overdue: the last one (else the creation) is older than the
 /// policy's interval × count, months and years in calendar terms.
 pub fn check_in_overdue(subject: &KeygenSubject<'_>, now: DateTime<Utc>) -> bool {

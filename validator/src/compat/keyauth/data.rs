@@ -1,6 +1,7 @@
 //! Data calls: `var` (global variables, cached), `getvar`/`setvar` (the user's variables),
 //! `log`, and `webhook` (the vendor's URL called server-side through the guarded client).
 
+use keyward_shared::outbound::OutboundRequest;
 use keyward_shared::store::sessions::Session;
 use keyward_shared::store::{client_logs, variables, webhooks};
 use keyward_shared::write::WriteTx;
@@ -9,7 +10,6 @@ use keyward_shared::StoreError;
 use super::reply::Reply;
 use super::session_ops::{user_or_refusal, validated_user};
 use super::{Answer, Ctx, Why};
-use crate::outbound::OutboundRequest;
 
 const MAX_VAR_DATA: usize = 500;
 const MAX_LOG: usize = 275;
@@ -146,6 +146,7 @@ pub async fn webhook(ctx: &Ctx<'_>, s: &Session) -> Answer {
         content_type: ctx.p.get("conttype"),
         user_agent: hook.user_agent.as_deref(),
         authorization: hook.auth_header.as_deref(),
+        headers: &[],
     };
     match outbound.call(&request).await {
         Ok(resp) => Ok(Reply::ok("Webhook request successful").field("response", resp.body)),

@@ -170,7 +170,7 @@ pub struct ClientApi {
     pub app_limiter: Limiter<Uuid>,
     pub passwords: Passwords,
     pub signers: Signers,
-    pub outbound: Option<crate::outbound::Outbound>,
+    pub outbound: Option<keyward_shared::outbound::Outbound>,
 }
 
 pub async fn handle(

@@ -36,7 +36,7 @@ use crate::client_ip::client_ip;
 use crate::State;
 use auth::Bearer;
 pub use keyward_shared::keygen_doc::PREFIX;
-use keyward_shared::keygen_doc::{self as doc, KgError, Links, Source};
+use keyward_shared::keygen_doc::{self as doc, KeygenPath, KgError, Links, Source};
 
 /// The API version answered when the client names none.
 const DEFAULT_VERSION: &str = "1.8";
@@ -135,7 +135,7 @@ async fn serve(state: &State, peer: IpAddr, parts: &Parts, body: &mut RequestBod
         return Err((e, None));
     }
     let path = parts.uri.path();
-    let Some(route) = Route::parse(path) else {
+    let Some(route) = KeygenPath::parse(path) else {
         return Err((
             KgError::not_found(format!("The requested endpoint '{path}' was not found")),
             None,
@@ -213,7 +213,7 @@ async fn dispatch(
     state: &State,
     parts: &Parts,
     body: &mut RequestBody,
-    route: &Route<'_>,
+    route: &KeygenPath<'_>,
     caller: &Caller,
 ) -> Result<Answer, KgError> {
     let method = &parts.method;
@@ -355,33 +355,6 @@ async fn read_json(state: &State, body: &mut RequestBody) -> Result<Value, KgErr
     }
 }
 
-/// The path under the prefix: `/v1/{rest…}` or `/v1/accounts/{account}/{rest…}`.
-struct Route<'a> {
-    account: Option<&'a str>,
-    rest: Vec<&'a str>,
-}
-
-impl<'a> Route<'a> {
-    fn parse(path: &'a str) -> Option<Route<'a>> {
-        let under = path.strip_prefix(PREFIX)?.strip_prefix("/v1/")?;
-        let mut segments: Vec<&str> = under.split('/').collect();
-        if segments.last() == Some(&"") {
-            segments.pop();
-        }
-        if segments.len() >= 2 && segments[0] == "accounts" {
-            let account = segments[1];
-            return Some(Route {
-                account: Some(account),
-                rest: segments[2..].to_vec(),
-            });
-        }
-        Some(Route {
-            account: None,
-            rest: segments,
-        })
-    }
-}
-
 /// Signs and sends: `Date`, `Digest` (and their `Keygen-` twins) and `Keygen-Signature` over the
 /// request target and `Host` exactly as received, for every status.
 async fn finish(
@@ -432,7 +405,10 @@ async fn finish(
     let h = resp.headers_mut();
     match signer {
         Ok(signer) => {
-            let keyid = account.map(|a| a.to_string()).unwrap_or_default();
+            // keygen-rs takes a signature with an empty keyid for a tampered answer; one that
+            // concerns no account (an unknown key on the unscoped path, with no default
+            // account) is signed under the nil UUID, keyid-shaped like the others.
+            let keyid = account.unwrap_or_else(Uuid::nil).to_string();
             let signed = keygen_signature::sign_response(
                 &signer,
                 &keyid,

@@ -1,7 +1,8 @@
-//! Outbound HTTP client for the KeyAuth `webhook` call.
+//! The one outbound HTTP client of both services: the KeyAuth `webhook` call (a client asks the
+//! validator to fetch the vendor's configured URL) and the control-plane's event webhooks (POSTed
+//! to URLs a tenant configured).
 //!
-//! A client asks the server to fetch the vendor's configured URL server-side, so
-//! this code runs on a public server with attacker-influenced targets. It is
+//! Either way this code runs on a public server with attacker-influenced targets, so it is
 //! hardened against server-side request forgery (SSRF):
 //!
 //! * only `http`/`https`, no credentials in the URL;
@@ -23,7 +24,8 @@ use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
-use reqwest::Url;
+/// The URL type the checks return, re-exported so callers need no URL crate of their own.
+pub use reqwest::Url;
 
 /// Settings for [`Outbound`].
 #[derive(Debug, Clone)]
@@ -35,6 +37,11 @@ pub struct OutboundConfig {
     /// Operator opt-in to loopback/private/link-local targets (e.g. a webhook
     /// receiver on the same host or LAN). Off by default.
     pub allow_private: bool,
+    /// Cut a body larger than `max_response_bytes` at the cap instead of failing
+    /// the call: event webhooks judge a delivery by its status and keep only a
+    /// prefix of the body for their log. Off by default (the KeyAuth call relays
+    /// the body to a client, where a cut body would be a wrong answer).
+    pub truncate_response: bool,
 }
 
 impl Default for OutboundConfig {
@@ -43,6 +50,7 @@ impl Default for OutboundConfig {
             timeout: Duration::from_secs(10),
             max_response_bytes: 1024 * 1024,
             allow_private: false,
+            truncate_response: false,
         }
     }
 }
@@ -55,6 +63,9 @@ pub struct OutboundRequest<'a> {
     pub content_type: Option<&'a str>,
     pub user_agent: Option<&'a str>,
     pub authorization: Option<&'a str>,
+    /// Further headers, e.g. a signature's (name, value); a name or value that is
+    /// not valid in HTTP is refused as [`OutboundError::InvalidHeader`].
+    pub headers: &'a [(&'static str, &'a str)],
 }
 
 /// What the remote answered. Any status is a response (3xx included: redirects
@@ -147,6 +158,12 @@ impl Outbound {
                 builder = builder.header(name.clone(), header_value(&name, label, value)?);
             }
         }
+        for &(label, value) in req.headers {
+            let name = HeaderName::from_bytes(label.as_bytes())
+                .map_err(|_| OutboundError::InvalidHeader(label))?;
+            let value = header_value(&name, label, value)?;
+            builder = builder.header(name, value);
+        }
 
         let mut resp = builder.send().await.map_err(|e| self.classify(e))?;
         let status = resp.status().as_u16();
@@ -154,7 +171,7 @@ impl Outbound {
 
         // Reject early when the server announces an oversized body.
         let announced = resp.content_length();
-        if announced.is_some_and(|len| len > limit as u64) {
+        if announced.is_some_and(|len| len > limit as u64) && !self.cfg.truncate_response {
             return Err(OutboundError::TooLarge { limit });
         }
         // Pre-size only up to the cap; the announced length is untrusted.
@@ -162,8 +179,15 @@ impl Outbound {
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.classify(e))? {
             // Checked before appending, so at most `limit` bytes are buffered
             // (plus the one chunk reqwest hands us).
-            if chunk.len() > limit - buf.len() {
-                return Err(OutboundError::TooLarge { limit });
+            let room = limit - buf.len();
+            if chunk.len() > room {
+                if !self.cfg.truncate_response {
+                    return Err(OutboundError::TooLarge { limit });
+                }
+                // Keep the prefix and stop reading: dropping `resp` closes the
+                // connection instead of draining an unbounded body.
+                buf.extend_from_slice(&chunk[..room]);
+                break;
             }
             buf.extend_from_slice(&chunk);
         }
@@ -177,44 +201,7 @@ impl Outbound {
     /// Parses and validates the URL, and applies the SSRF check to IP-literal
     /// hosts. Synchronous on purpose (see [`Outbound::call`]).
     fn preflight(&self, raw: &str) -> Result<Url, OutboundError> {
-        // The parsed `Url` is what reqwest sends, so there is no second parser
-        // that could disagree with this check.
-        let url = Url::parse(raw).map_err(|e| OutboundError::InvalidUrl(e.to_string()))?;
-        match url.scheme() {
-            "http" | "https" => {}
-            other => {
-                return Err(OutboundError::InvalidUrl(format!(
-                    "scheme `{other}` is not allowed (only http and https)"
-                )))
-            }
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(OutboundError::InvalidUrl(
-                "credentials in the URL are not allowed".into(),
-            ));
-        }
-        let host = match url.host_str() {
-            Some(h) if !h.is_empty() => h,
-            _ => return Err(OutboundError::InvalidUrl("URL has no host".into())),
-        };
-        if !self.cfg.allow_private {
-            // Same test hyper-util uses to skip DNS (brackets stripped, then
-            // `parse` as v4/v6): whatever it would dial directly is checked here;
-            // everything else goes through `GuardedResolver`.
-            let bare = host
-                .strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .unwrap_or(host);
-            if let Ok(ip) = bare.parse::<IpAddr>() {
-                if !is_public_ip(ip) {
-                    return Err(OutboundError::Forbidden {
-                        host: host.to_owned(),
-                        addrs: vec![ip],
-                    });
-                }
-            }
-        }
-        Ok(url)
+        check_target(raw, self.cfg.allow_private)
     }
 
     fn classify(&self, err: reqwest::Error) -> OutboundError {
@@ -236,6 +223,52 @@ impl Outbound {
             OutboundError::Http(msg)
         }
     }
+}
+
+/// Parses `raw` as an absolute http(s) URL with a host and without credentials
+/// and, unless `allow_private`, refuses an IP-literal host outside the public
+/// unicast ranges. Host names are checked when they are resolved
+/// ([`GuardedResolver`]); callers that store a URL for later calls check it here
+/// first so the tenant hears of a bad one at once.
+pub fn check_target(raw: &str, allow_private: bool) -> Result<Url, OutboundError> {
+    // The parsed `Url` is what reqwest sends, so there is no second parser
+    // that could disagree with this check.
+    let url = Url::parse(raw).map_err(|e| OutboundError::InvalidUrl(e.to_string()))?;
+    match url.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(OutboundError::InvalidUrl(format!(
+                "scheme `{other}` is not allowed (only http and https)"
+            )))
+        }
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(OutboundError::InvalidUrl(
+            "credentials in the URL are not allowed".into(),
+        ));
+    }
+    let host = match url.host_str() {
+        Some(h) if !h.is_empty() => h,
+        _ => return Err(OutboundError::InvalidUrl("URL has no host".into())),
+    };
+    if !allow_private {
+        // Same test hyper-util uses to skip DNS (brackets stripped, then
+        // `parse` as v4/v6): whatever it would dial directly is checked here;
+        // everything else goes through `GuardedResolver`.
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            if !is_public_ip(ip) {
+                return Err(OutboundError::Forbidden {
+                    host: host.to_owned(),
+                    addrs: vec![ip],
+                });
+            }
+        }
+    }
+    Ok(url)
 }
 
 fn header_value(
@@ -430,6 +463,7 @@ mod tests {
             timeout,
             max_response_bytes: CAP,
             allow_private,
+            truncate_response: false,
         })
         .expect("client builds")
     }
@@ -563,6 +597,10 @@ mod tests {
             content_type: Some("application/json"),
             user_agent: Some("KeyAuth"),
             authorization: Some("Bearer s3cret"),
+            headers: &[
+                ("Keygen-Signature", "keyid=\"a\""),
+                ("date", "Sun, 22 Nov 2026"),
+            ],
         };
         let resp = client(true).call(&req).await.expect("call");
         assert_eq!(resp.status, 201);
@@ -578,6 +616,8 @@ mod tests {
         );
         assert!(head.contains("\r\nuser-agent: keyauth"), "{head}");
         assert!(head.contains("\r\nauthorization: bearer s3cret"), "{head}");
+        assert!(head.contains("\r\nkeygen-signature: keyid=\"a\""), "{head}");
+        assert!(head.contains("\r\ndate: sun, 22 nov 2026"), "{head}");
         assert!(head.contains("\r\ncontent-length: 13"), "{head}");
         assert_eq!(body, r#"{"key":"ABC"}"#);
     }
@@ -603,6 +643,15 @@ mod tests {
             matches!(err, OutboundError::InvalidHeader("authorization")),
             "{err:?}"
         );
+        for headers in [&[("bad name", "v")][..], &[("digest", "a\nb")][..]] {
+            let req = OutboundRequest {
+                url: "http://127.0.0.1:9/",
+                headers,
+                ..Default::default()
+            };
+            let err = first_poll(&client(true), &req).expect_err("must fail");
+            assert!(matches!(err, OutboundError::InvalidHeader(_)), "{err:?}");
+        }
     }
 
     // ---- 2. SSRF guard ----
@@ -764,6 +813,30 @@ mod tests {
             let url = format!("http://{addr}/");
             let body = client(true).call(&get(&url)).await.expect("call").body;
             assert_eq!(body.len(), CAP, "with_length={with_length}");
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_body_is_cut_when_truncation_is_on() {
+        let truncating = Outbound::new(OutboundConfig {
+            timeout: Duration::from_secs(10),
+            max_response_bytes: CAP,
+            allow_private: true,
+            truncate_response: true,
+        })
+        .expect("client builds");
+        for with_length in [true, false] {
+            let mut resp = if with_length {
+                format!("HTTP/1.1 500 Oops\r\nContent-Length: {BIG}\r\n\r\n").into_bytes()
+            } else {
+                b"HTTP/1.1 500 Oops\r\nConnection: close\r\n\r\n".to_vec()
+            };
+            resp.resize(resp.len() + BIG, b'q');
+            let (addr, _server) = serve_once(resp).await;
+            let url = format!("http://{addr}/");
+            let got = truncating.call(&get(&url)).await.expect("call");
+            assert_eq!(got.status, 500, "with_length={with_length}");
+            assert_eq!(got.body.len(), CAP, "with_length={with_length}");
         }
     }
 

@@ -1,0 +1,113 @@
+//! Products: the core's apps. Keygen's `name` is the app's name; its other product attributes
+//! (`code`, `url`, `platforms`, `distributionStrategy`) have no core counterpart yet and are
+//! answered with Keygen's defaults.
+
+use keyward_shared::keygen_doc::product;
+use keyward_shared::store::apps::{self, AppPatch};
+use keyward_shared::write::WriteTx;
+use keyward_shared::StoreError;
+use serde_json::{json, Value};
+
+use super::paging::Query;
+use super::{body, id_of, not_found, unprocessable, Answer, Ctx, Handled, Kg};
+
+fn patch(
+    attributes: &serde_json::Map<String, Value>,
+) -> Result<AppPatch, keyward_shared::keygen_doc::KgError> {
+    let name = match attributes.get("name") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(unprocessable(
+                "name must be a string",
+                "/data/attributes/name",
+            ))
+        }
+    };
+    Ok(AppPatch {
+        name,
+        ..AppPatch::default()
+    })
+}
+
+fn missing(e: StoreError, raw: &str) -> keyward_shared::keygen_doc::KgError {
+    match e {
+        StoreError::NotFound(_) => not_found("product", raw),
+        e => super::store_error(e),
+    }
+}
+
+pub async fn create(ctx: &Ctx<'_>) -> Handled {
+    ctx.bearer.require_admin()?;
+    ctx.bearer.require("apps:write")?;
+    let r = body::resource(&ctx.json()?, "products")?;
+    let p = patch(&r.attributes)?;
+    if p.name.is_none() {
+        return Err(unprocessable("name is required", "/data/attributes/name").code("NAME_MISSING"));
+    }
+    let mut client = ctx.client().await?;
+    let mut w = WriteTx::begin(&mut client, ctx.actor()).await.kg()?;
+    let app = apps::create(&mut w, &p).await.kg()?;
+    w.commit().await.kg()?;
+    let doc = json!({"data": product(&app, &ctx.links)});
+    Ok(Answer::created(&doc, ctx.links.of("products", app.id)).signed_by(app.id))
+}
+
+pub async fn list(ctx: &Ctx<'_>) -> Handled {
+    ctx.bearer.require("apps:read")?;
+    let q = Query::parse(ctx.query)?;
+    let client = ctx.client().await?;
+    let all = apps::list(&**client, ctx.account).await.kg()?;
+    let visible: Vec<_> = all.iter().filter(|a| ctx.bearer.sees(a.id)).collect();
+    let total = visible.len() as i64;
+    let data = visible
+        .iter()
+        .skip(q.page.offset as usize)
+        .take(q.page.limit as usize)
+        .map(|a| product(a, &ctx.links))
+        .collect();
+    Ok(Answer::ok(&q.collection(ctx.path, data, total)))
+}
+
+pub async fn show(ctx: &Ctx<'_>, raw: &str) -> Handled {
+    ctx.bearer.require("apps:read")?;
+    let id = id_of("product", raw)?;
+    if !ctx.bearer.sees(id) {
+        return Err(not_found("product", raw));
+    }
+    let client = ctx.client().await?;
+    let app = apps::get(&**client, ctx.account, id)
+        .await
+        .map_err(|e| missing(e, raw))?;
+    Ok(Answer::ok(&json!({"data": product(&app, &ctx.links)})).signed_by(app.id))
+}
+
+pub async fn update(ctx: &Ctx<'_>, raw: &str) -> Handled {
+    ctx.bearer.require("apps:write")?;
+    let id = id_of("product", raw)?;
+    if !ctx.bearer.sees(id) {
+        return Err(not_found("product", raw));
+    }
+    let r = body::resource(&ctx.json()?, "products")?;
+    let p = patch(&r.attributes)?;
+    let mut client = ctx.client().await?;
+    let mut w = WriteTx::begin(&mut client, ctx.actor()).await.kg()?;
+    let app = apps::update(&mut w, id, &p)
+        .await
+        .map_err(|e| missing(e, raw))?;
+    w.commit().await.kg()?;
+    Ok(Answer::ok(&json!({"data": product(&app, &ctx.links)})).signed_by(app.id))
+}
+
+pub async fn delete(ctx: &Ctx<'_>, raw: &str) -> Handled {
+    ctx.bearer.require_admin()?;
+    ctx.bearer.require("apps:write")?;
+    let id = id_of("product", raw)?;
+    let mut client = ctx.client().await?;
+    let mut w = WriteTx::begin(&mut client, ctx.actor()).await.kg()?;
+    apps::delete(&mut w, id)
+        .await
+        .map_err(|e| missing(e, raw))?;
+    w.commit().await.kg()?;
+    Ok(Answer::no_content())
+}
