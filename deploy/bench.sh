@@ -5,6 +5,9 @@
 # two or more, and BENCHMARKS.md written with every figure and the machine it ran on.
 #   ./deploy/bench.sh           full run (~20 min on 2 cores, after the build)
 #   ./deploy/bench.sh --quick   short smoke run (200k licenses, short phases)
+#   ./deploy/bench.sh [--quick] --only keygen[,native,…]   only these rows of the suite
+#       (`keyward-loadtest suite --help` lists them), written to a file in /tmp and shown,
+#       BENCHMARKS.md untouched, no TLS section
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=deploy/lib/pg.sh
@@ -12,8 +15,19 @@ cd "$(dirname "$0")/.."
 # shellcheck source=deploy/lib/services.sh
 . deploy/lib/services.sh
 
-quick=()
-if [ "${1:-}" = "--quick" ]; then quick=(--quick); fi
+command="deploy/bench.sh${*:+ $*}"
+quick=() only=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=(--quick); shift ;;
+    --only) only=(--only "${2:?--only needs a list of rows}"); shift 2 ;;
+    *) echo "usage: deploy/bench.sh [--quick] [--only ROW,…]" >&2; exit 2 ;;
+  esac
+done
+# Whether the run includes a row of the suite.
+runs_row() { [ ${#only[@]} -eq 0 ] || [[ ",${only[1]}," == *",$1,"* ]]; }
+out=BENCHMARKS.md
+if [ ${#only[@]} -gt 0 ]; then out=$(mktemp /tmp/keyward-bench-rows.XXXXXX.md); fi
 
 # wrk: the cross-check of every throughput row and of the generator's own ceiling.
 ensure_debian_tool wrk
@@ -29,6 +43,15 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   server=(taskset -c 0)
   load=(taskset -c "1-$(( $(nproc) - 1 ))")
   server_cpus=(--server-cpus 0)
+fi
+
+# What signing one Keygen answer costs the server (criterion, on the servers' CPU, before they
+# start): the Keygen row divides it by the validator's CPU per request.
+if runs_row keygen; then
+  echo "keyward: what signing a Keygen answer costs (criterion)"
+  cargo bench -q -p keyward-benches --bench keygen_signature --no-run 2>/dev/null
+  "${server[@]}" cargo bench -q -p keyward-benches --bench keygen_signature -- --noplot \
+    >"$dir/keygen-signature-bench.log" 2>&1 || { cat "$dir/keygen-signature-bench.log" >&2; exit 1; }
 fi
 
 export KEYWARD_ADMIN_PASSWORD="bench-$(date +%s)-pw"
@@ -61,8 +84,14 @@ wait_ready "$lim_port" "limiter validator" "$dir/validator-limiter.log"
 "${load[@]}" "$t/keyward-loadtest" suite \
   --control-plane "http://127.0.0.1:$cp_port" --username admin \
   "${validator_args[@]}" --limiter-validator "http://127.0.0.1:$lim_port,$lim_pid" \
-  "${server_cpus[@]}" "${quick[@]}" --out BENCHMARKS.md \
-  --command "deploy/bench.sh ${quick[*]:-}"
+  "${server_cpus[@]}" "${quick[@]}" "${only[@]}" --criterion-dir "$(cargo_target_dir)/criterion" \
+  --out "$out" --command "$command"
+
+if [ ${#only[@]} -gt 0 ]; then
+  cat "$out"
+  echo "keyward: wrote $out (rows ${only[1]} only; BENCHMARKS.md untouched)"
+  exit 0
+fi
 
 # What TLS costs the server: criterion, in-process (no network, no generator), on the servers' CPU.
 echo "keyward: TLS handshake and per-request cost (criterion)"

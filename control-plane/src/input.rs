@@ -128,9 +128,13 @@ fn nul_error(field: &str) -> ApiError {
 /// The path parameter (named after the route's template) whose decoded value holds a NUL.
 fn nul_in_path(path: &str, template: Option<&str>) -> Option<String> {
     let mut names = template.map(|t| t.split('/'));
-    for segment in path.split('/') {
+    for (index, segment) in path.split('/').enumerate() {
         let name = names.as_mut().and_then(Iterator::next);
         if percent_encoding::percent_decode_str(segment).any(|b| b == 0) {
+            // A facade that routes by itself (Keygen's catch-all) names its own parameters.
+            if let Some(n) = crate::compat::keygen::path_parameter(path, index) {
+                return Some(format!("path parameter '{n}'"));
+            }
             return Some(match name.and_then(|n| n.strip_prefix('{')) {
                 Some(n) => format!(
                     "path parameter '{}'",

@@ -125,6 +125,11 @@ impl<'a> Kg<'a> {
         r
     }
 
+    /// A `GET` that must answer 200.
+    async fn get(&self, target: &str, token: &str) -> Signed {
+        self.ok(Method::GET, target, token, None, 200).await
+    }
+
     async fn admin_token(&self, login: &str, password: &str) -> Signed {
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{login}:{password}"));
         self.send(
@@ -200,19 +205,13 @@ async fn tokens_come_from_email_and_password_and_can_be_regenerated_and_revoked(
     assert_eq!(r.headers["keygen-account"], account.as_str());
 
     // The token is the admin: `me` is the account's admin user, under both path forms.
-    let me = kg.ok(Method::GET, "/keygen/v1/me", &token, None, 200).await;
+    let me = kg.get("/keygen/v1/me", &token).await;
     assert_eq!(
         (me.body["data"]["type"].as_str(), me.attr("role").as_str()),
         (Some("users"), Some("admin"))
     );
-    kg.ok(
-        Method::GET,
-        &format!("/keygen/v1/accounts/{account}/me"),
-        &token,
-        None,
-        200,
-    )
-    .await;
+    kg.get(&format!("/keygen/v1/accounts/{account}/me"), &token)
+        .await;
     let r = kg
         .call(
             Method::GET,
@@ -288,20 +287,12 @@ async fn tokens_come_from_email_and_password_and_can_be_regenerated_and_revoked(
     let expiring = r.id();
 
     // Listed without their secrets; shown by id.
-    let list = kg
-        .ok(Method::GET, "/keygen/v1/tokens", &token, None, 200)
-        .await;
+    let list = kg.get("/keygen/v1/tokens", &token).await;
     let items = list.body["data"].as_array().expect("tokens");
     assert_eq!(items.len(), 2);
     assert!(items.iter().all(|t| t["attributes"]["token"].is_null()));
-    kg.ok(
-        Method::GET,
-        &format!("/keygen/v1/tokens/{token_id}"),
-        &token,
-        None,
-        200,
-    )
-    .await;
+    kg.get(&format!("/keygen/v1/tokens/{token_id}"), &token)
+        .await;
 
     // Regenerating: a new secret, the old one dead; an expiring token gets two more weeks.
     let r = kg
@@ -322,8 +313,7 @@ async fn tokens_come_from_email_and_password_and_can_be_regenerated_and_revoked(
     assert_ne!(renewed, token);
     let r = kg.call(Method::GET, "/keygen/v1/me", &token, None).await;
     assert_eq!((r.status, r.code()), (401, "TOKEN_INVALID"));
-    kg.ok(Method::GET, "/keygen/v1/me", &renewed, None, 200)
-        .await;
+    kg.get("/keygen/v1/me", &renewed).await;
 
     // Revoking: 204, then the token is unknown.
     kg.ok(
@@ -343,13 +333,7 @@ async fn products_and_policies_speak_keygens_attributes() {
     let cp = Cp::start().await;
     let (kg, token, product, _) = setup(&cp).await;
     let r = kg
-        .ok(
-            Method::GET,
-            &format!("/keygen/v1/products/{product}"),
-            &token,
-            None,
-            200,
-        )
+        .get(&format!("/keygen/v1/products/{product}"), &token)
         .await;
     assert_eq!(r.attr("name"), "Desktop");
     let patch = json!({"data": {"type": "products", "attributes": {"name": "Desktop 2"}}});
@@ -467,12 +451,9 @@ async fn products_and_policies_speak_keygens_attributes() {
 
     // Listing by product, with pagination.
     let r = kg
-        .ok(
-            Method::GET,
+        .get(
             &format!("/keygen/v1/policies?product={product}&page[size]=1&page[number]=2"),
             &token,
-            None,
-            200,
         )
         .await;
     assert_eq!(r.body["data"].as_array().map(Vec::len), Some(1));
@@ -566,31 +547,13 @@ async fn licenses_are_created_changed_suspended_renewed_counted_and_revoked() {
     assert_eq!(generated.status, 201, "{}", generated.body);
 
     // By id and by key; filtered lists.
-    kg.ok(
-        Method::GET,
-        &format!("/keygen/v1/licenses/{id}"),
-        &token,
-        None,
-        200,
-    )
-    .await;
-    let r = kg
-        .ok(
-            Method::GET,
-            "/keygen/v1/licenses/ACME-0001-KEY",
-            &token,
-            None,
-            200,
-        )
-        .await;
+    kg.get(&format!("/keygen/v1/licenses/{id}"), &token).await;
+    let r = kg.get("/keygen/v1/licenses/ACME-0001-KEY", &token).await;
     assert_eq!(r.id(), id);
     let r = kg
-        .ok(
-            Method::GET,
+        .get(
             &format!("/keygen/v1/licenses?policy={policy}&limit=1"),
             &token,
-            None,
-            200,
         )
         .await;
     assert_eq!(
@@ -601,12 +564,9 @@ async fn licenses_are_created_changed_suspended_renewed_counted_and_revoked() {
         (Some(1), &json!(2))
     );
     let r = kg
-        .ok(
-            Method::GET,
+        .get(
             &format!("/keygen/v1/licenses?product={product}&suspended=true"),
             &token,
-            None,
-            200,
         )
         .await;
     assert_eq!(r.body["meta"]["count"], 0);
@@ -834,38 +794,16 @@ async fn machines_are_activated_within_the_limit_described_pinged_and_deactivate
 
     // Lists by license and fingerprint; show by fingerprint.
     let r = kg
-        .ok(
-            Method::GET,
-            &format!("/keygen/v1/machines?license={license}"),
-            &token,
-            None,
-            200,
-        )
+        .get(&format!("/keygen/v1/machines?license={license}"), &token)
         .await;
     assert_eq!(r.body["meta"]["count"], 2);
-    let r = kg
-        .ok(
-            Method::GET,
-            "/keygen/v1/machines?fingerprint=fp-2",
-            &token,
-            None,
-            200,
-        )
-        .await;
+    let r = kg.get("/keygen/v1/machines?fingerprint=fp-2", &token).await;
     assert_eq!(r.body["data"][0]["attributes"]["fingerprint"], "fp-2");
     let r = kg
-        .ok(
-            Method::GET,
-            &format!("/keygen/v1/licenses/{license}/machines"),
-            &token,
-            None,
-            200,
-        )
+        .get(&format!("/keygen/v1/licenses/{license}/machines"), &token)
         .await;
     assert_eq!(r.body["data"].as_array().map(Vec::len), Some(2));
-    let r = kg
-        .ok(Method::GET, "/keygen/v1/machines/fp-1", &token, None, 200)
-        .await;
+    let r = kg.get("/keygen/v1/machines/fp-1", &token).await;
     assert_eq!(r.id(), machine);
 
     // Describe, ping, reset.
@@ -987,12 +925,9 @@ async fn entitlements_attach_to_policies_and_licenses() {
     )
     .await;
     let r = kg
-        .ok(
-            Method::GET,
+        .get(
             &format!("/keygen/v1/licenses/{license}/entitlements"),
             &token,
-            None,
-            200,
         )
         .await;
     assert_eq!(r.body["data"][0]["attributes"]["code"], "SYNC");
@@ -1023,12 +958,9 @@ async fn entitlements_attach_to_policies_and_licenses() {
     )
     .await;
     let r = kg
-        .ok(
-            Method::GET,
+        .get(
             &format!("/keygen/v1/licenses/{license}/entitlements"),
             &token,
-            None,
-            200,
         )
         .await;
     assert_eq!(r.body["data"].as_array().map(Vec::len), Some(0));
@@ -1042,12 +974,9 @@ async fn entitlements_attach_to_policies_and_licenses() {
         .await;
     assert_eq!(r.status, 422);
     let r = kg
-        .ok(
-            Method::GET,
+        .get(
             &format!("/keygen/v1/policies/{policy}/entitlements"),
             &token,
-            None,
-            200,
         )
         .await;
     assert_eq!(r.body["data"][0]["attributes"]["code"], "EXPORT");
@@ -1100,14 +1029,12 @@ async fn a_product_token_reaches_its_product_only() {
     let token = r.attr("token").as_str().expect("token").to_owned();
     assert!(token.starts_with("prod-"), "{token}");
 
-    let me = kg.ok(Method::GET, "/keygen/v1/me", &token, None, 200).await;
+    let me = kg.get("/keygen/v1/me", &token).await;
     assert_eq!(
         (me.body["data"]["type"].as_str(), me.id()),
         (Some("products"), product.clone())
     );
-    let r = kg
-        .ok(Method::GET, "/keygen/v1/licenses", &token, None, 200)
-        .await;
+    let r = kg.get("/keygen/v1/licenses", &token).await;
     let ids: Vec<&str> = r.body["data"]
         .as_array()
         .into_iter()
@@ -1193,10 +1120,7 @@ async fn another_tenants_resources_do_not_exist() {
     cp.admin("mallory").await;
     let mallory = kg.admin_token("mallory", PASSWORD).await;
     let mallory = mallory.attr("token").as_str().expect("token").to_owned();
-    let alice_account = kg
-        .ok(Method::GET, "/keygen/v1/me", &alice, None, 200)
-        .await
-        .id();
+    let alice_account = kg.get("/keygen/v1/me", &alice).await.id();
     // Naming Alice's account with Mallory's token is refused outright.
     let r = kg
         .call(
@@ -1341,13 +1265,7 @@ async fn another_tenants_resources_do_not_exist() {
     assert_eq!((r.status, r.code()), (422, "POLICY_NOT_FOUND"));
     // Alice's data is intact.
     let r = kg
-        .ok(
-            Method::GET,
-            &format!("/keygen/v1/licenses/{license}"),
-            &alice,
-            None,
-            200,
-        )
+        .get(&format!("/keygen/v1/licenses/{license}"), &alice)
         .await;
     assert_eq!(r.attr("suspended"), false);
 }
@@ -1440,13 +1358,7 @@ async fn licenses_of_a_pooled_policy_take_each_pooled_key_once() {
         .await;
     assert_eq!((r.status, r.code()), (422, "POLICY_NOT_FOUND"));
     let r = kg
-        .ok(
-            Method::GET,
-            &format!("/keygen/v1/keys?policy={policy}"),
-            &token,
-            None,
-            200,
-        )
+        .get(&format!("/keygen/v1/keys?policy={policy}"), &token)
         .await;
     assert_eq!(r.body["meta"]["count"], 6);
 
@@ -1481,13 +1393,7 @@ async fn licenses_of_a_pooled_policy_take_each_pooled_key_once() {
     )
     .await;
     let r = kg
-        .ok(
-            Method::GET,
-            &format!("/keygen/v1/policies/{policy}/pool"),
-            &token,
-            None,
-            200,
-        )
+        .get(&format!("/keygen/v1/policies/{policy}/pool"), &token)
         .await;
     assert_eq!(r.body["meta"]["count"], 4, "{}", r.body);
 
@@ -1512,13 +1418,7 @@ async fn licenses_of_a_pooled_policy_take_each_pooled_key_once() {
         );
     }
     let r = kg
-        .ok(
-            Method::GET,
-            &format!("/keygen/v1/policies/{policy}/pool"),
-            &token,
-            None,
-            200,
-        )
+        .get(&format!("/keygen/v1/policies/{policy}/pool"), &token)
         .await;
     assert_eq!(r.body["meta"]["count"], 0);
     let r = kg
@@ -1571,12 +1471,9 @@ async fn tokens_validate_licenses_in_keygens_rule_order() {
         (&json!(7), &json!("fp-1"))
     );
     let r = kg
-        .ok(
-            Method::GET,
+        .get(
             &format!("/keygen/v1/licenses/{id}/actions/validate"),
             &token,
-            None,
-            200,
         )
         .await;
     assert_eq!(
@@ -1624,15 +1521,7 @@ async fn tokens_validate_licenses_in_keygens_rule_order() {
         )
         .await;
     assert_eq!(r.body["meta"]["code"], "SUSPENDED");
-    let r = kg
-        .ok(
-            Method::GET,
-            &format!("/keygen/v1/licenses/{id}"),
-            &token,
-            None,
-            200,
-        )
-        .await;
+    let r = kg.get(&format!("/keygen/v1/licenses/{id}"), &token).await;
     assert!(
         r.attr("lastValidated").is_string(),
         "validations are counted: {}",
@@ -1744,4 +1633,198 @@ async fn dead_machines_are_deactivated_after_their_revival_window() {
         audit.to_string().contains("janitor:heartbeat-cull"),
         "{audit}"
     );
+}
+
+#[tokio::test]
+async fn webhook_endpoints_hear_the_keygen_apis_events() {
+    let cp = Cp::start_with(|c| {
+        c.webhooks.allow_private = true;
+        c.webhooks.allow_http = true;
+        c.webhooks.backoff_base_ms = 100;
+    })
+    .await;
+    let (kg, token, product, policy) = setup(&cp).await;
+    let receiver = common::receiver::Receiver::start(&[500]).await;
+    let endpoint = |subscriptions: Value| {
+        json!({"data": {"type": "webhook-endpoints", "attributes": {"url": receiver.url("/hook"),
+            "subscriptions": subscriptions, "signatureAlgorithm": "ED25519"}}})
+    };
+    let r = kg
+        .call(
+            Method::POST,
+            "/keygen/v1/webhook-endpoints",
+            &token,
+            Some(endpoint(json!(["license.exploded"]))),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = kg
+        .ok(
+            Method::POST,
+            "/keygen/v1/webhook-endpoints",
+            &token,
+            Some(endpoint(json!([
+                "license.suspended",
+                "machine.created",
+                "policy.updated"
+            ]))),
+            201,
+        )
+        .await;
+    assert_eq!(r.attr("signatureAlgorithm"), "ed25519");
+    let hook = r.id();
+    kg.get(&format!("/keygen/v1/webhook-endpoints/{hook}"), &token)
+        .await;
+    let r = kg.get("/keygen/v1/webhook-endpoints", &token).await;
+    assert_eq!(r.body["meta"]["count"], 1);
+
+    // Three writes through the Keygen API, three deliveries (the first one after a retry).
+    let license = kg.license(&token, &policy, json!({})).await.id();
+    kg.ok(
+        Method::POST,
+        &format!("/keygen/v1/licenses/{license}/actions/suspend"),
+        &token,
+        None,
+        200,
+    )
+    .await;
+    let activate = json!({"data": {"type": "machines", "attributes": {"fingerprint": "hooked"},
+        "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}});
+    kg.ok(
+        Method::POST,
+        "/keygen/v1/machines",
+        &token,
+        Some(activate),
+        201,
+    )
+    .await;
+    let patch = json!({"data": {"type": "policies", "attributes": {"maxUses": 9}}});
+    kg.ok(
+        Method::PATCH,
+        &format!("/keygen/v1/policies/{policy}"),
+        &token,
+        Some(patch),
+        200,
+    )
+    .await;
+    let got = receiver.wait_for(4).await;
+    let mut names: Vec<String> = got
+        .iter()
+        .skip(1)
+        .map(common::receiver::Got::event)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["license.suspended", "machine.created", "policy.updated"]
+    );
+    let suspended = got
+        .iter()
+        .find(|g| g.event() == "license.suspended")
+        .expect("suspension");
+    assert_eq!(suspended.payload()["data"]["attributes"]["suspended"], true);
+    assert_eq!(
+        product,
+        suspended.payload()["data"]["relationships"]["product"]["data"]["id"]
+            .as_str()
+            .unwrap_or("")
+    );
+
+    // The log, in Keygen's shape; one event retried, then deleted.
+    let events = keyward_shared::testing::eventually(
+        std::time::Duration::from_secs(10),
+        "all delivered",
+        || async {
+            let r = kg
+                .call(
+                    Method::GET,
+                    "/keygen/v1/webhook-events?events[]=license.suspended",
+                    &token,
+                    None,
+                )
+                .await;
+            (r.body["data"][0]["attributes"]["status"] == "DELIVERED").then_some(r)
+        },
+    )
+    .await
+    .0;
+    assert_eq!(events.body["meta"]["count"], 1);
+    let event = events.body["data"][0]["id"]
+        .as_str()
+        .expect("event id")
+        .to_owned();
+    assert_eq!(
+        events.body["data"][0]["attributes"]["endpoint"],
+        receiver.url("/hook").as_str()
+    );
+    let r = kg
+        .ok(
+            Method::POST,
+            &format!("/keygen/v1/webhook-events/{event}/actions/retry"),
+            &token,
+            None,
+            200,
+        )
+        .await;
+    assert!(
+        matches!(
+            r.attr("status").as_str(),
+            Some("QUEUED" | "DELIVERING" | "DELIVERED")
+        ),
+        "{}",
+        r.body
+    );
+    receiver.wait_for(5).await;
+    kg.get(&format!("/keygen/v1/webhook-events/{event}"), &token)
+        .await;
+    kg.ok(
+        Method::DELETE,
+        &format!("/keygen/v1/webhook-events/{event}"),
+        &token,
+        None,
+        204,
+    )
+    .await;
+    assert_eq!(
+        kg.call(
+            Method::GET,
+            &format!("/keygen/v1/webhook-events/{event}"),
+            &token,
+            None
+        )
+        .await
+        .status,
+        404
+    );
+
+    // Unsubscribed events are not delivered; a deleted endpoint hears nothing more.
+    let patch = json!({"data": {"type": "webhook-endpoints", "attributes": {"subscriptions": ["license.reinstated"]}}});
+    let r = kg
+        .ok(
+            Method::PATCH,
+            &format!("/keygen/v1/webhook-endpoints/{hook}"),
+            &token,
+            Some(patch),
+            200,
+        )
+        .await;
+    assert_eq!(r.attr("subscriptions"), &json!(["license.reinstated"]));
+    kg.ok(
+        Method::DELETE,
+        &format!("/keygen/v1/webhook-endpoints/{hook}"),
+        &token,
+        None,
+        204,
+    )
+    .await;
+    kg.ok(
+        Method::POST,
+        &format!("/keygen/v1/licenses/{license}/actions/reinstate"),
+        &token,
+        None,
+        200,
+    )
+    .await;
+    let r = kg.get("/keygen/v1/webhook-events", &token).await;
+    assert_eq!(r.body["meta"]["count"], 0, "{}", r.body);
 }

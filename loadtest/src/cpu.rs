@@ -17,6 +17,32 @@ pub fn thread_time() -> Option<Duration> {
     }
 }
 
+/// CPU time (user + system, all threads) a process has used so far, from `/proc/PID/stat` (clock
+/// ticks: 10 ms grain); `None` where that cannot be read. The CPU a server spent over a run,
+/// divided by the requests it answered, is what a request cost it, kernel work included.
+pub fn process_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_secs_f64(
+        (utime + stime) as f64 / clock_ticks_per_second() as f64,
+    ))
+}
+
+fn clock_ticks_per_second() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::param::clock_ticks_per_second()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        100
+    }
+}
+
 /// The generator's share of the CPU it had, above which its own ceiling — not the server — may
 /// have set the throughput (B within 10 % of the generator's ceiling).
 pub const BOUND_SHARE: f64 = 0.90;
@@ -68,6 +94,22 @@ mod tests {
             ..g
         };
         assert!(busy.bound());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_time_counts_this_process() {
+        let before = process_time(std::process::id()).unwrap();
+        // Spin until the process's counters move by at least two ticks.
+        let wall = std::time::Instant::now();
+        let mut x = 0u64;
+        while process_time(std::process::id()).unwrap() < before + Duration::from_millis(20)
+            && wall.elapsed() < Duration::from_secs(20)
+        {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(process_time(std::process::id()).unwrap() >= before + Duration::from_millis(20));
+        assert_eq!(process_time(u32::MAX), None);
     }
 
     #[cfg(target_os = "linux")]

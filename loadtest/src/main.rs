@@ -1,6 +1,6 @@
-//! `keyward-loadtest`: Keyward's load generator (native and KeyAuth scenarios, closed and open
-//! loop, per-step hdrhistograms, JSON and SVG reports), a bare hyper `baseline-server` to compare
-//! with, and `compare` (A/B interleaved runs with the ratio of each pair).
+//! `keyward-loadtest`: Keyward's load generator (native, KeyAuth and Keygen scenarios, closed
+//! and open loop, per-step hdrhistograms, JSON and SVG reports), a bare hyper `baseline-server`
+//! to compare with, and `compare` (A/B interleaved runs with the ratio of each pair).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -132,6 +132,14 @@ enum Cmd {
         /// How the suite was started (recorded in the report).
         #[arg(long, default_value = "deploy/bench.sh")]
         command: String,
+        /// Run only these rows (comma-separated): ceiling, native, keyauth, keygen, open-loop,
+        /// propagation, cold, memory, limiter. Default: all.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Criterion's output directory, where the Keygen row finds what signing an answer costs
+        /// (run `cargo bench -p keyward-benches --bench keygen_signature` first).
+        #[arg(long)]
+        criterion_dir: Option<PathBuf>,
     },
     /// Runs the scenario against A and B in turn (A, B, A, B, …) and prints the A/B throughput
     /// ratio of each pair, their median, and the generator's CPU and ceiling on B: a ratio whose
@@ -212,6 +220,10 @@ enum ScenarioKind {
     Keyauth13,
     /// Every key once, in order (fills caches; with --spoof-addresses, one client address each).
     Sweep,
+    /// Keygen: POST /keygen/v1/licenses/actions/validate-key, keys drawn uniformly; the
+    /// Keygen-Signature of one answer in --verify-every checked (--public-key) and its
+    /// meta.code VALID.
+    KeygenValidateKey,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -251,7 +263,7 @@ struct ScenarioArgs {
     owner: Option<String>,
     #[arg(long)]
     secret: Option<String>,
-    /// KeyAuth 1.3: the deployment's Ed25519 public key (hex).
+    /// KeyAuth 1.3, Keygen: the deployment's Ed25519 public key (hex).
     #[arg(long)]
     public_key: Option<String>,
     /// KeyAuth: which step the flow repeats.
@@ -260,8 +272,9 @@ struct ScenarioArgs {
     /// Sweep: claim a new client address per request in X-Forwarded-For.
     #[arg(long)]
     spoof_addresses: bool,
-    /// KeyAuth: verify the signature of one answer in N (1: all). Verifying Ed25519 costs the
-    /// generator more than signing costs the server; sample when 1.3 would be generator-bound.
+    /// KeyAuth, Keygen: verify the signature of one answer in N (1: all). Verifying Ed25519
+    /// costs the generator more than signing costs the server; sample when 1.3 or Keygen would
+    /// be generator-bound.
     #[arg(long, default_value_t = 1)]
     verify_every: u32,
 }
@@ -345,6 +358,19 @@ impl ScenarioArgs {
                 cursor: Arc::default(),
                 spoof_addresses: self.spoof_addresses,
             },
+            ScenarioKind::KeygenValidateKey => {
+                let public_key = self.public_key.clone().ok_or_else(|| {
+                    anyhow::anyhow!("keygen-validate-key needs --public-key (GET /v1/signing-keys)")
+                })?;
+                if !hex::decode(&public_key).is_ok_and(|b| b.len() == 32) {
+                    anyhow::bail!("--public-key must be 64 hex characters");
+                }
+                Scenario::KeygenValidateKey {
+                    keys,
+                    public_key,
+                    verify_every: self.verify_every.max(1),
+                }
+            }
         })
     }
 }
@@ -475,7 +501,18 @@ fn main() -> anyhow::Result<()> {
             quick,
             out,
             command,
+            only,
+            criterion_dir,
         } => {
+            if let Some(unknown) = only
+                .iter()
+                .find(|r| !keyward_loadtest::suite::ROWS.contains(&r.as_str()))
+            {
+                anyhow::bail!(
+                    "--only: no row {unknown:?} (rows: {})",
+                    keyward_loadtest::suite::ROWS.join(", ")
+                );
+            }
             let limiter_validator = match limiter_validator {
                 Some(s) => {
                     let (url, pid) = s
@@ -502,6 +539,8 @@ fn main() -> anyhow::Result<()> {
                 quick,
                 out,
                 command,
+                only: (!only.is_empty()).then_some(only),
+                criterion_dir,
             };
             rt.block_on(keyward_loadtest::suite::run(&cfg))?;
         }

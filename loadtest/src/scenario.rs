@@ -1,5 +1,6 @@
 //! What the virtual clients send: native validations (one key, keys drawn uniformly, or a mixed
-//! fleet) and KeyAuth flows (init → license → check on 1.2 or 1.3, answers verified). Each
+//! fleet), KeyAuth flows (init → license → check on 1.2 or 1.3, answers verified) and Keygen's
+//! signed `validate-key` (a sample of answers verified). Each
 //! connection drives its own [`Client`], which writes the next request, whole, into a buffer it
 //! reuses (no allocation per request; a fixed request is built once) and judges its answer.
 
@@ -75,7 +76,22 @@ pub enum Scenario {
         /// were verified.
         verify_every: u32,
     },
+    /// Keygen's `POST /keygen/v1/licenses/actions/validate-key` (`{"meta":{"key":…}}`, no
+    /// `Authorization`: the key is the credential), keys drawn uniformly. Every answer is a 200
+    /// signed JSON:API document; one in `verify_every` has its `Keygen-Signature` (and `Digest`)
+    /// verified and its `meta` read: a bad signature is a `signature` error, anything but
+    /// `"valid":true,"code":"VALID"` a `refused` one.
+    KeygenValidateKey {
+        keys: Arc<Vec<String>>,
+        /// The deployment's Ed25519 public key, hex (`GET /v1/signing-keys`).
+        public_key: String,
+        verify_every: u32,
+    },
 }
+
+/// The request target of Keygen's validate-key under the validator's `/keygen` base URL: what
+/// the answer's signature covers, with the `Host` as sent.
+pub const KEYGEN_VALIDATE_KEY: &str = "/keygen/v1/licenses/actions/validate-key";
 
 impl Scenario {
     /// The virtual client of one connection to `authority` (the `Host` it sends).
@@ -91,6 +107,8 @@ impl Scenario {
             } => "/api/1.3/",
             _ => "/api/1.2/",
         };
+        let mut keygen_head = head(KEYGEN_VALIDATE_KEY, "application/vnd.api+json");
+        keygen_head.extend_from_slice(b"accept: application/vnd.api+json\r\n");
         Client {
             scenario: self.clone(),
             rng: SmallRng::seed_from_u64(seed),
@@ -99,6 +117,8 @@ impl Scenario {
             enckey: format!("{:016x}", seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             validate_head: head("/v1/validate", "application/json"),
             keyauth_head: head(keyauth_path, "application/x-www-form-urlencoded"),
+            keygen_head,
+            authority: authority.to_string(),
             request: Vec::with_capacity(512),
             body: Vec::with_capacity(256),
             fixed: false,
@@ -124,6 +144,9 @@ pub struct Client {
     /// Request line, host and content type of each kind of request.
     validate_head: Vec<u8>,
     keyauth_head: Vec<u8>,
+    keygen_head: Vec<u8>,
+    /// The `Host` sent (a Keygen signature covers it).
+    authority: String,
     /// The request last written, whole; with `fixed`, the one every request repeats.
     request: Vec<u8>,
     body: Vec<u8>,
@@ -172,6 +195,55 @@ fn validate_body(out: &mut Vec<u8>, app: &str, key: &str, hwid: Option<&str>) {
         None => out.extend_from_slice(b"null"),
     }
     out.push(b'}');
+}
+
+/// `{"meta":{"key":…}}` into `out`.
+fn keygen_validate_key_body(out: &mut Vec<u8>, key: &str) {
+    out.clear();
+    out.extend_from_slice(b"{\"meta\":{\"key\":");
+    json_str(out, key);
+    out.extend_from_slice(b"}}");
+}
+
+/// What a Keygen validation says (`meta` only; `data`, the license, is skipped unparsed).
+#[derive(serde::Deserialize)]
+struct KeygenAnswer<'a> {
+    #[serde(borrow)]
+    meta: KeygenMeta<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct KeygenMeta<'a> {
+    valid: bool,
+    #[serde(borrow)]
+    code: Cow<'a, str>,
+}
+
+/// Checks a signed Keygen answer as an SDK does (`Digest` against the body, then
+/// `Keygen-Signature` over the request target, `Host`, `Date` and `Digest`), then its verdict.
+fn check_keygen_answer(answer: &Answer<'_>, public_key: &str, host: &str) -> Result<(), ErrorKind> {
+    let text = |name| {
+        answer
+            .header(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .ok_or(ErrorKind::Signature)
+    };
+    keyward_shared::keygen_signature::verify_response(
+        public_key,
+        "POST",
+        KEYGEN_VALIDATE_KEY,
+        host,
+        text("date")?,
+        text("digest")?,
+        text("keygen-signature")?,
+        answer.body,
+    )
+    .map_err(|_| ErrorKind::Signature)?;
+    let doc: KeygenAnswer = serde_json::from_slice(answer.body).map_err(|_| ErrorKind::Protocol)?;
+    if !doc.meta.valid || doc.meta.code != "VALID" {
+        return Err(ErrorKind::Refused);
+    }
+    Ok(())
 }
 
 /// What a KeyAuth answer says (only the fields the flow reads; the rest is skipped unparsed).
@@ -296,6 +368,17 @@ impl Client {
                 Self::assemble(&mut self.request, &self.keyauth_head, None, &self.body);
                 step
             }
+            Scenario::KeygenValidateKey { keys, .. } => {
+                if self.fixed {
+                    return ("validate-key", &self.request);
+                }
+                let key = pick(&mut self.rng, keys);
+                keygen_validate_key_body(&mut self.body, key);
+                Self::assemble(&mut self.request, &self.keygen_head, None, &self.body);
+                // One key: every request is this one.
+                self.fixed = keys.len() == 1;
+                "validate-key"
+            }
         };
         (name, &self.request)
     }
@@ -303,6 +386,22 @@ impl Client {
     /// Judges an answer (status already 2xx) and advances the flow; `Ok(true)` when its
     /// signature was verified, `Ok(false)` when it was not sampled or is not signed.
     pub fn check(&mut self, answer: &Answer<'_>) -> Result<bool, ErrorKind> {
+        if let Scenario::KeygenValidateKey {
+            public_key,
+            verify_every,
+            ..
+        } = &self.scenario
+        {
+            self.answers += 1;
+            if !self
+                .answers
+                .is_multiple_of(u64::from((*verify_every).max(1)))
+            {
+                return Ok(false);
+            }
+            check_keygen_answer(answer, public_key, &self.authority)?;
+            return Ok(true);
+        }
         let Scenario::KeyAuth {
             version,
             secret,
@@ -510,6 +609,123 @@ mod tests {
         let (buf, headers) = signed(&secret, refused);
         let answer = Answer::from_parts(200, buf.as_bytes(), &headers, refused);
         assert_eq!(c.check(&answer), Err(ErrorKind::Refused));
+    }
+
+    /// A signed Keygen answer: its header buffer and spans (date, digest, keygen-signature).
+    fn keygen_signed(
+        signer: &keyward_shared::signing::Ed25519Signer,
+        host: &str,
+        body: &[u8],
+    ) -> (String, Vec<HeaderSpan>) {
+        let h = keyward_shared::keygen_signature::sign_response(
+            signer,
+            "00000000-0000-0000-0000-000000000000",
+            "POST",
+            KEYGEN_VALIDATE_KEY,
+            host,
+            body,
+            std::time::SystemTime::now(),
+        );
+        let mut buf = String::new();
+        let mut spans = Vec::new();
+        for (name, value) in [
+            ("Date", &h.date),
+            ("Digest", &h.digest),
+            ("Keygen-Signature", &h.signature),
+        ] {
+            let n = buf.len()..buf.len() + name.len();
+            buf.push_str(name);
+            let v = buf.len()..buf.len() + value.len();
+            buf.push_str(value);
+            spans.push((n, v));
+        }
+        (buf, spans)
+    }
+
+    #[test]
+    fn keygen_validate_key_posts_the_key_as_json_api() {
+        let s = Scenario::KeygenValidateKey {
+            keys: Arc::new(vec![r#"K"\1"#.into(), "K2".into()]),
+            public_key: String::new(),
+            verify_every: 1,
+        };
+        let mut c = s.client(3, "h:1");
+        for _ in 0..20 {
+            let (name, body) = parse(&mut c);
+            assert_eq!(name, "validate-key");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert!(
+                v["meta"]["key"] == r#"K"\1"# || v["meta"]["key"] == "K2",
+                "{v}"
+            );
+            assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
+        }
+        let req = String::from_utf8(c.next_request().1.to_vec()).unwrap();
+        assert!(
+            req.starts_with(&format!("POST {KEYGEN_VALIDATE_KEY} HTTP/1.1\r\n")),
+            "{req}"
+        );
+        assert!(
+            req.contains("content-type: application/vnd.api+json\r\n")
+                && !req.to_ascii_lowercase().contains("authorization"),
+            "{req}"
+        );
+        // One key: the same request every time, built once.
+        let one = Scenario::KeygenValidateKey {
+            keys: Arc::new(vec!["K".into()]),
+            public_key: String::new(),
+            verify_every: 1,
+        };
+        let mut c = one.client(3, "h:1");
+        let first = parse(&mut c);
+        assert_eq!(parse(&mut c), first);
+        assert_eq!(first.1, r#"{"meta":{"key":"K"}}"#);
+    }
+
+    #[test]
+    fn keygen_answers_are_verified_one_in_n_and_must_say_valid() {
+        let signer = keyward_shared::signing::Ed25519Signer::generate();
+        let s = Scenario::KeygenValidateKey {
+            keys: Arc::new(vec!["KEY".into()]),
+            public_key: signer.public_key_hex(),
+            verify_every: 4,
+        };
+        let mut c = s.client(1, "h:1");
+        let valid: &[u8] =
+            br#"{"data":{"id":"x","type":"licenses"},"meta":{"code":"VALID","detail":"is valid","ts":"t","valid":true}}"#;
+        let (buf, headers) = keygen_signed(&signer, "h:1", valid);
+        let good = Answer::from_parts(200, buf.as_bytes(), &headers, valid);
+        let verified: Vec<bool> = (0..8).map(|_| c.check(&good).unwrap()).collect();
+        assert_eq!(
+            verified,
+            [false, false, false, true, false, false, false, true]
+        );
+        let mut every = s.clone();
+        if let Scenario::KeygenValidateKey { verify_every, .. } = &mut every {
+            *verify_every = 1;
+        }
+        let mut c = every.client(1, "h:1");
+        assert_eq!(c.check(&good), Ok(true));
+        // Signed for another host, or a body that is not the one signed: a signature error.
+        let (buf, headers) = keygen_signed(&signer, "h:2", valid);
+        let elsewhere = Answer::from_parts(200, buf.as_bytes(), &headers, valid);
+        assert_eq!(c.check(&elsewhere), Err(ErrorKind::Signature));
+        let (buf, headers) = keygen_signed(&signer, "h:1", valid);
+        let tampered = br#"{"data":null,"meta":{"code":"VALID","valid":true}}"#;
+        let forged = Answer::from_parts(200, buf.as_bytes(), &headers, tampered);
+        assert_eq!(c.check(&forged), Err(ErrorKind::Signature));
+        // Unsigned (e.g. the bare baseline's answer): a signature error too.
+        let bare = Answer::from_parts(200, b"", &[], br#"{"a":"xx"}"#);
+        assert_eq!(c.check(&bare), Err(ErrorKind::Signature));
+        // Verified, but not VALID: refused.
+        for body in [
+            &br#"{"data":null,"meta":{"code":"NOT_FOUND","detail":"does not exist","valid":false}}"#[..],
+            &br#"{"data":{},"meta":{"code":"VALID","valid":false}}"#[..],
+        ] {
+            let (buf, headers) = keygen_signed(&signer, "h:1", body);
+            let answer = Answer::from_parts(200, buf.as_bytes(), &headers, body);
+            assert_eq!(c.check(&answer), Err(ErrorKind::Refused));
+        }
     }
 
     #[test]

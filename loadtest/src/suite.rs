@@ -36,7 +36,25 @@ pub struct SuiteConfig {
     pub out: PathBuf,
     /// How the run was started, for the report.
     pub command: String,
+    /// The rows to run, by their [`ROWS`] names; `None`: every row.
+    pub only: Option<Vec<String>>,
+    /// Criterion's output directory (`target/criterion`), where the Keygen row reads what signing
+    /// one answer costs (`cargo bench -p keyward-benches --bench keygen_signature`, run first).
+    pub criterion_dir: Option<PathBuf>,
 }
+
+/// The suite's rows, by the names `--only` takes, in the order they run.
+pub const ROWS: &[&str] = &[
+    "ceiling",
+    "native",
+    "keyauth",
+    "keygen",
+    "open-loop",
+    "propagation",
+    "cold",
+    "memory",
+    "limiter",
+];
 
 struct Row {
     what: String,
@@ -171,6 +189,14 @@ async fn write_behind_drained(
 }
 
 impl SuiteConfig {
+    /// Whether this run includes the row (see [`ROWS`]).
+    pub fn runs(&self, row: &str) -> bool {
+        debug_assert!(ROWS.contains(&row), "{row}");
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|r| r == row))
+    }
+
     fn secs(&self, full: f64) -> Duration {
         Duration::from_secs_f64(if self.quick {
             (full / 4.0).max(1.0)
@@ -315,6 +341,176 @@ fn p99_ms(r: &Report) -> f64 {
     r.stats.total().value_at_quantile(0.99) as f64 / 1000.0
 }
 
+/// A criterion benchmark's median in µs, from its last run's `estimates.json` under `dir`
+/// (`target/criterion`), and the bytes it declared it processes per iteration; `id` is
+/// `group/function`.
+fn criterion_median_us(dir: &std::path::Path, id: &str) -> Option<(f64, Option<u64>)> {
+    let read = |file: &str| -> Option<Value> {
+        let text = std::fs::read_to_string(dir.join(id).join("new").join(file)).ok()?;
+        serde_json::from_str(&text).ok()
+    };
+    let median_ns = read("estimates.json")?["median"]["point_estimate"].as_f64()?;
+    let bytes = read("benchmark.json").and_then(|b| b["throughput"]["Bytes"].as_u64());
+    Some((median_ns / 1000.0, bytes))
+}
+
+/// What the Keygen row takes from the run.
+struct KeygenRow<'a> {
+    v1: &'a str,
+    v1_pid: Option<u32>,
+    /// A license of the bench app no other row uses (its default policy; validate-key needs no
+    /// `Authorization`, the key in the body is the credential).
+    key: &'a str,
+    public_key: &'a str,
+    verify_every: u32,
+    pairs: usize,
+    wrk: bool,
+    dir: &'a std::path::Path,
+    quota_note: &'a str,
+}
+
+/// Keygen's `validate-key`, signed, on one license (a cache hit, as the native and KeyAuth rows):
+/// A/B against a baseline-server answering a body of the answer's size, both under the quota as
+/// the KeyAuth rows; a sample of answers verified (signature, `meta.code` VALID) by the
+/// generator; and the share of the validator's CPU per request that signing the answer takes —
+/// criterion's cost of `keygen_signature::sign_response` on a body like this one (bench
+/// `keygen_signature`) over the validator's CPU time in the A runs ÷ the requests it answered.
+async fn keygen_row(
+    cfg: &SuiteConfig,
+    k: &KeygenRow<'_>,
+    under_quota: &mut dyn FnMut(u32),
+) -> anyhow::Result<Row> {
+    const LABEL: &str = "Keygen `validate-key` (signed)";
+    const TARGET: f64 = 0.4;
+    let scenario = |verify_every| Scenario::KeygenValidateKey {
+        keys: Arc::new(vec![k.key.to_string()]),
+        public_key: k.public_key.to_string(),
+        verify_every,
+    };
+    // The answer as a client gets it: its body's size for the baseline, and the size of the
+    // signature headers, which the baseline does not send.
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{}{}", k.v1, crate::scenario::KEYGEN_VALIDATE_KEY))
+        .header("content-type", "application/vnd.api+json")
+        .body(serde_json::to_vec(&json!({"meta": {"key": k.key}}))?)
+        .send()
+        .await?;
+    let signature_bytes: usize = [
+        "date",
+        "keygen-date",
+        "digest",
+        "keygen-digest",
+        "keygen-signature",
+    ]
+    .iter()
+    .filter_map(|h| response.headers().get(*h))
+    .map(|v| v.len())
+    .sum();
+    let size = response.bytes().await?.len();
+    // Every answer of the warm-up checked (signature, VALID): the row's own sample is 1 in N.
+    let probe = measure(
+        k.v1,
+        &scenario(1),
+        &LoadConfig {
+            max_requests: Some(30),
+            connections: 1,
+            ..cfg.load(5.0, Mode::Closed)
+        },
+        "warm-up",
+    )
+    .await?;
+    if probe.stats.error_count() > 0 || probe.stats.verified == 0 {
+        bail!("{LABEL}: the answers fail: {:?}", probe.stats.errors);
+    }
+    let scenario = scenario(k.verify_every);
+    let base = start_baseline(cfg.server_cpus.as_deref(), size)?;
+    under_quota(base.child.id());
+    let load = cfg.load(6.0, Mode::Closed);
+    let cpu = |pid: Option<u32>| pid.and_then(crate::cpu::process_time);
+    let before = (cpu(k.v1_pid), cpu(Some(base.child.id())));
+    let cmp = compare::run(k.v1, &base.url, &scenario, &load, k.pairs, LABEL, false).await?;
+    let after = (cpu(k.v1_pid), cpu(Some(base.child.id())));
+    let cross = if k.wrk {
+        let script = write_wrk_script(k.dir, "keygen", k.v1, &scenario, "validate-key").await?;
+        Some(wrk_pair(k.v1, &base.url, &script, &load).await?)
+    } else {
+        None
+    };
+    drop(base);
+    let r = cmp
+        .pairs
+        .last()
+        .map(|p| &p.a)
+        .context("no pairs were run")?;
+    // CPU per request of each server over its runs of the pairs (the other side idles then).
+    let requests = |side: fn(&compare::Pair) -> &Report| -> u64 {
+        cmp.pairs.iter().map(|p| side(p).requests()).sum()
+    };
+    let per_request_us = |before: Option<Duration>, after: Option<Duration>, n: u64| {
+        let used = after?.checked_sub(before?)?;
+        (n > 0).then(|| (used, used.as_secs_f64() * 1e6 / n as f64))
+    };
+    let a_requests = requests(|p| &p.a);
+    let validator = per_request_us(before.0, after.0, a_requests);
+    let baseline = per_request_us(before.1, after.1, requests(|p| &p.b));
+    let sign = cfg.criterion_dir.as_deref().and_then(|d| {
+        Some((
+            criterion_median_us(d, "keygen_signature/sign_response")?,
+            criterion_median_us(d, "keygen_signature/ed25519")?.0,
+        ))
+    });
+    let share = match (validator, sign) {
+        (Some((used, v_us)), Some(((sign_us, body), ed_us))) => {
+            // What the validator spends above the bare server, of which signing is a part.
+            let above = baseline
+                .filter(|(_, b_us)| *b_us < v_us)
+                .map_or(String::new(), |(_, b_us)| {
+                    format!(
+                        "; {:.0} % of the {:.1} µs it costs above the bare baseline's {b_us:.1} µs",
+                        sign_us / (v_us - b_us) * 100.0,
+                        v_us - b_us
+                    )
+                });
+            format!(
+                "; signing share: `sign_response` {sign_us:.1} µs per answer (criterion median, bench `keygen_signature`, {} B body; Ed25519 alone {ed_us:.1} µs) ÷ validator CPU per request {v_us:.1} µs ({:.2} CPU-s over {a_requests} requests in the A runs) = **{:.0} %** (Ed25519 alone {:.0} %){above}",
+                body.map_or("?".into(), |b| b.to_string()),
+                used.as_secs_f64(),
+                sign_us / v_us * 100.0,
+                ed_us / v_us * 100.0,
+            )
+        }
+        (Some((used, v_us)), None) => format!(
+            "; signing share not measured: no criterion estimate of `keygen_signature` (run `cargo bench -p keyward-benches --bench keygen_signature` first, give --criterion-dir); validator CPU per request {v_us:.1} µs ({:.2} CPU-s over {a_requests} requests)",
+            used.as_secs_f64()
+        ),
+        (None, _) => "; signing share not measured: the validator's CPU time was not readable (no --validator-pid)".into(),
+    };
+    let p99 = r
+        .stats
+        .steps
+        .get("validate-key")
+        .map_or(0.0, |h| h.value_at_quantile(0.99) as f64 / 1000.0);
+    let median = cmp.median_ratio();
+    Ok(Row {
+        what: format!(
+            "{LABEL}, A/B vs baseline-server (~{size} B; the answer also carries {signature_bytes} B of signature header values the baseline does not send){}",
+            k.quota_note
+        ),
+        target: format!("≥ {TARGET} × baseline"),
+        measured: format!(
+            "{:.0} validate-key/s (p99 {p99:.2} ms, closed loop under the quota); {}{}; Keygen-Signature verified and `meta.code` VALID checked on 1 answer in {} ({} in the last run){share}",
+            r.throughput(),
+            cmp.summary(),
+            cross.map(|c| c.summary()).unwrap_or_default(),
+            k.verify_every,
+            r.stats.verified,
+        ),
+        met: Some(median >= TARGET),
+        bound: cmp.generator_bound(),
+    })
+}
+
 pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let cp = cfg.control_plane.trim_end_matches('/').to_string();
@@ -327,7 +523,8 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("keyward-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
 
-    // Tenants: 1000 keys through REST, one million inserted by PostgreSQL.
+    // Tenants: 1000 keys through REST, one million inserted by PostgreSQL (for the rows that
+    // read it: seeding it takes minutes).
     let setup = crate::setup::Setup {
         control_plane: &cp,
         api_key: None,
@@ -341,17 +538,6 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
         activated: false,
     };
     let tenant = crate::setup::run(&setup).await?;
-    let million = if cfg.quick { 200_000 } else { 1_000_000 };
-    let big_keys = dir.join("million.txt");
-    let big = crate::setup::run(&crate::setup::Setup {
-        app_name: "bench-1m",
-        licenses: million,
-        keys_file: &big_keys,
-        database_url: Some(&cfg.database_url),
-        activated: true,
-        ..setup
-    })
-    .await?;
     let read_keys = |p: &std::path::Path| -> anyhow::Result<Arc<Vec<String>>> {
         Ok(Arc::new(
             std::fs::read_to_string(p)?
@@ -360,8 +546,25 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
                 .collect(),
         ))
     };
+    let million = if cfg.quick { 200_000 } else { 1_000_000 };
+    // The big app's id and keys.
+    let big = if cfg.runs("cold") || cfg.runs("memory") {
+        let big_keys = dir.join("million.txt");
+        let big = crate::setup::run(&crate::setup::Setup {
+            app_name: "bench-1m",
+            licenses: million,
+            keys_file: &big_keys,
+            database_url: Some(&cfg.database_url),
+            activated: true,
+            ..setup
+        })
+        .await?;
+        let app = big["app_id"].as_str().context("app id")?.to_string();
+        Some((app, read_keys(&big_keys)?))
+    } else {
+        None
+    };
     let keys = read_keys(&dir.join("bench.txt"))?;
-    let big_keys = read_keys(&big_keys)?;
     let app = tenant["app_id"].as_str().context("app id")?.to_string();
     let owner = tenant["owner"].as_str().context("owner")?.to_string();
     let secret = tenant["secret"].as_str().context("secret")?.to_string();
@@ -383,7 +586,7 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
         .await?;
     let pairs = if cfg.quick { 2 } else { 3 };
     let wrk = crate::wrk::available();
-    if wrk {
+    if wrk && cfg.runs("ceiling") {
         let base = start_baseline(cfg.server_cpus.as_deref(), answer.len())?;
         let load = cfg.load(8.0, Mode::Closed);
         let script = write_wrk_script(&dir, "validate", &v1, &one_key, "validate").await?;
@@ -451,16 +654,15 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
         });
     }
 
-    // 1. Native validate, cache hit: its full-core rate, then A/B against a baseline with the
-    // same body size, both servers under the quota.
-    let full = measure(
-        &v1,
-        &one_key,
-        &cfg.load(8.0, Mode::Closed),
-        "validate, full core",
-    )
-    .await?;
-    let max_rate = full.throughput();
+    // 1. Native validate, cache hit: its full-core rate (which the open loop's rate is half of),
+    // then A/B against a baseline with the same body size, both servers under the quota.
+    let full = if cfg.runs("native") || cfg.runs("open-loop") {
+        let load = cfg.load(8.0, Mode::Closed);
+        Some(measure(&v1, &one_key, &load, "validate, full core").await?)
+    } else {
+        None
+    };
+    let max_rate = full.as_ref().map_or(0.0, Report::throughput);
     let mut throttle = match cfg.server_quota.map(crate::throttle::Throttle::new) {
         Some(Ok(t)) => Some(t),
         Some(Err(why)) => {
@@ -476,7 +678,6 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
             t.share * 100.0
         )
     });
-    let base = start_baseline(cfg.server_cpus.as_deref(), answer.len())?;
     let under_quota = |throttle: &mut Option<crate::throttle::Throttle>, pid: u32| {
         if let Some(t) = throttle {
             if let Err(e) = t.add(pid) {
@@ -487,32 +688,36 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
     if let Some(pid) = v1_pid {
         under_quota(&mut throttle, pid);
     }
-    under_quota(&mut throttle, base.child.id());
-    let load = cfg.load(8.0, Mode::Closed);
-    let native = compare::run(&v1, &base.url, &one_key, &load, pairs, "validate", false).await?;
-    let cross = if wrk {
-        let script = write_wrk_script(&dir, "validate", &v1, &one_key, "validate").await?;
-        Some(wrk_pair(&v1, &base.url, &script, &load).await?)
-    } else {
-        None
-    };
-    drop(base);
-    let median = native.median_ratio();
-    rows.push(Row {
-        what: format!(
-            "Native validate, cache hit, keep-alive ({} B answer), A/B vs baseline-server{quota_note}",
-            answer.len()
-        ),
-        target: "≥ 0.85 × baseline".into(),
-        measured: format!(
-            "full core {max_rate:.0} req/s ({}); under the quota: {}{}",
-            full.generator_summary(),
-            native.summary(),
-            cross.map(|c| c.summary()).unwrap_or_default()
-        ),
-        met: Some(median >= 0.85),
-        bound: native.generator_bound(),
-    });
+    if let (true, Some(full)) = (cfg.runs("native"), &full) {
+        let base = start_baseline(cfg.server_cpus.as_deref(), answer.len())?;
+        under_quota(&mut throttle, base.child.id());
+        let load = cfg.load(8.0, Mode::Closed);
+        let native =
+            compare::run(&v1, &base.url, &one_key, &load, pairs, "validate", false).await?;
+        let cross = if wrk {
+            let script = write_wrk_script(&dir, "validate", &v1, &one_key, "validate").await?;
+            Some(wrk_pair(&v1, &base.url, &script, &load).await?)
+        } else {
+            None
+        };
+        drop(base);
+        let median = native.median_ratio();
+        rows.push(Row {
+            what: format!(
+                "Native validate, cache hit, keep-alive ({} B answer), A/B vs baseline-server{quota_note}",
+                answer.len()
+            ),
+            target: "≥ 0.85 × baseline".into(),
+            measured: format!(
+                "full core {max_rate:.0} req/s ({}); under the quota: {}{}",
+                full.generator_summary(),
+                native.summary(),
+                cross.map(|c| c.summary()).unwrap_or_default()
+            ),
+            met: Some(median >= 0.85),
+            bound: native.generator_bound(),
+        });
+    }
 
     // 2. KeyAuth 1.2 check and license on an activated key; 1.3 check with the signing share.
     let token: Value = http
@@ -557,26 +762,31 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
         },
     };
     let mut keyauth_rps = Vec::new();
-    for (label, version, repeat, target) in [
-        (
-            "KeyAuth 1.2 `check`",
-            KeyAuthVersion::V1_2,
-            Repeat::Check,
-            0.7,
-        ),
-        (
-            "KeyAuth 1.2 `license` (activated key)",
-            KeyAuthVersion::V1_2,
-            Repeat::License,
-            0.7,
-        ),
-        (
-            "KeyAuth 1.3 `check`",
-            KeyAuthVersion::V1_3,
-            Repeat::Check,
-            0.4,
-        ),
-    ] {
+    let keyauth_rows: &[(&str, KeyAuthVersion, Repeat, f64)] = if cfg.runs("keyauth") {
+        &[
+            (
+                "KeyAuth 1.2 `check`",
+                KeyAuthVersion::V1_2,
+                Repeat::Check,
+                0.7,
+            ),
+            (
+                "KeyAuth 1.2 `license` (activated key)",
+                KeyAuthVersion::V1_2,
+                Repeat::License,
+                0.7,
+            ),
+            (
+                "KeyAuth 1.3 `check`",
+                KeyAuthVersion::V1_3,
+                Repeat::Check,
+                0.4,
+            ),
+        ]
+    } else {
+        &[]
+    };
+    for &(label, version, repeat, target) in keyauth_rows {
         let scenario = keyauth(version, repeat);
         let step = if repeat == Repeat::Check {
             "check"
@@ -663,6 +873,25 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
             bound: cmp.generator_bound(),
         });
     }
+    if cfg.runs("keygen") {
+        let row = keygen_row(
+            cfg,
+            &KeygenRow {
+                v1: &v1,
+                v1_pid,
+                key: &keys[3],
+                public_key: public_hex,
+                verify_every: VERIFY_1_3_EVERY,
+                pairs,
+                wrk,
+                dir: &dir,
+                quota_note: &quota_note,
+            },
+            &mut |pid| under_quota(&mut throttle, pid),
+        )
+        .await?;
+        rows.push(row);
+    }
     // The rest runs the validator on its full core again.
     drop(throttle);
     if let (Some(c12), Some(c13)) = (keyauth_rps.first(), keyauth_rps.get(2)) {
@@ -680,188 +909,198 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
     // this stack and machine manage at all. Then both again with the servers at SCHED_FIFO, out
     // of reach of the kernel threads of the VM (`perf sched` showed kdamond taking CPU 0 for up
     // to 7 ms at a time, which alone puts the p99 of either server over 1 ms).
-    let half = (max_rate / 2.0).max(100.0);
-    let open_load = cfg.load(10.0, Mode::Open { rate: half });
-    let open = measure(&v1, &one_key, &open_load, "open loop").await?;
-    let base = start_baseline(cfg.server_cpus.as_deref(), answer.len())?;
-    let base_open = measure(&base.url, &one_key, &open_load, "open loop baseline").await?;
-    // Isolated, the tail still swings 0.2–2.3 ms between runs of one binary on this VM (the load
-    // generator cannot be isolated too: real-time throttling stalls it), so A/B pairs, 3 of them,
-    // judged on the median p99 as the throughput targets are on the median ratio.
-    let v1_pid = cfg.validator_pids.first().copied();
-    let mut isolated: Vec<(f64, f64)> = Vec::new();
-    if let Some(pid) = v1_pid {
-        if realtime(pid, true) && realtime(base.child.id(), true) {
-            let fifo_load = cfg.load(8.0, Mode::Open { rate: half });
-            for i in 1..=3 {
-                let v = measure(
-                    &v1,
-                    &one_key,
-                    &fifo_load,
-                    &format!("open loop, SCHED_FIFO A#{i}"),
-                )
-                .await;
-                let b = measure(
-                    &base.url,
-                    &one_key,
-                    &fifo_load,
-                    &format!("open loop baseline, SCHED_FIFO B#{i}"),
-                )
-                .await;
-                match (v, b) {
-                    (Ok(v), Ok(b)) => isolated.push((p99_ms(&v), p99_ms(&b))),
-                    (Err(e), _) | (_, Err(e)) => {
-                        realtime(pid, false);
-                        return Err(e);
+    if cfg.runs("open-loop") {
+        let half = (max_rate / 2.0).max(100.0);
+        let open_load = cfg.load(10.0, Mode::Open { rate: half });
+        let open = measure(&v1, &one_key, &open_load, "open loop").await?;
+        let base = start_baseline(cfg.server_cpus.as_deref(), answer.len())?;
+        let base_open = measure(&base.url, &one_key, &open_load, "open loop baseline").await?;
+        // Isolated, the tail still swings 0.2–2.3 ms between runs of one binary on this VM (the
+        // load generator cannot be isolated too: real-time throttling stalls it), so A/B pairs, 3
+        // of them, judged on the median p99 as the throughput targets are on the median ratio.
+        let v1_pid = cfg.validator_pids.first().copied();
+        let mut isolated: Vec<(f64, f64)> = Vec::new();
+        if let Some(pid) = v1_pid {
+            if realtime(pid, true) && realtime(base.child.id(), true) {
+                let fifo_load = cfg.load(8.0, Mode::Open { rate: half });
+                for i in 1..=3 {
+                    let v = measure(
+                        &v1,
+                        &one_key,
+                        &fifo_load,
+                        &format!("open loop, SCHED_FIFO A#{i}"),
+                    )
+                    .await;
+                    let b = measure(
+                        &base.url,
+                        &one_key,
+                        &fifo_load,
+                        &format!("open loop baseline, SCHED_FIFO B#{i}"),
+                    )
+                    .await;
+                    match (v, b) {
+                        (Ok(v), Ok(b)) => isolated.push((p99_ms(&v), p99_ms(&b))),
+                        (Err(e), _) | (_, Err(e)) => {
+                            realtime(pid, false);
+                            return Err(e);
+                        }
                     }
                 }
+                realtime(pid, false);
             }
-            realtime(pid, false);
         }
-    }
-    drop(base);
-    let mut measured = format!(
-        "{} (bare baseline-server at the same rate: {})",
-        percentiles(&open),
-        percentiles(&base_open)
-    );
-    let median_p99 = |pick: fn(&(f64, f64)) -> f64| {
-        let mut v: Vec<f64> = isolated.iter().map(pick).collect();
-        (!v.is_empty()).then(|| crate::stats::median(&mut v))
-    };
-    let isolated_p99 = median_p99(|p| p.0);
-    if let (Some(v), Some(b)) = (isolated_p99, median_p99(|p| p.1)) {
-        let list = |pick: fn(&(f64, f64)) -> f64| {
-            isolated
-                .iter()
-                .map(|p| format!("{:.3}", pick(p)))
-                .collect::<Vec<_>>()
-                .join(", ")
+        drop(base);
+        let mut measured = format!(
+            "{} (bare baseline-server at the same rate: {})",
+            percentiles(&open),
+            percentiles(&base_open)
+        );
+        let median_p99 = |pick: fn(&(f64, f64)) -> f64| {
+            let mut v: Vec<f64> = isolated.iter().map(pick).collect();
+            (!v.is_empty()).then(|| crate::stats::median(&mut v))
         };
-        measured.push_str(&format!(
-            "; servers at SCHED_FIFO, 3 A/B pairs: validator p99 {} → **median {v:.3} ms** (baseline p99 {} → median {b:.3} ms)",
-            list(|p| p.0),
-            list(|p| p.1),
-        ));
+        let isolated_p99 = median_p99(|p| p.0);
+        if let (Some(v), Some(b)) = (isolated_p99, median_p99(|p| p.1)) {
+            let list = |pick: fn(&(f64, f64)) -> f64| {
+                isolated
+                    .iter()
+                    .map(|p| format!("{:.3}", pick(p)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            measured.push_str(&format!(
+                "; servers at SCHED_FIFO, 3 A/B pairs: validator p99 {} → **median {v:.3} ms** (baseline p99 {} → median {b:.3} ms)",
+                list(|p| p.0),
+                list(|p| p.1),
+            ));
+        }
+        rows.push(Row {
+            what: format!("Native validate, open loop at 50 % of max ({half:.0} req/s)"),
+            target: "p99 ≤ 1 ms".into(),
+            measured,
+            met: Some(isolated_p99.unwrap_or_else(|| p99_ms(&open)) <= 1.0),
+            bound: false,
+        });
+        std::fs::write(dir.join("open-loop.svg"), open.svg())?;
     }
-    rows.push(Row {
-        what: format!("Native validate, open loop at 50 % of max ({half:.0} req/s)"),
-        target: "p99 ≤ 1 ms".into(),
-        measured,
-        met: Some(isolated_p99.unwrap_or_else(|| p99_ms(&open)) <= 1.0),
-        bound: false,
-    });
-    std::fs::write(dir.join("open-loop.svg"), open.svg())?;
 
     // 4. Invalidation propagation under load, to every validator.
-    let api_key: Value = http
-        .post(format!("{cp}/v1/api-keys"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "bench-probe", "scopes": ["*"]}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let probe = crate::probe::Probe {
-        control_plane: &cp,
-        api_key: api_key["key"].as_str().context("api key")?,
-        app: &app,
-        key: &keys[2],
-        validators: &cfg.validators,
-        rounds: if cfg.quick { 10 } else { 50 },
-        background: 2,
-        background_keys: keys.clone(),
-        deadline: Duration::from_secs(10),
-    };
-    let prop = crate::probe::run(&probe).await?;
-    let worst = prop["validators"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|v| v["p99_ms"].as_f64().unwrap_or(f64::MAX))
-        .fold(0.0, f64::max);
-    let missed: u64 = prop["validators"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|v| v["missed"].as_u64().unwrap_or(0))
-        .sum();
-    rows.push(Row {
-        what: format!(
-            "Ban/unban propagation to each of {} validators under load",
-            cfg.validators.len()
-        ),
-        target: "p99 ≤ 50 ms".into(),
-        measured: prop["validators"]
+    if cfg.runs("propagation") {
+        let api_key: Value = http
+            .post(format!("{cp}/v1/api-keys"))
+            .bearer_auth(&token)
+            .json(&json!({"name": "bench-probe", "scopes": ["*"]}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let probe = crate::probe::Probe {
+            control_plane: &cp,
+            api_key: api_key["key"].as_str().context("api key")?,
+            app: &app,
+            key: &keys[2],
+            validators: &cfg.validators,
+            rounds: if cfg.quick { 10 } else { 50 },
+            background: 2,
+            background_keys: keys.clone(),
+            deadline: Duration::from_secs(10),
+        };
+        let prop = crate::probe::run(&probe).await?;
+        let worst = prop["validators"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|v| {
-                format!(
-                    "p50 {} / p99 {} / max {} ms",
-                    v["p50_ms"], v["p99_ms"], v["max_ms"]
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        met: Some(worst <= 50.0 && missed == 0),
-        bound: false,
-    });
+            .map(|v| v["p99_ms"].as_f64().unwrap_or(f64::MAX))
+            .fold(0.0, f64::max);
+        let missed: u64 = prop["validators"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v["missed"].as_u64().unwrap_or(0))
+            .sum();
+        rows.push(Row {
+            what: format!(
+                "Ban/unban propagation to each of {} validators under load",
+                cfg.validators.len()
+            ),
+            target: "p99 ≤ 50 ms".into(),
+            measured: prop["validators"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    format!(
+                        "p50 {} / p99 {} / max {} ms",
+                        v["p50_ms"], v["p99_ms"], v["max_ms"]
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            met: Some(worst <= 50.0 && missed == 0),
+            bound: false,
+        });
+    }
 
     // 5. A million licenses, keys drawn uniformly: mostly misses.
-    let big_app = big["app_id"].as_str().context("app id")?.to_string();
-    let uniform = Scenario::Validate {
-        app: big_app.clone(),
-        keys: big_keys.clone(),
-        hwid: None,
-    };
-    // Throughput from a closed loop; the latency target from an open loop at half that rate
-    // (BRIEF's method: a closed loop's percentiles are its own queue, connections ÷ throughput),
-    // on another validator, whose cache has not seen these keys.
-    let cold = measure(
-        &v1,
-        &uniform,
-        &cfg.load(20.0, Mode::Closed),
-        "uniform over the million",
-    )
-    .await?;
-    let cold_half = (cold.throughput() / 2.0).max(100.0);
-    // The closed loop leaves seconds of usage counts to write (≈ 2 s of PostgreSQL at 45 % of a
-    // core after 20 s at 13 600 req/s): that is the closed loop's cost, not the open loop's.
-    let unwritten = write_behind_drained(&http, &v1, Duration::from_secs(60)).await?;
-    let fresh = cfg.validators.get(1).unwrap_or(&v1);
-    let cold_open = measure(
-        fresh,
-        &uniform,
-        &cfg.load(20.0, Mode::Open { rate: cold_half }),
-        "uniform over the million, open loop",
-    )
-    .await?;
-    rows.push(Row {
-        what: format!(
-            "{million} activated licenses, keys drawn uniformly (cold cache): closed loop with {} connections, then open loop at 50 % of that rate ({cold_half:.0} req/s)",
-            cfg.connections
-        ),
-        target: "p99 ≤ 5 ms".into(),
-        measured: format!(
-            "{:.0} req/s (closed-loop p99 {:.2} ms); open loop: **{}** (p99 of each second: {}); errors {}{}",
-            cold.throughput(),
-            p99_ms(&cold),
-            percentiles(&cold_open),
-            spread(cold_open.p99_by_second_ms()),
-            cold.stats.error_count() + cold_open.stats.error_count(),
-            if unwritten > 0.0 {
-                format!("; the closed loop's usage counts were still {unwritten:.0} behind when the open loop began")
-            } else {
-                String::new()
-            }
-        ),
-        met: Some(p99_ms(&cold_open) <= 5.0),
-        bound: false,
-    });
+    if let (true, Some((big_app, big_keys))) = (cfg.runs("cold"), &big) {
+        let uniform = Scenario::Validate {
+            app: big_app.clone(),
+            keys: big_keys.clone(),
+            hwid: None,
+        };
+        // Throughput from a closed loop; the latency target from an open loop at half that rate
+        // (BRIEF's method: a closed loop's percentiles are its own queue, connections ÷
+        // throughput), on another validator, whose cache has not seen these keys.
+        let cold = measure(
+            &v1,
+            &uniform,
+            &cfg.load(20.0, Mode::Closed),
+            "uniform over the million",
+        )
+        .await?;
+        let cold_half = (cold.throughput() / 2.0).max(100.0);
+        // The closed loop leaves seconds of usage counts to write (≈ 2 s of PostgreSQL at 45 % of
+        // a core after 20 s at 13 600 req/s): that is the closed loop's cost, not the open loop's.
+        let unwritten = write_behind_drained(&http, &v1, Duration::from_secs(60)).await?;
+        let fresh = cfg.validators.get(1).unwrap_or(&v1);
+        let cold_open = measure(
+            fresh,
+            &uniform,
+            &cfg.load(20.0, Mode::Open { rate: cold_half }),
+            "uniform over the million, open loop",
+        )
+        .await?;
+        rows.push(Row {
+            what: format!(
+                "{million} activated licenses, keys drawn uniformly (cold cache): closed loop with {} connections, then open loop at 50 % of that rate ({cold_half:.0} req/s)",
+                cfg.connections
+            ),
+            target: "p99 ≤ 5 ms".into(),
+            measured: format!(
+                "{:.0} req/s (closed-loop p99 {:.2} ms); open loop: **{}** (p99 of each second: {}); errors {}{}",
+                cold.throughput(),
+                p99_ms(&cold),
+                percentiles(&cold_open),
+                spread(cold_open.p99_by_second_ms()),
+                cold.stats.error_count() + cold_open.stats.error_count(),
+                if unwritten > 0.0 {
+                    format!("; the closed loop's usage counts were still {unwritten:.0} behind when the open loop began")
+                } else {
+                    String::new()
+                }
+            ),
+            met: Some(p99_ms(&cold_open) <= 5.0),
+            bound: false,
+        });
+    }
 
     // 6. Memory per cached license, on a validator that has not seen the big app.
-    if let (Some(v), Some(pid)) = (cfg.validators.last(), cfg.validator_pids.last()) {
+    if let (Some(v), Some(pid), true, Some((big_app, big_keys))) = (
+        cfg.validators.last(),
+        cfg.validator_pids.last(),
+        cfg.runs("memory"),
+        &big,
+    ) {
         let warm = Scenario::Validate {
             app: big_app.clone(),
             keys: Arc::new(vec![big_keys[0].clone()]),
@@ -921,7 +1160,7 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
     }
 
     // 7. Rate-limiter state for many distinct client addresses: bounded, and released when idle.
-    if let Some((lv, pid)) = &cfg.limiter_validator {
+    if let (Some((lv, pid)), true) = (&cfg.limiter_validator, cfg.runs("limiter")) {
         let count = if cfg.quick { 200_000 } else { 1_000_000 };
         let sweep = || Scenario::Sweep {
             app: app.clone(),
@@ -1026,6 +1265,9 @@ fn write_report(cfg: &SuiteConfig, rows: &[Row]) -> anyhow::Result<()> {
         cfg.connections,
         if cfg.quick { "; QUICK run (short durations, 200k licenses)" } else { "" },
     );
+    if let Some(only) = &cfg.only {
+        let _ = writeln!(md, "- Rows: {} only (`--only`).\n", only.join(", "));
+    }
     let _ = writeln!(
         md,
         "- Open loop: sends paced by a timerfd, latency from the intended send time (each request also carries this VM's ≈ 0.1 ms wake-up from idle, the baseline's too). SCHED_FIFO figures ran the servers at real-time priority, out of reach of the VM's kernel threads (`perf sched`: kdamond held CPU 0 for up to 7 ms at a time); the default-scheduling figures stand beside them.\n"

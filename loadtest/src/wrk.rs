@@ -99,17 +99,6 @@ pub async fn steady_request(url: &str, scenario: &Scenario, step: &str) -> anyho
     bail!("the scenario never reached {step}")
 }
 
-/// user + system clock ticks of a process so far.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
-}
-
 /// Runs wrk for `seconds` with `script`; blocking (call from a blocking thread).
 pub fn run_blocking(
     url: &str,
@@ -134,9 +123,9 @@ pub fn run_blocking(
     // of a running process's counters, not a wait for anything to happen.
     std::thread::sleep(Duration::from_millis(500));
     let t0 = std::time::Instant::now();
-    let c0 = cpu_ticks(child.id());
+    let c0 = crate::cpu::process_time(child.id());
     std::thread::sleep(Duration::from_secs(seconds) - Duration::from_millis(1000));
-    let c1 = cpu_ticks(child.id());
+    let c1 = crate::cpu::process_time(child.id());
     let window = t0.elapsed().as_secs_f64();
     let mut out = String::new();
     if let Some(mut stdout) = child.stdout.take() {
@@ -151,22 +140,10 @@ pub fn run_blocking(
         .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .with_context(|| format!("no Requests/sec in wrk's output: {out}"))?;
-    let ticks_per_sec = rustix_ticks() as f64;
     let cpu_share = c0
         .zip(c1)
-        .map(|(a, b)| (b.saturating_sub(a) as f64 / ticks_per_sec) / (window * threads as f64));
+        .map(|(a, b)| b.saturating_sub(a).as_secs_f64() / (window * threads as f64));
     Ok(WrkRun { rps, cpu_share })
-}
-
-fn rustix_ticks() -> u64 {
-    #[cfg(target_os = "linux")]
-    {
-        rustix::param::clock_ticks_per_second()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        100
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Short real runs of the load generator against a validator on real PostgreSQL: the native
-//! scenario and both KeyAuth flows, every answer verified, no errors.
+//! scenario, both KeyAuth flows and Keygen's validate-key, every answer verified, no errors.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -291,6 +291,170 @@ async fn setup_seeds_a_tenant_and_the_probe_sees_every_change_on_every_validator
     for v in validators {
         v.shutdown().await;
     }
+    cp.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The suite's Keygen row on what it runs on: licenses made by `setup` through the
+/// control-plane (their app's default policy), validated by key with no `Authorization`, every
+/// answer's `Keygen-Signature` verified against the deployment's public key and `VALID`; and the
+/// request the wrk cross-check repeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygen_validate_key_runs_clean_on_setup_licenses() {
+    let db = TestDb::new().await;
+    let cp = keyward_control_plane::start(keyward_control_plane::Config::new(&db.url))
+        .await
+        .unwrap();
+    keyward_control_plane::create_admin(&db.url, "admin", "load-test-pw")
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("kw-lt-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cp_url = format!("http://{}", cp.addr());
+    let keys_file = dir.join("keys.txt");
+    keyward_loadtest::setup::run(&keyward_loadtest::setup::Setup {
+        control_plane: &cp_url,
+        api_key: None,
+        username: Some("admin"),
+        password: Some("load-test-pw"),
+        app_name: "bench",
+        licenses: 8,
+        keys_file: &keys_file,
+        database_url: None,
+        hwid_lock: false,
+        activated: false,
+    })
+    .await
+    .unwrap();
+    let keys: Vec<String> = std::fs::read_to_string(&keys_file)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let c = db.client().await;
+    // Their policy is the app's default, which lets the key authenticate (validate-key needs
+    // no `Authorization` at all).
+    let strategies: Vec<(bool, String)> = c
+        .query(
+            "SELECT DISTINCT p.is_default, p.authentication_strategy::text FROM licenses l
+             JOIN policies p ON p.id = l.policy_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(strategies, [(true, "license".to_string())]);
+
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(format!("{cp_url}/v1/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": "load-test-pw"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let signing: serde_json::Value = http
+        .get(format!("{cp_url}/v1/signing-keys"))
+        .bearer_auth(token["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let public_key = signing["primary"]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut cfg = keyward_validator::Config::new(&db.url);
+    cfg.rate_limit_per_sec = 0;
+    let v = keyward_validator::start(cfg).await.unwrap();
+    v.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let url = format!("http://{}", v.addr());
+    let target = Target::parse(&url).unwrap();
+    let scenario = |public_key: String, verify_every| Scenario::KeygenValidateKey {
+        keys: Arc::new(keys.clone()),
+        public_key,
+        verify_every,
+    };
+    let load = LoadConfig {
+        connections: 4,
+        duration: Duration::from_secs(60),
+        max_requests: Some(400),
+        mode: Mode::Closed,
+        timeout: Duration::from_secs(10),
+        threads: Some(2),
+        stop: None,
+    };
+    let every = scenario(public_key.clone(), 1);
+    let out = engine::run(&target, &every, &load, Arc::new(Live::default()))
+        .await
+        .unwrap();
+    assert!(out.stats.errors.is_empty(), "{:?}", out.stats.errors);
+    assert_eq!(out.stats.steps["validate-key"].len(), 400);
+    assert_eq!(out.stats.verified, 400);
+
+    // Sampled: one in 16 verified.
+    let sampled = scenario(public_key.clone(), 16);
+    let out = engine::run(&target, &sampled, &load, Arc::new(Live::default()))
+        .await
+        .unwrap();
+    assert!(out.stats.errors.is_empty(), "{:?}", out.stats.errors);
+    assert!(
+        (20..=28).contains(&out.stats.verified),
+        "{}",
+        out.stats.verified
+    );
+
+    // Another deployment's key: every verified answer is a signature error.
+    let other = keyward_shared::signing::Ed25519Signer::generate().public_key_hex();
+    let out = engine::run(
+        &target,
+        &scenario(other, 1),
+        &LoadConfig {
+            max_requests: Some(20),
+            ..load
+        },
+        Arc::new(Live::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.stats.errors.get("signature"), Some(&20));
+
+    // wrk's request: the validate-key POST itself, which the validator answers VALID.
+    let one = Scenario::KeygenValidateKey {
+        keys: Arc::new(vec![keys[0].clone()]),
+        public_key,
+        verify_every: 1,
+    };
+    let request = keyward_loadtest::wrk::steady_request(&url, &one, "validate-key")
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&request);
+    assert!(
+        text.starts_with("POST /keygen/v1/licenses/actions/validate-key HTTP/1.1\r\n")
+            && text.ends_with(&format!(r#"{{"meta":{{"key":"{}"}}}}"#, keys[0])),
+        "{text}"
+    );
+    let script = keyward_loadtest::wrk::script(&request).unwrap();
+    assert!(
+        script.contains("wrk.headers[\"content-type\"] = \"application/vnd.api+json\""),
+        "{script}"
+    );
+    let mut conn =
+        keyward_loadtest::http1::Connection::open(&v.addr().to_string(), Duration::from_secs(5))
+            .await
+            .unwrap();
+    let answer = conn.exchange(&request).await.unwrap();
+    assert_eq!(answer.status, 200);
+    let body: serde_json::Value = serde_json::from_slice(answer.body).unwrap();
+    assert_eq!(body["meta"]["code"], "VALID", "{body}");
+    v.shutdown().await;
     cp.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -70,3 +70,17 @@ pub async fn machine_by_id(w: &mut WriteTx<'_>, event: &str, id: Uuid) -> StoreR
     let m = machines::get(w.tx(), w.account_id(), id).await?;
     machine(w, event, &m).await
 }
+
+/// Records `event` with the document `render` makes (wrapped in `{"data": …}`), rendered only
+/// when an endpoint listens. For resources whose document the caller already has at hand.
+pub async fn document(
+    w: &mut WriteTx<'_>,
+    event: &str,
+    app: Option<Uuid>,
+    render: impl FnOnce() -> Value,
+) -> StoreResult<()> {
+    if w.subscribed(event).await? {
+        w.event_in_app(event, app, json!({"data": render()}));
+    }
+    Ok(())
+}

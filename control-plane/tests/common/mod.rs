@@ -2,6 +2,8 @@
 //! fresh database, and a small JSON client.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use keyward_control_plane::{Config, Running};
 use keyward_shared::testing::TestDb;
 use reqwest::Method;

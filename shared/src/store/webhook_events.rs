@@ -243,6 +243,35 @@ pub async fn list<C: GenericClient + Sync>(
     Ok(Page { items, next_cursor })
 }
 
+/// A page of the account's events (of one event name when given), newest first, with the
+/// total: the page-number listing Keygen's API uses.
+pub async fn list_page<C: GenericClient + Sync>(
+    c: &C,
+    account: Uuid,
+    event: Option<&str>,
+    page: super::Offset,
+) -> StoreResult<(Vec<WebhookEvent>, i64)> {
+    let filter = "e.account_id = $1 AND ($2::text IS NULL OR e.event = $2)";
+    let total: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM webhook_events e WHERE {filter}"),
+            &[&account, &event],
+        )
+        .await?
+        .try_get(0)?;
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM webhook_events e WHERE {filter}
+                  ORDER BY e.created_at DESC, e.id DESC LIMIT $3 OFFSET $4"
+            ),
+            &[&account, &event, &page.limit, &page.offset],
+        )
+        .await?;
+    let items = rows.iter().map(from_row).collect::<StoreResult<_>>()?;
+    Ok((items, total))
+}
+
 pub async fn get<C: GenericClient + Sync>(
     c: &C,
     account: Uuid,

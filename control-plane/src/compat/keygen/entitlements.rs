@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::paging::Query;
 use super::{body, id_of, not_found, unprocessable, Answer, Ctx, Handled, Kg};
+use crate::webhooks::emit;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
@@ -50,6 +51,11 @@ pub async fn create(ctx: &Ctx<'_>) -> Handled {
     let e = entitlements::create(&mut w, &p)
         .await
         .map_err(|e| missing(e, ""))?;
+    emit::document(&mut w, "entitlement.created", None, || {
+        render(&e, &ctx.links)
+    })
+    .await
+    .kg()?;
     w.commit().await.kg()?;
     let doc = json!({"data": render(&e, &ctx.links)});
     Ok(Answer::created(&doc, ctx.links.entitlement(e.id)))
@@ -60,13 +66,9 @@ pub async fn list(ctx: &Ctx<'_>) -> Handled {
     let q = Query::parse(ctx.query)?;
     let client = ctx.client().await?;
     let all = entitlements::list(&**client, ctx.account).await.kg()?;
-    let data = all
-        .iter()
-        .skip(q.page.offset as usize)
-        .take(q.page.limit as usize)
-        .map(|e| render(e, &ctx.links))
-        .collect();
-    Ok(Answer::ok(&q.collection(ctx.path, data, all.len() as i64)))
+    Ok(Answer::ok(
+        &q.page_of(ctx.path, &all, |e| render(e, &ctx.links)),
+    ))
 }
 
 pub async fn show(ctx: &Ctx<'_>, raw: &str) -> Handled {
@@ -90,6 +92,11 @@ pub async fn update(ctx: &Ctx<'_>, raw: &str) -> Handled {
     let e = entitlements::update(&mut w, id, &p)
         .await
         .map_err(|e| missing(e, raw))?;
+    emit::document(&mut w, "entitlement.updated", None, || {
+        render(&e, &ctx.links)
+    })
+    .await
+    .kg()?;
     w.commit().await.kg()?;
     Ok(one(ctx, &e))
 }
@@ -100,6 +107,14 @@ pub async fn delete(ctx: &Ctx<'_>, raw: &str) -> Handled {
     let id = id_of("entitlement", raw)?;
     let mut client = ctx.client().await?;
     let mut w = WriteTx::begin(&mut client, ctx.actor()).await.kg()?;
+    let gone = entitlements::get(w.tx(), ctx.account, id)
+        .await
+        .map_err(|e| missing(e, raw))?;
+    emit::document(&mut w, "entitlement.deleted", None, || {
+        render(&gone, &ctx.links)
+    })
+    .await
+    .kg()?;
     entitlements::delete(&mut w, id)
         .await
         .map_err(|e| missing(e, raw))?;
@@ -139,13 +154,7 @@ pub async fn of_holder(ctx: &Ctx<'_>, kind: Kind, raw: &str) -> Handled {
     let all = entitlements::attached(&**client, ctx.account, h)
         .await
         .kg()?;
-    let data = all
-        .iter()
-        .skip(q.page.offset as usize)
-        .take(q.page.limit as usize)
-        .map(|e| render(e, &ctx.links))
-        .collect();
-    Ok(Answer::ok(&q.collection(ctx.path, data, all.len() as i64)).signed_by(app))
+    Ok(Answer::ok(&q.page_of(ctx.path, &all, |e| render(e, &ctx.links))).signed_by(app))
 }
 
 pub async fn attach(ctx: &Ctx<'_>, kind: Kind, raw: &str) -> Handled {

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::paging::Query;
 use super::{body, id_of, not_found, unprocessable, Answer, Ctx, Handled, Kg};
+use crate::webhooks::emit;
 
 fn key_attribute(r: &body::Resource) -> Result<Option<String>, KgError> {
     match r.attributes.get("key") {
@@ -75,6 +76,11 @@ pub async fn create(ctx: &Ctx<'_>) -> Handled {
     let k = key_pool::add(&mut w, policy.id, &key)
         .await
         .map_err(|e| write_error(e, ""))?;
+    emit::document(&mut w, "key.created", Some(k.app_id), || {
+        render(&k, &ctx.links)
+    })
+    .await
+    .kg()?;
     w.commit().await.kg()?;
     let doc = json!({"data": render(&k, &ctx.links)});
     Ok(Answer::created(&doc, ctx.links.of("keys", k.id)).signed_by(k.app_id))
@@ -121,6 +127,11 @@ pub async fn update(ctx: &Ctx<'_>, raw: &str) -> Handled {
     let k = key_pool::update(&mut w, current.id, &key)
         .await
         .map_err(|e| write_error(e, raw))?;
+    emit::document(&mut w, "key.updated", Some(k.app_id), || {
+        render(&k, &ctx.links)
+    })
+    .await
+    .kg()?;
     w.commit().await.kg()?;
     Ok(Answer::ok(&json!({"data": render(&k, &ctx.links)})).signed_by(k.app_id))
 }
@@ -130,6 +141,11 @@ pub async fn delete(ctx: &Ctx<'_>, raw: &str) -> Handled {
     let k = visible(ctx, raw).await?;
     let mut client = ctx.client().await?;
     let mut w = WriteTx::begin(&mut client, ctx.actor()).await.kg()?;
+    emit::document(&mut w, "key.deleted", Some(k.app_id), || {
+        render(&k, &ctx.links)
+    })
+    .await
+    .kg()?;
     key_pool::delete(&mut w, k.id)
         .await
         .map_err(|e| write_error(e, raw))?;
@@ -159,6 +175,11 @@ pub async fn pop(ctx: &Ctx<'_>, raw: &str) -> Handled {
     let Some(k) = key_pool::take(&mut w, p.id).await.kg()? else {
         return Err(unprocessable("pool is empty", "/data/relationships/pool").code("POOL_EMPTY"));
     };
+    emit::document(&mut w, "policy.pool.popped", Some(k.app_id), || {
+        render(&k, &ctx.links)
+    })
+    .await
+    .kg()?;
     w.commit().await.kg()?;
     Ok(Answer::ok(&json!({"data": render(&k, &ctx.links)})).signed_by(k.app_id))
 }

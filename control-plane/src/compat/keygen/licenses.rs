@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::paging::Query;
 use super::{body, not_found, unprocessable, Answer, Ctx, Handled, Kg};
+use crate::webhooks::emit;
 
 /// One of the account's licenses the bearer may see, by id or by key.
 pub async fn find(ctx: &Ctx<'_>, raw: &str) -> Result<LicenseDetail, KgError> {
@@ -174,6 +175,9 @@ pub async fn create(ctx: &Ctx<'_>) -> Handled {
     if suspended(attrs)? == Some(true) {
         licenses::ban(&mut w, license.id, None).await.kg()?;
     }
+    emit::license(&mut w, "license.created", license.id)
+        .await
+        .kg()?;
     w.commit().await.kg()?;
     let d = reload(ctx, license.id).await?;
     let doc = json!({"data": doc::license(&d, &ctx.links, Utc::now())});
@@ -238,16 +242,22 @@ pub async fn update(ctx: &Ctx<'_>, raw: &str) -> Handled {
         Some(false) => licenses::unban(&mut w, d.license.id).await.kg()?,
         None => {}
     }
+    emit::license(&mut w, "license.updated", d.license.id)
+        .await
+        .kg()?;
     w.commit().await.kg()?;
     Ok(answer(ctx, &reload(ctx, d.license.id).await?))
 }
 
-/// `DELETE /v1/licenses/{id}` and `DELETE …/actions/revoke`: the license is gone (204).
-pub async fn delete(ctx: &Ctx<'_>, raw: &str) -> Handled {
+/// `DELETE /v1/licenses/{id}` (`license.deleted`) and `DELETE …/actions/revoke`
+/// (`license.revoked`): the license is gone (204).
+pub async fn delete(ctx: &Ctx<'_>, raw: &str, event: &str) -> Handled {
     ctx.bearer.require("licenses:write")?;
     let d = find(ctx, raw).await?;
     let mut client = ctx.client().await?;
     let mut w = WriteTx::begin(&mut client, ctx.actor()).await.kg()?;
+    // Rendered before it goes.
+    emit::license(&mut w, event, d.license.id).await.kg()?;
     licenses::delete(&mut w, d.license.id).await.kg()?;
     w.commit().await.kg()?;
     Ok(Answer::no_content().signed_by(d.license.app_id))
@@ -285,6 +295,15 @@ pub async fn action(ctx: &Ctx<'_>, raw: &str, action: &str) -> Handled {
     let suspended = d.suspended();
     let mut client = ctx.client().await?;
     let mut w = WriteTx::begin(&mut client, ctx.actor()).await.kg()?;
+    let event = match (action, change) {
+        (_, Some(UsageChange::Increment(_))) => "license.usage.incremented",
+        (_, Some(UsageChange::Decrement(_))) => "license.usage.decremented",
+        (_, Some(UsageChange::Reset)) => "license.usage.reset",
+        ("suspend", _) => "license.suspended",
+        ("reinstate", _) => "license.reinstated",
+        ("renew", _) => "license.renewed",
+        _ => "license.checked-in",
+    };
     match (action, change) {
         (_, Some(change)) => {
             licenses::change_uses(&mut w, id, change)
@@ -324,6 +343,7 @@ pub async fn action(ctx: &Ctx<'_>, raw: &str, action: &str) -> Handled {
             e => super::store_error(e),
         })?,
     }
+    emit::license(&mut w, event, id).await.kg()?;
     w.commit().await.kg()?;
     Ok(answer(ctx, &reload(ctx, id).await?))
 }

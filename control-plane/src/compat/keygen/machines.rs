@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::paging::Query;
 use super::{body, not_found, Answer, Ctx, Handled, Kg};
+use crate::webhooks::emit;
 
 /// One of the account's machines the bearer may see, by id or fingerprint, with its license.
 async fn find(ctx: &Ctx<'_>, raw: &str) -> Result<(Machine, LicenseDetail), KgError> {
@@ -81,6 +82,9 @@ pub async fn create(ctx: &Ctx<'_>) -> Handled {
     let machine = machines::activate(&mut w, license.license.id, &new)
         .await
         .map_err(|e| activation_refused(&e, limit).unwrap_or_else(|| super::store_error(e)))?;
+    emit::machine(&mut w, "machine.created", &machine)
+        .await
+        .kg()?;
     w.commit().await.kg()?;
     let (machine, license) = find(ctx, &machine.id.to_string()).await?;
     let doc = json!({"data": doc::machine(&machine, &license, &ctx.links, Utc::now())});
@@ -146,15 +150,10 @@ pub async fn of_license(ctx: &Ctx<'_>, raw: &str) -> Handled {
     let q = Query::parse(ctx.query)?;
     let d = super::licenses::find(ctx, raw).await?;
     let now = Utc::now();
-    let total = d.machines.len() as i64;
-    let data = d
-        .machines
-        .iter()
-        .skip(q.page.offset as usize)
-        .take(q.page.limit as usize)
-        .map(|m| doc::machine(m, &d, &ctx.links, now))
-        .collect();
-    Ok(Answer::ok(&q.collection(ctx.path, data, total)).signed_by(d.license.app_id))
+    let page = q.page_of(ctx.path, &d.machines, |m| {
+        doc::machine(m, &d, &ctx.links, now)
+    });
+    Ok(Answer::ok(&page).signed_by(d.license.app_id))
 }
 
 pub async fn show(ctx: &Ctx<'_>, raw: &str) -> Handled {
@@ -170,7 +169,10 @@ pub async fn update(ctx: &Ctx<'_>, raw: &str) -> Handled {
     let patch = machine_patch(&r.attributes)?;
     let mut client = ctx.client().await?;
     let mut w = WriteTx::begin(&mut client, ctx.actor()).await.kg()?;
-    machines::update(&mut w, m.id, &patch).await.kg()?;
+    let updated = machines::update(&mut w, m.id, &patch).await.kg()?;
+    emit::machine(&mut w, "machine.updated", &updated)
+        .await
+        .kg()?;
     w.commit().await.kg()?;
     drop(client);
     let (m, license) = find(ctx, &m.id.to_string()).await?;
@@ -182,6 +184,7 @@ pub async fn delete(ctx: &Ctx<'_>, raw: &str) -> Handled {
     let (m, license) = find(ctx, raw).await?;
     let mut client = ctx.client().await?;
     let mut w = WriteTx::begin(&mut client, ctx.actor()).await.kg()?;
+    emit::machine(&mut w, "machine.deleted", &m).await.kg()?;
     machines::deactivate(&mut w, m.id).await.kg()?;
     w.commit().await.kg()?;
     Ok(Answer::no_content().signed_by(license.license.app_id))
@@ -203,6 +206,12 @@ pub async fn heartbeat(ctx: &Ctx<'_>, raw: &str, reset: bool) -> Handled {
     let updated = machines::heartbeat(&mut w, m.id, (!reset).then_some(now))
         .await
         .kg()?;
+    let event = if reset {
+        "machine.heartbeat.reset"
+    } else {
+        "machine.heartbeat.ping"
+    };
+    emit::machine(&mut w, event, &updated).await.kg()?;
     w.commit().await.kg()?;
     Ok(answer(ctx, &updated, &license))
 }

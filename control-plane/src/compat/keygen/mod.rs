@@ -19,6 +19,7 @@ mod policies;
 mod products;
 mod sign;
 mod tokens;
+mod webhooks;
 
 use std::net::SocketAddr;
 
@@ -47,6 +48,22 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(PREFIX, any(handle))
         .route("/keygen/{*rest}", any(handle))
+}
+
+/// What the facade's route templates call the path segment at `index` (split on `/`): `id`
+/// after a collection (`/v1/licenses/{id}`), `account` after `accounts`; `None` elsewhere or
+/// outside the facade.
+pub fn path_parameter(path: &str, index: usize) -> Option<&'static str> {
+    if !owns(path) || index == 0 {
+        return None;
+    }
+    let previous = path.split('/').nth(index - 1)?;
+    match previous {
+        "accounts" => Some("account"),
+        "tokens" | "products" | "policies" | "entitlements" | "licenses" | "machines" | "keys"
+        | "webhook-endpoints" | "webhook-events" => Some("id"),
+        _ => None,
+    }
 }
 
 /// A refusal made before the facade ran (the input guard's), as a Keygen error document.
@@ -241,6 +258,10 @@ async fn serve(
         ),
         None => None,
     };
+    // Ping needs no credential (SDKs call it to check the service).
+    if matches!(parts.method, Method::GET | Method::HEAD) && route.rest.as_slice() == ["ping"] {
+        return Ok((Answer::no_content_ok(), named));
+    }
     // `POST /v1/tokens` authenticates with the admin's email and password, not a bearer.
     if parts.method == Method::POST && route.rest.as_slice() == ["tokens"] {
         let answer = tokens::create(state, peer, &parts.headers, named, body)
@@ -283,7 +304,6 @@ async fn serve(
 async fn dispatch(ctx: &Ctx<'_>, method: &Method, rest: &[&str], path: &str) -> Handled {
     use Method as M;
     match (method, rest) {
-        (&M::GET | &M::HEAD, ["ping"]) => Ok(Answer::no_content_ok()),
         (&M::GET, ["me"]) => auth::me(ctx).await,
         (&M::GET, ["tokens"]) => tokens::list(ctx).await,
         (&M::PUT, ["tokens"]) => tokens::regenerate_current(ctx).await,
@@ -333,13 +353,15 @@ async fn dispatch(ctx: &Ctx<'_>, method: &Method, rest: &[&str], path: &str) -> 
         (&M::GET, ["licenses"]) => licenses::list(ctx).await,
         (&M::GET, ["licenses", id]) => licenses::show(ctx, id).await,
         (&M::PATCH | &M::PUT, ["licenses", id]) => licenses::update(ctx, id).await,
-        (&M::DELETE, ["licenses", id]) => licenses::delete(ctx, id).await,
+        (&M::DELETE, ["licenses", id]) => licenses::delete(ctx, id, "license.deleted").await,
         (&M::POST, ["licenses", "actions", "validate-key"]) => licenses::validate_key(ctx).await,
         (&M::GET | &M::POST, ["licenses", id, "actions", "validate"]) => {
             licenses::validate(ctx, id, method == M::GET).await
         }
         (&M::POST, ["licenses", id, "actions", action]) => licenses::action(ctx, id, action).await,
-        (&M::DELETE, ["licenses", id, "actions", "revoke"]) => licenses::delete(ctx, id).await,
+        (&M::DELETE, ["licenses", id, "actions", "revoke"]) => {
+            licenses::delete(ctx, id, "license.revoked").await
+        }
         (&M::GET, ["licenses", id, "machines"]) => machines::of_license(ctx, id).await,
         (&M::GET, ["licenses", id, "entitlements"]) => {
             entitlements::of_holder(ctx, entitlements::Kind::License, id).await
@@ -362,6 +384,24 @@ async fn dispatch(ctx: &Ctx<'_>, method: &Method, rest: &[&str], path: &str) -> 
         (&M::DELETE, ["keys", id]) => keys::delete(ctx, id).await,
         (_, ["keys"]) => Err(method_not_allowed("GET, POST")),
         (_, ["keys", _]) => Err(method_not_allowed("GET, PATCH, DELETE")),
+
+        (&M::POST, ["webhook-endpoints"]) => webhooks::create_endpoint(ctx).await,
+        (&M::GET, ["webhook-endpoints"]) => webhooks::list_endpoints(ctx).await,
+        (&M::GET, ["webhook-endpoints", id]) => webhooks::show_endpoint(ctx, id).await,
+        (&M::PATCH | &M::PUT, ["webhook-endpoints", id]) => {
+            webhooks::update_endpoint(ctx, id).await
+        }
+        (&M::DELETE, ["webhook-endpoints", id]) => webhooks::delete_endpoint(ctx, id).await,
+        (&M::GET, ["webhook-events"]) => webhooks::list_events(ctx).await,
+        (&M::GET, ["webhook-events", id]) => webhooks::show_event(ctx, id).await,
+        (&M::DELETE, ["webhook-events", id]) => webhooks::delete_event(ctx, id).await,
+        (&M::POST, ["webhook-events", id, "actions", "retry"]) => {
+            webhooks::retry_event(ctx, id).await
+        }
+        (_, ["webhook-endpoints"]) => Err(method_not_allowed("GET, POST")),
+        (_, ["webhook-endpoints", _]) => Err(method_not_allowed("GET, PATCH, DELETE")),
+        (_, ["webhook-events"]) => Err(method_not_allowed("GET")),
+        (_, ["webhook-events", _]) => Err(method_not_allowed("GET, DELETE")),
 
         (&M::POST, ["machines"]) => machines::create(ctx).await,
         (&M::GET, ["machines"]) => machines::list(ctx).await,

@@ -98,6 +98,17 @@ impl Query {
         }
     }
 
+    /// The page of `items` (a whole list read in memory: the short ones) as a collection.
+    pub fn page_of<T>(&self, path: &str, items: &[T], render: impl Fn(&T) -> Value) -> Value {
+        let data = items
+            .iter()
+            .skip(usize::try_from(self.page.offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(self.page.limit).unwrap_or(0))
+            .map(render)
+            .collect();
+        self.collection(path, data, items.len() as i64)
+    }
+
     /// The collection document with its pagination links.
     pub fn collection(&self, path: &str, data: Vec<Value>, total: i64) -> Value {
         let mut doc = json!({"data": data, "meta": {"count": total}});

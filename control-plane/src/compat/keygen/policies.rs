@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::paging::Query;
 use super::{body, id_of, not_found, unprocessable, Answer, Ctx, Handled, Kg};
+use crate::webhooks::emit;
 
 /// Keygen attribute → the core's field; `true` when its values are enumerations.
 const FIELDS: &[(&str, &str, bool)] = &[
@@ -196,6 +197,11 @@ pub async fn create(ctx: &Ctx<'_>) -> Handled {
             }
             e => missing(e, ""),
         })?;
+    emit::document(&mut w, "policy.created", Some(policy.app_id), || {
+        render(&policy, &ctx.links)
+    })
+    .await
+    .kg()?;
     w.commit().await.kg()?;
     let doc = json!({"data": render(&policy, &ctx.links)});
     Ok(Answer::created(&doc, ctx.links.of("policies", policy.id)).signed_by(policy.app_id))
@@ -213,17 +219,9 @@ pub async fn list(ctx: &Ctx<'_>) -> Handled {
         .iter()
         .filter(|p| ctx.bearer.sees(p.app_id) && asked.is_none_or(|a| a == p.app_id))
         .collect();
-    let data = visible
-        .iter()
-        .skip(q.page.offset as usize)
-        .take(q.page.limit as usize)
-        .map(|p| render(p, &ctx.links))
-        .collect();
-    Ok(Answer::ok(&q.collection(
-        ctx.path,
-        data,
-        visible.len() as i64,
-    )))
+    Ok(Answer::ok(
+        &q.page_of(ctx.path, &visible, |p| render(p, &ctx.links)),
+    ))
 }
 
 pub async fn show(ctx: &Ctx<'_>, raw: &str) -> Handled {
@@ -241,6 +239,11 @@ pub async fn update(ctx: &Ctx<'_>, raw: &str) -> Handled {
     let policy = policies::update(&mut w, current.id, &p)
         .await
         .map_err(|e| missing(e, raw))?;
+    emit::document(&mut w, "policy.updated", Some(policy.app_id), || {
+        render(&policy, &ctx.links)
+    })
+    .await
+    .kg()?;
     w.commit().await.kg()?;
     Ok(answer(ctx, &policy))
 }
@@ -250,6 +253,11 @@ pub async fn delete(ctx: &Ctx<'_>, raw: &str) -> Handled {
     let current = visible(ctx, raw).await?;
     let mut client = ctx.client().await?;
     let mut w = WriteTx::begin(&mut client, ctx.actor()).await.kg()?;
+    emit::document(&mut w, "policy.deleted", Some(current.app_id), || {
+        render(&current, &ctx.links)
+    })
+    .await
+    .kg()?;
     policies::delete(&mut w, current.id)
         .await
         .map_err(|e| missing(e, raw))?;

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::paging::Query;
 use super::{body, id_of, not_found, unprocessable, Answer, Ctx, Handled, Kg};
+use crate::webhooks::emit;
 
 fn patch(
     attributes: &serde_json::Map<String, Value>,
@@ -48,6 +49,11 @@ pub async fn create(ctx: &Ctx<'_>) -> Handled {
     let mut client = ctx.client().await?;
     let mut w = WriteTx::begin(&mut client, ctx.actor()).await.kg()?;
     let app = apps::create(&mut w, &p).await.kg()?;
+    emit::document(&mut w, "product.created", Some(app.id), || {
+        product(&app, &ctx.links)
+    })
+    .await
+    .kg()?;
     w.commit().await.kg()?;
     let doc = json!({"data": product(&app, &ctx.links)});
     Ok(Answer::created(&doc, ctx.links.of("products", app.id)).signed_by(app.id))
@@ -59,14 +65,9 @@ pub async fn list(ctx: &Ctx<'_>) -> Handled {
     let client = ctx.client().await?;
     let all = apps::list(&**client, ctx.account).await.kg()?;
     let visible: Vec<_> = all.iter().filter(|a| ctx.bearer.sees(a.id)).collect();
-    let total = visible.len() as i64;
-    let data = visible
-        .iter()
-        .skip(q.page.offset as usize)
-        .take(q.page.limit as usize)
-        .map(|a| product(a, &ctx.links))
-        .collect();
-    Ok(Answer::ok(&q.collection(ctx.path, data, total)))
+    Ok(Answer::ok(
+        &q.page_of(ctx.path, &visible, |a| product(a, &ctx.links)),
+    ))
 }
 
 pub async fn show(ctx: &Ctx<'_>, raw: &str) -> Handled {
@@ -95,6 +96,11 @@ pub async fn update(ctx: &Ctx<'_>, raw: &str) -> Handled {
     let app = apps::update(&mut w, id, &p)
         .await
         .map_err(|e| missing(e, raw))?;
+    emit::document(&mut w, "product.updated", Some(app.id), || {
+        product(&app, &ctx.links)
+    })
+    .await
+    .kg()?;
     w.commit().await.kg()?;
     Ok(Answer::ok(&json!({"data": product(&app, &ctx.links)})).signed_by(app.id))
 }
@@ -105,6 +111,14 @@ pub async fn delete(ctx: &Ctx<'_>, raw: &str) -> Handled {
     let id = id_of("product", raw)?;
     let mut client = ctx.client().await?;
     let mut w = WriteTx::begin(&mut client, ctx.actor()).await.kg()?;
+    let app = apps::get(w.tx(), ctx.account, id)
+        .await
+        .map_err(|e| missing(e, raw))?;
+    emit::document(&mut w, "product.deleted", Some(id), || {
+        product(&app, &ctx.links)
+    })
+    .await
+    .kg()?;
     apps::delete(&mut w, id)
         .await
         .map_err(|e| missing(e, raw))?;

@@ -9,7 +9,7 @@ use chrono::Utc;
 use hyper::StatusCode;
 use keyward_shared::model::Machine;
 use keyward_shared::store::license_details::LicenseDetail;
-use keyward_shared::store::machines::{self, MachinePatch, NewMachine};
+use keyward_shared::store::machines;
 use keyward_shared::verdict::keygen::{ping_status, KeygenMachine};
 use keyward_shared::write::{Actor, WriteTx};
 use keyward_shared::StoreError;
@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{Answer, Caller, State};
-use keyward_shared::keygen_doc::{self as doc, KgError, Source};
+use keyward_shared::keygen_doc::{self as doc, KgError};
 
 /// The license bearer, or 401: machines are never anonymous.
 fn bearer(caller: &Caller) -> Result<&Arc<LicenseDetail>, KgError> {
@@ -29,12 +29,6 @@ fn bearer(caller: &Caller) -> Result<&Arc<LicenseDetail>, KgError> {
         )
         .code("TOKEN_MISSING")
     })
-}
-
-fn unprocessable(detail: impl Into<String>, code: &'static str, pointer: &'static str) -> KgError {
-    KgError::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
-        .code(code)
-        .source(Source::Pointer(pointer))
 }
 
 /// The bearer's machine named by id or fingerprint.
@@ -96,82 +90,16 @@ async fn write<T>(
 /// `POST /machines {data:{type:"machines", attributes:{fingerprint, …}, relationships:{license}}}`.
 pub async fn activate(state: &State, caller: &Caller, body: &Value) -> Result<Answer, KgError> {
     let license = bearer(caller)?;
-    let data = body.get("data").filter(|d| d.is_object()).ok_or_else(|| {
-        KgError::bad_request(
-            "data is required and must be an object",
-            Source::Pointer("/data"),
-        )
-    })?;
-    if let Some(kind) = data.get("type") {
-        if !matches!(kind.as_str(), Some("machines" | "machine")) {
-            return Err(KgError::bad_request(
-                "type mismatch (expected \"machines\")",
-                Source::Pointer("/data/type"),
-            ));
-        }
-    }
-    let attributes = data.get("attributes").cloned().unwrap_or(json!({}));
-    let Value::Object(mut attributes) = attributes else {
-        return Err(KgError::bad_request(
-            "attributes must be an object",
-            Source::Pointer("/data/attributes"),
-        ));
-    };
-    let fingerprint = match attributes.remove("fingerprint") {
-        Some(Value::String(f)) if !f.trim().is_empty() => f,
-        Some(Value::String(_)) | Some(Value::Null) | None => {
-            return Err(unprocessable(
-                "must not be blank",
-                "FINGERPRINT_BLANK",
-                "/data/attributes/fingerprint",
-            ))
-        }
-        Some(_) => {
-            return Err(KgError::bad_request(
-                "type mismatch (expected string)",
-                Source::Pointer("/data/attributes/fingerprint"),
-            ))
-        }
-    };
-    let license_id = data
-        .pointer("/relationships/license/data/id")
-        .and_then(Value::as_str);
-    let named = license_id.and_then(|id| id.parse::<Uuid>().ok());
+    let (new, named) = doc::machine_request(body)?;
     if named != Some(license.license.id) {
         // Keygen's convention for a blank or unknown relationship; another license's id is
         // out of this bearer's reach, which is the same answer.
-        return Err(unprocessable(
+        return Err(doc::unprocessable(
             "must exist",
             "LICENSE_NOT_FOUND",
             "/data/relationships/license",
         ));
     }
-    // Keygen's camelCase attributes onto the core's; unknown ones are ignored.
-    let mut details = serde_json::Map::new();
-    for (from, to) in [
-        ("name", "name"),
-        ("hostname", "hostname"),
-        ("platform", "platform"),
-        ("ip", "ip"),
-        ("cores", "cores"),
-        ("memory", "memory"),
-        ("disk", "disk"),
-        ("metadata", "metadata"),
-    ] {
-        if let Some(v) = attributes.remove(from) {
-            details.insert(to.into(), v);
-        }
-    }
-    let details: MachinePatch = serde_json::from_value(Value::Object(details)).map_err(|e| {
-        KgError::bad_request(
-            format!("invalid attributes: {e}"),
-            Source::Pointer("/data/attributes"),
-        )
-    })?;
-    let new = NewMachine {
-        fingerprint,
-        details,
-    };
     let id = license.license.id;
     let limit = license.license.hwid_limit;
     let done = write(state, license, |w| {
@@ -180,25 +108,10 @@ pub async fn activate(state: &State, caller: &Caller, body: &Value) -> Result<An
     .await?;
     let machine = match done {
         Ok(m) => m,
-        Err(StoreError::Conflict(_)) => {
-            return Err(unprocessable(
-                "has already been taken",
-                "FINGERPRINT_TAKEN",
-                "/data/attributes/fingerprint",
-            ))
+        Err(e) => {
+            return Err(doc::activation_refused(&e, limit)
+                .unwrap_or_else(|| super::unavailable(&crate::cache::CacheError::from(&e))))
         }
-        Err(StoreError::LimitReached(_)) => {
-            return Err(unprocessable(
-                format!("machine count has exceeded maximum allowed for license ({limit})"),
-                "MACHINE_LIMIT_EXCEEDED",
-                "/data",
-            ))
-        }
-        Err(StoreError::Invalid(m)) => {
-            return Err(KgError::new(StatusCode::UNPROCESSABLE_ENTITY, m)
-                .source(Source::Pointer("/data/attributes")))
-        }
-        Err(e) => return Err(super::unavailable(&crate::cache::CacheError::from(&e))),
     };
     let mut answer = machine_answer(StatusCode::CREATED, &machine, license, caller);
     let links = caller.links(license.license.account_id);
@@ -259,7 +172,11 @@ pub async fn heartbeat(
     let m = find(license, segment)?;
     let now = Utc::now();
     if !reset && ping_status(&KeygenMachine::from_machine(m), &license.policy, now).is_none() {
-        return Err(unprocessable("is dead", "MACHINE_HEARTBEAT_DEAD", "/data"));
+        return Err(doc::unprocessable(
+            "is dead",
+            "MACHINE_HEARTBEAT_DEAD",
+            "/data",
+        ));
     }
     let id = m.id;
     let at = (!reset).then_some(now);
