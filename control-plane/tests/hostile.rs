@@ -239,7 +239,17 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
                 "relationships": {"policy": {"data": {"type": "policies", "id": field(&policy, &["id"])}}}}})),
         )
         .await;
+    let account_user = cp
+        .ok(
+            Method::POST,
+            "/keygen/v1/users",
+            j,
+            Some(json!({"data": {"type": "users", "attributes": {"email": format!("{name}-customer@example.com"),
+                "password": "customer password"}}})),
+        )
+        .await;
     let mut ids = BTreeMap::new();
+    ids.insert("keygen_user", field(&account_user, &["data", "id"]));
     ids.insert("keygen_token", field(&token.body, &["data", "id"]));
     ids.insert("pooled_key", field(&pooled, &["data", "id"]));
     ids.insert("app", app.clone());
@@ -261,6 +271,7 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
     let mut marks: Vec<String> = ids.values().cloned().collect();
     marks.extend([
         field(&token.body, &["data", "attributes", "token"]),
+        format!("{name}-customer@example.com"),
         format!("{name}-POOLED-KEY"),
         account_id.clone(),
         app_name.clone(),
@@ -406,6 +417,7 @@ fn resource_of(template: &str, param: &str) -> &'static str {
         "products" => "app",
         "tokens" => "keygen_token",
         "keys" => "pooled_key",
+        "users" => "keygen_user",
         other => panic!(
             "{template}: teach this test which resource the path parameter {param} (after '{other}') names"
         ),

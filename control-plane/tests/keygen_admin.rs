@@ -1828,3 +1828,399 @@ async fn webhook_endpoints_hear_the_keygen_apis_events() {
     let r = kg.get("/keygen/v1/webhook-events", &token).await;
     assert_eq!(r.body["meta"]["count"], 0, "{}", r.body);
 }
+
+async fn user_token(kg: &Kg<'_>, email: &str, password: &str) -> Signed {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{email}:{password}"));
+    kg.send(
+        Method::POST,
+        "/keygen/v1/tokens",
+        Some(&format!("Basic {basic}")),
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn users_own_licenses_log_in_with_their_own_tokens_and_are_banned_with_them() {
+    let cp = Cp::start().await;
+    let (kg, admin, _, policy) = setup(&cp).await;
+    let new_user = |email: &str| {
+        json!({"data": {"type": "users", "attributes": {"email": email, "firstName": "Ada",
+            "lastName": "Lovelace", "password": "analytical engine", "metadata": {"plan": "pro"}}}})
+    };
+    let r = kg
+        .ok(
+            Method::POST,
+            "/keygen/v1/users",
+            &admin,
+            Some(new_user("ada@example.com")),
+            201,
+        )
+        .await;
+    let ada = r.id();
+    assert_eq!(
+        (r.attr("fullName"), r.attr("status"), r.attr("role")),
+        (&json!("Ada Lovelace"), &json!("ACTIVE"), &json!("user"))
+    );
+    assert!(r.attr("password").is_null(), "never rendered: {}", r.body);
+    let r = kg
+        .call(
+            Method::POST,
+            "/keygen/v1/users",
+            &admin,
+            Some(new_user("ADA@example.com")),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (422, "EMAIL_TAKEN"), "{}", r.body);
+    let r = kg
+        .call(
+            Method::POST,
+            "/keygen/v1/users",
+            &admin,
+            Some(json!({"data": {"type": "users", "attributes": {"firstName": "X"}}})),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (422, "EMAIL_MISSING"));
+    let r = kg.call(Method::POST, "/keygen/v1/users", &admin, Some(json!({"data": {"type": "users", "attributes": {"email": "short@example.com", "password": "x"}}}))).await;
+    assert_eq!(r.status, 422, "a short password is refused: {}", r.body);
+    let other = kg
+        .ok(
+            Method::POST,
+            "/keygen/v1/users",
+            &admin,
+            Some(new_user("bob@example.com")),
+            201,
+        )
+        .await
+        .id();
+    let r = kg.get("/keygen/v1/users/ada%40example.com", &admin).await;
+    assert_eq!(r.id(), ada);
+    let r = kg.get("/keygen/v1/users?search=lovelace", &admin).await;
+    assert_eq!(r.body["meta"]["count"], 2);
+
+    // Licenses owned by Ada, and one owned by Bob.
+    let owned = |owner: &str| json!({"owner": {"data": {"type": "users", "id": owner}}});
+    let mut doc = json!({"data": {"type": "licenses", "attributes": {"key": "ADA-KEY-0001"},
+        "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}});
+    doc["data"]["relationships"]["owner"] = owned(&ada)["owner"].clone();
+    let r = kg
+        .ok(Method::POST, "/keygen/v1/licenses", &admin, Some(doc), 201)
+        .await;
+    let adas = r.id();
+    assert_eq!(
+        r.body["data"]["relationships"]["owner"]["data"]["id"],
+        ada.as_str()
+    );
+    let bobs = kg.license(&admin, &policy, json!({})).await.id();
+    let patch = json!({"data": {"type": "licenses", "relationships": owned(&other)}});
+    kg.ok(
+        Method::PATCH,
+        &format!("/keygen/v1/licenses/{bobs}"),
+        &admin,
+        Some(patch),
+        200,
+    )
+    .await;
+    let r = kg
+        .get(&format!("/keygen/v1/licenses?owner={ada}"), &admin)
+        .await;
+    assert_eq!(r.body["meta"]["count"], 1);
+    let r = kg.license(&admin, &policy, json!({})).await;
+    assert_eq!(r.status, 201);
+    let orphan = json!({"data": {"type": "licenses", "relationships": owned("6c1f0a5e-0000-4000-8000-000000000000")}});
+    let r = kg
+        .call(
+            Method::PATCH,
+            &format!("/keygen/v1/licenses/{adas}"),
+            &admin,
+            Some(orphan),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (422, "OWNER_NOT_FOUND"));
+
+    // Ada's token: two weeks, her licenses and machines only.
+    let r = user_token(&kg, "ada@example.com", "analytical engine").await;
+    assert_eq!(
+        (r.status, r.attr("kind")),
+        (201, &json!("user-token")),
+        "{}",
+        r.body
+    );
+    assert!(r.attr("expiry").is_string());
+    let token = r.attr("token").as_str().expect("token").to_owned();
+    assert!(token.starts_with("user-"));
+    let me = kg.get("/keygen/v1/me", &token).await;
+    assert_eq!(
+        (me.id(), me.attr("email")),
+        (ada.clone(), &json!("ada@example.com"))
+    );
+    let r = kg.get("/keygen/v1/licenses", &token).await;
+    let ids: Vec<&str> = r.body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![adas.as_str()]);
+    assert_eq!(
+        kg.call(
+            Method::GET,
+            &format!("/keygen/v1/licenses/{bobs}"),
+            &token,
+            None
+        )
+        .await
+        .status,
+        404
+    );
+    let activate = |license: &str, fp: &str| {
+        json!({"data": {"type": "machines", "attributes": {"fingerprint": fp},
+            "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}})
+    };
+    kg.ok(
+        Method::POST,
+        "/keygen/v1/machines",
+        &token,
+        Some(activate(&adas, "ada-laptop")),
+        201,
+    )
+    .await;
+    let r = kg
+        .call(
+            Method::POST,
+            "/keygen/v1/machines",
+            &token,
+            Some(activate(&bobs, "sneaky")),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (422, "LICENSE_NOT_FOUND"));
+    for (method, target) in [
+        (Method::GET, "/keygen/v1/policies".to_owned()),
+        (Method::GET, "/keygen/v1/users".to_owned()),
+        (Method::GET, format!("/keygen/v1/users/{other}")),
+        (
+            Method::POST,
+            format!("/keygen/v1/licenses/{adas}/actions/suspend"),
+        ),
+        (Method::POST, "/keygen/v1/licenses".to_owned()),
+    ] {
+        let r = kg.call(method.clone(), &target, &token, None).await;
+        assert_eq!(r.status, 403, "{method} {target}: {}", r.body);
+    }
+    let r = kg
+        .ok(
+            Method::POST,
+            &format!("/keygen/v1/licenses/{adas}/actions/validate"),
+            &token,
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(r.body["meta"]["code"], "VALID");
+
+    // Her own password: the old one proves it's her.
+    let change =
+        |old: &str| json!({"meta": {"oldPassword": old, "newPassword": "difference engine"}});
+    let r = kg
+        .call(
+            Method::POST,
+            &format!("/keygen/v1/users/{ada}/actions/update-password"),
+            &token,
+            Some(change("wrong")),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (422, "OLD_PASSWORD_INCORRECT"));
+    kg.ok(
+        Method::POST,
+        &format!("/keygen/v1/users/{ada}/actions/update-password"),
+        &token,
+        Some(change("analytical engine")),
+        200,
+    )
+    .await;
+    assert_eq!(
+        user_token(&kg, "ada@example.com", "analytical engine")
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        user_token(&kg, "ada@example.com", "difference engine")
+            .await
+            .status,
+        201
+    );
+
+    // Banned: her licenses validate BANNED, her token stops working; unbanned: back.
+    let r = kg
+        .ok(
+            Method::POST,
+            &format!("/keygen/v1/users/{ada}/actions/ban"),
+            &admin,
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(r.attr("status"), "BANNED");
+    let r = kg
+        .ok(
+            Method::POST,
+            &format!("/keygen/v1/licenses/{adas}/actions/validate"),
+            &admin,
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(
+        (
+            r.body["meta"]["code"].as_str(),
+            r.body["data"]["attributes"]["status"].as_str()
+        ),
+        (Some("BANNED"), Some("BANNED"))
+    );
+    let r = kg.call(Method::GET, "/keygen/v1/me", &token, None).await;
+    assert_eq!((r.status, r.code()), (403, "USER_BANNED"));
+    let r = user_token(&kg, "ada@example.com", "difference engine").await;
+    assert_eq!((r.status, r.code()), (403, "USER_BANNED"));
+    kg.ok(
+        Method::POST,
+        &format!("/keygen/v1/users/{ada}/actions/unban"),
+        &admin,
+        None,
+        200,
+    )
+    .await;
+    let r = kg
+        .ok(
+            Method::POST,
+            &format!("/keygen/v1/licenses/{adas}/actions/validate"),
+            &admin,
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(r.body["meta"]["code"], "VALID");
+
+    // Updated by the admin, then deleted: her license loses its owner.
+    let patch =
+        json!({"data": {"type": "users", "attributes": {"lastName": null, "role": "read-only"}}});
+    let r = kg
+        .ok(
+            Method::PATCH,
+            &format!("/keygen/v1/users/{ada}"),
+            &admin,
+            Some(patch),
+            200,
+        )
+        .await;
+    assert_eq!(
+        (r.attr("fullName"), r.attr("role")),
+        (&json!("Ada"), &json!("read-only"))
+    );
+    kg.ok(
+        Method::DELETE,
+        &format!("/keygen/v1/users/{ada}"),
+        &admin,
+        None,
+        204,
+    )
+    .await;
+    let r = kg.get(&format!("/keygen/v1/licenses/{adas}"), &admin).await;
+    assert!(
+        r.body["data"]["relationships"]["owner"]["data"].is_null(),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        kg.call(Method::GET, "/keygen/v1/me", &token, None)
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_password_reset_goes_out_by_webhook_and_its_token_works_once() {
+    let cp = Cp::start_with(|c| {
+        c.webhooks.allow_private = true;
+        c.webhooks.allow_http = true;
+    })
+    .await;
+    let (kg, admin, _, _) = setup(&cp).await;
+    let receiver = common::receiver::Receiver::start(&[]).await;
+    let hook = json!({"data": {"type": "webhook-endpoints", "attributes": {"url": receiver.url("/hook"),
+        "subscriptions": ["user.password-reset"]}}});
+    kg.ok(
+        Method::POST,
+        "/keygen/v1/webhook-endpoints",
+        &admin,
+        Some(hook),
+        201,
+    )
+    .await;
+    let user = json!({"data": {"type": "users", "attributes": {"email": "grace@example.com", "password": "compiler one"}}});
+    let grace = kg
+        .ok(Method::POST, "/keygen/v1/users", &admin, Some(user), 201)
+        .await
+        .id();
+
+    // Unknown e-mails answer the same, and send nothing.
+    let ask = |email: &str| json!({"meta": {"email": email, "deliver": false}});
+    let r = kg
+        .send(
+            Method::POST,
+            "/keygen/v1/passwords",
+            None,
+            Some(ask("nobody@example.com")),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let r = kg
+        .send(
+            Method::POST,
+            "/keygen/v1/passwords",
+            None,
+            Some(ask("grace@example.com")),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got.len(), 1);
+    let payload = got[0].payload();
+    assert_eq!(payload["data"]["id"], grace.as_str());
+    let token = payload["meta"]["passwordResetToken"]
+        .as_str()
+        .expect("reset token")
+        .to_owned();
+
+    let reset = |token: &str| json!({"meta": {"passwordResetToken": token, "newPassword": "flow-matic rocks"}});
+    let target = format!("/keygen/v1/users/{grace}/actions/reset-password");
+    let r = kg
+        .send(Method::POST, &target, None, Some(reset("not-the-token")))
+        .await;
+    assert_eq!((r.status, r.code()), (401, "RESET_TOKEN_INVALID"));
+    let r = kg
+        .send(Method::POST, &target, None, Some(reset(&token)))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = kg
+        .send(Method::POST, &target, None, Some(reset(&token)))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (401, "RESET_TOKEN_INVALID"),
+        "single use"
+    );
+    assert_eq!(
+        user_token(&kg, "grace@example.com", "compiler one")
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        user_token(&kg, "grace@example.com", "flow-matic rocks")
+            .await
+            .status,
+        201
+    );
+}

@@ -69,6 +69,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "webhook_events",
         include_str!("../migrations/0012_webhook_events.sql"),
     ),
+    (
+        13,
+        "account_users",
+        include_str!("../migrations/0013_account_users.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying Keyward's migration lock among advisory locks.

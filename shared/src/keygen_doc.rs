@@ -46,6 +46,51 @@ impl<'a> KeygenPath<'a> {
     }
 }
 
+impl KeygenPath<'_> {
+    /// What the facade's route templates call the path segment at `index` (split on `/`): `id`
+    /// after a collection (`/v1/licenses/{id}`), `account` after `accounts`.
+    pub fn parameter_name(path: &str, index: usize) -> Option<&'static str> {
+        let previous = path.split('/').nth(index.checked_sub(1)?)?;
+        match previous {
+            "accounts" => Some("account"),
+            "tokens" | "products" | "policies" | "entitlements" | "licenses" | "machines"
+            | "keys" | "users" | "webhook-endpoints" | "webhook-events" => Some("id"),
+            _ => None,
+        }
+    }
+
+    /// A 400 naming the path parameter whose decoded value holds a NUL (PostgreSQL text cannot
+    /// hold one, and no stored value does).
+    pub fn nul(path: &str) -> Option<KgError> {
+        let index = path
+            .split('/')
+            .position(|segment| percent_encoding::percent_decode_str(segment).any(|b| b == 0))?;
+        let name = Self::parameter_name(path, index).unwrap_or("path");
+        Some(KgError::bad_request(
+            format!("path parameter '{name}' contains a NUL character (\\u0000), which no value may hold"),
+            Source::Parameter("path"),
+        ))
+    }
+}
+
+/// The JSON pointer of the first string (or member name) of `v` that holds a NUL.
+pub fn nul_in_json(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if s.contains('\0') => Some(String::new()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_in_json(item).map(|p| format!("/{i}{p}"))),
+        Value::Object(members) => members.iter().find_map(|(k, item)| {
+            if k.contains('\0') {
+                return Some(format!("/{}", k.replace('\0', "\\u0000")));
+            }
+            nul_in_json(item).map(|p| format!("/{k}{p}"))
+        }),
+        _ => None,
+    }
+}
+
 /// Where the resources of one account live: `/keygen/v1/accounts/{account}`.
 pub struct Links {
     base: String,
@@ -145,7 +190,7 @@ pub fn license(d: &LicenseDetail, links: &Links, now: DateTime<Utc>) -> Value {
             "product": links.to_one("products", Some(l.app_id), links.of("products", l.app_id)),
             "policy": links.to_one("policies", Some(p.id), links.of("policies", p.id)),
             "group": {"data": Value::Null, "links": {"related": Value::Null}},
-            "owner": links.to_one("users", None, format!("{self_link}/owner")),
+            "owner": links.to_one("users", d.owner.as_ref().map(|o| o.0), format!("{self_link}/owner")),
             "users": {"links": {"related": format!("{self_link}/users")}, "meta": {"count": 0}},
             "machines": {
                 "links": {"related": format!("{self_link}/machines")},
@@ -533,5 +578,32 @@ pub fn pooled_key(k: &crate::store::key_pool::PooledKey, links: &Links) -> Value
             "policy": links.to_one("policies", Some(k.policy_id), links.of("policies", k.policy_id)),
         },
         "links": {"self": links.of("keys", k.id)},
+    })
+}
+
+/// A user of the account.
+pub fn user(u: &crate::store::account_users::AccountUser, links: &Links) -> Value {
+    json!({
+        "id": u.id.to_string(),
+        "type": "users",
+        "attributes": {
+            "fullName": u.full_name(),
+            "firstName": u.first_name,
+            "lastName": u.last_name,
+            "email": u.email,
+            "status": if u.banned { "BANNED" } else { "ACTIVE" },
+            "role": u.role,
+            "permissions": [],
+            "metadata": Value::Object(u.metadata.clone()),
+            "created": time(u.created_at),
+            "updated": time(u.updated_at),
+        },
+        "relationships": {
+            "account": links.account(),
+            "licenses": {"links": {"related": format!("{}/licenses", links.of("users", u.id))}},
+            "machines": {"links": {"related": format!("{}/machines", links.of("users", u.id))}},
+            "tokens": {"links": {"related": format!("{}/tokens", links.of("users", u.id))}},
+        },
+        "links": {"self": links.of("users", u.id)},
     })
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::keygen_doc::{self as doc, KgError, Links, Source};
 use crate::store::license_details::LicenseDetail;
-use crate::verdict::keygen::{self, KeygenMachine, KeygenSubject, Scope, Scoping};
+use crate::verdict::keygen::{self, KeygenMachine, KeygenSubject, KeygenUser, Scope, Scoping};
 
 /// The `meta` of a validation request.
 pub struct Request<'a> {
@@ -91,11 +91,14 @@ pub fn subject<'a>(d: &'a LicenseDetail, machines: &'a [KeygenMachine<'a>]) -> K
         product_id: d.license.app_id,
         policy: &d.policy,
         suspended: d.suspended(),
-        owner_banned: false,
+        owner_banned: d.owner_banned(),
         expires_at: d.license.expires_at,
         last_check_in_at: d.last_check_in_at,
         created_at: d.license.created_at,
-        owner: None,
+        owner: d.owner.as_ref().map(|(id, email, _)| KeygenUser {
+            id: *id,
+            email: Some(email.as_str()),
+        }),
         users: &[],
         entitlement_codes: &d.entitlements,
         machine_limit: (d.license.hwid_limit > 0).then_some(d.license.hwid_limit),

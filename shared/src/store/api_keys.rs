@@ -18,6 +18,8 @@ pub const SCOPES: &[&str] = &[
     "policies:write",
     "entitlements:read",
     "entitlements:write",
+    "users:read",
+    "users:write",
     "blacklist:read",
     "blacklist:write",
     "audit:read",

@@ -28,6 +28,8 @@ pub struct LicenseDetail {
     pub metadata: Map<String, Value>,
     /// The last change of the license row (its creation when never changed).
     pub updated_at: DateTime<Utc>,
+    /// The user who owns it: (id, e-mail, banned). A banned owner bans the license.
+    pub owner: Option<(Uuid, String, bool)>,
 }
 
 /// Every license with this key, in every account or in `account` only (keys are unique per app,
@@ -96,6 +98,8 @@ pub struct Filter {
     pub machine: Option<Uuid>,
     /// Licenses with a machine of this fingerprint.
     pub fingerprint: Option<String>,
+    /// Licenses this user owns.
+    pub owner: Option<Uuid>,
 }
 
 /// A page of the account's licenses, newest first, with the total that match.
@@ -110,14 +114,16 @@ pub async fn list<C: GenericClient + Sync>(
         AND ($3::uuid IS NULL OR l.policy_id = $3)
         AND ($4::bool IS NULL OR (l.status = 'banned') = $4)
         AND ($5::uuid IS NULL OR EXISTS (SELECT 1 FROM machines m WHERE m.license_id = l.id AND m.id = $5))
-        AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM machines m WHERE m.license_id = l.id AND m.fingerprint = $6))";
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM machines m WHERE m.license_id = l.id AND m.fingerprint = $6))
+        AND ($7::uuid IS NULL OR l.owner_id = $7)";
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
         &account,
         &f.app,
         &f.policy,
         &f.suspended,
         &f.machine,
         &f.fingerprint,
+        &f.owner,
     ];
     let total: i64 = c
         .query_one(
@@ -132,7 +138,7 @@ pub async fn list<C: GenericClient + Sync>(
     let rows = c
         .query(
             &format!(
-                "{} WHERE {filter} ORDER BY l.created_at DESC, l.id DESC LIMIT $7 OFFSET $8",
+                "{} WHERE {filter} ORDER BY l.created_at DESC, l.id DESC LIMIT $8 OFFSET $9",
                 super::licenses::SELECT
             ),
             &all,
@@ -151,9 +157,11 @@ async fn complete<C: GenericClient + Sync>(c: &C, license: License) -> StoreResu
             &format!(
                 "SELECT {},
                         x.*
-                   FROM policies, (SELECT last_check_in_at, last_check_out_at, metadata AS license_metadata,
-                                          coalesce(updated_at, created_at) AS license_updated_at
-                                     FROM licenses WHERE id = $2) x
+                   FROM policies, (SELECT l.last_check_in_at, l.last_check_out_at, l.metadata AS license_metadata,
+                                          coalesce(l.updated_at, l.created_at) AS license_updated_at,
+                                          u.id AS owner_id, u.email AS owner_email, u.banned AS owner_banned
+                                     FROM licenses l LEFT JOIN app_users u ON u.id = l.owner_id
+                                    WHERE l.id = $2) x
                   WHERE policies.id = $1",
                 super::policies::columns()
             ),
@@ -167,6 +175,18 @@ async fn complete<C: GenericClient + Sync>(c: &C, license: License) -> StoreResu
         _ => Map::new(),
     };
     let updated_at = policy.try_get("license_updated_at")?;
+    let owner = match policy.try_get::<_, Option<Uuid>>("owner_id")? {
+        Some(id) => Some((
+            id,
+            policy
+                .try_get::<_, Option<String>>("owner_email")?
+                .unwrap_or_default(),
+            policy
+                .try_get::<_, Option<bool>>("owner_banned")?
+                .unwrap_or(false),
+        )),
+        None => None,
+    };
     let policy = Arc::new(super::policies::from_row(&policy)?);
     let machines = c
         .query(
@@ -204,12 +224,15 @@ async fn complete<C: GenericClient + Sync>(c: &C, license: License) -> StoreResu
         last_check_out_at,
         metadata,
         updated_at,
+        owner,
     })
 }
 
 /// What a license shows as its state (Keygen's `status`): the first that applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DisplayStatus {
+    /// Its owner is banned.
+    Banned,
     Suspended,
     Expired,
     /// Expires within three days.
@@ -222,6 +245,7 @@ pub enum DisplayStatus {
 impl DisplayStatus {
     pub fn as_keygen(self) -> &'static str {
         match self {
+            DisplayStatus::Banned => "BANNED",
             DisplayStatus::Suspended => "SUSPENDED",
             DisplayStatus::Expired => "EXPIRED",
             DisplayStatus::Expiring => "EXPIRING",
@@ -261,8 +285,16 @@ impl LicenseDetail {
         }
     }
 
+    /// Its owner is banned.
+    pub fn owner_banned(&self) -> bool {
+        self.owner.as_ref().is_some_and(|o| o.2)
+    }
+
     pub fn status(&self, now: DateTime<Utc>) -> DisplayStatus {
         let l = &self.license;
+        if self.owner_banned() {
+            return DisplayStatus::Banned;
+        }
         if self.suspended() {
             return DisplayStatus::Suspended;
         }

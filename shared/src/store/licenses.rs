@@ -263,6 +263,8 @@ pub struct GenerateSpec {
     pub key: Option<String>,
     /// The vendor's data about the license (at most 64 keys, 16 KiB).
     pub metadata: Option<Map<String, Value>>,
+    /// The user of the account who owns it (Keygen's `owner`).
+    pub owner_id: Option<Uuid>,
 }
 
 const MAX_DURATION_SECS: i64 = 100 * 366 * 86_400;
@@ -402,6 +404,19 @@ async fn policy_for(
     ))
 }
 
+/// Refuses an owner who is not a user of the caller's account (locked against deletion until
+/// the write commits).
+async fn owner_in_account(wtx: &WriteTx<'_>, owner: Uuid) -> StoreResult<()> {
+    wtx.tx()
+        .query_opt(
+            "SELECT 1 FROM app_users WHERE id = $1 AND account_id = $2 AND app_id IS NULL FOR SHARE",
+            &[&owner, &wtx.account_id()],
+        )
+        .await?
+        .map(drop)
+        .ok_or_else(|| StoreError::Invalid("owner_id names no user of this account".into()))
+}
+
 /// Generates `count` licenses for one of the caller's apps. Keys are unique per app; collisions
 /// (astronomically rare with ≥ 8 random characters) are regenerated.
 pub async fn generate(
@@ -423,6 +438,9 @@ pub async fn generate(
     }
     let (policy_id, policy_duration, from_creation, use_pool) =
         policy_for(wtx, app_id, spec.policy_id).await?;
+    if let Some(owner) = spec.owner_id {
+        owner_in_account(wtx, owner).await?;
+    }
     if use_pool && r.keys.is_none() {
         // The pool's oldest keys, each taken once even under concurrent creations.
         let mut pooled = Vec::with_capacity(r.count as usize);
@@ -463,14 +481,15 @@ pub async fn generate(
         let rows = wtx
             .tx()
             .query(
-                "INSERT INTO licenses (id, account_id, app_id, key, level, note, expires_at, duration_secs, hwid_limit, ip_limit, max_uses, policy_id, metadata)
-                 SELECT u.id, $1, $2, u.key, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb
+                "INSERT INTO licenses (id, account_id, app_id, key, level, note, expires_at, duration_secs, hwid_limit, ip_limit, max_uses, policy_id, metadata, owner_id)
+                 SELECT u.id, $1, $2, u.key, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14
                    FROM unnest($3::uuid[], $4::text[]) AS u(id, key)
                  ON CONFLICT (app_id, key) DO NOTHING RETURNING id",
                 &[
                     &wtx.account_id(), &app_id, &new_ids, &keys, &r.level, &r.note, &r.expires_at,
                     &r.duration_secs, &r.hwid_limit, &r.ip_limit, &r.max_uses, &policy_id,
                     &Value::Object(r.metadata.clone()),
+                    &spec.owner_id,
                 ],
             )
             .await?;
@@ -663,6 +682,9 @@ pub struct LicensePatch {
     pub expires_at: Option<Option<DateTime<Utc>>>,
     /// Replaces the vendor's data.
     pub metadata: Option<Map<String, Value>>,
+    /// A new owner (a user of the account); `null`: no owner.
+    #[serde(default, deserialize_with = "present")]
+    pub owner_id: Option<Option<Uuid>>,
 }
 
 pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreResult<()> {
@@ -683,6 +705,9 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreR
     }
     if let Some(meta) = &p.metadata {
         check_metadata(meta).map_err(StoreError::Invalid)?;
+    }
+    if let Some(Some(owner)) = p.owner_id {
+        owner_in_account(wtx, owner).await?;
     }
     if let Some(policy) = p.policy_id {
         // Locked so that it cannot be deleted before the move commits.
@@ -711,7 +736,8 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreR
                 max_uses = CASE WHEN $10 THEN $11 ELSE max_uses END,
                 expires_at = CASE WHEN $12 THEN $13 ELSE expires_at END,
                 duration_secs = CASE WHEN $12 THEN NULL ELSE duration_secs END,
-                metadata = coalesce($14, metadata)
+                metadata = coalesce($14, metadata),
+                owner_id = CASE WHEN $15 THEN $16 ELSE owner_id END
           WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
         &[
             &p.note,
@@ -726,11 +752,13 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreR
             &p.expires_at.is_some(),
             &p.expires_at.flatten(),
             &p.metadata.clone().map(Value::Object),
+            &p.owner_id.is_some(),
+            &p.owner_id.flatten(),
         ],
         "license.update",
         json!({"note": p.note, "level": p.level, "policy_id": p.policy_id,
                "hwid_limit": p.hwid_limit, "ip_limit": p.ip_limit, "max_uses": p.max_uses,
-               "expires_at": p.expires_at, "metadata": p.metadata.is_some()}),
+               "expires_at": p.expires_at, "metadata": p.metadata.is_some(), "owner_id": p.owner_id}),
     )
     .await
 }

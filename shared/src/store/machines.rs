@@ -180,6 +180,8 @@ pub struct Filter {
     pub app: Option<Uuid>,
     pub license: Option<Uuid>,
     pub fingerprint: Option<String>,
+    /// Machines of licenses this user owns.
+    pub owner: Option<Uuid>,
 }
 
 /// A page of the account's machines, newest first, with the total that match.
@@ -190,13 +192,14 @@ pub async fn list<C: GenericClient + Sync>(
     page: super::Offset,
 ) -> StoreResult<(Vec<Machine>, i64)> {
     let filter = "l.account_id = $1 AND ($2::uuid IS NULL OR l.app_id = $2)
-        AND ($3::uuid IS NULL OR m.license_id = $3) AND ($4::text IS NULL OR m.fingerprint = $4)";
+        AND ($3::uuid IS NULL OR m.license_id = $3) AND ($4::text IS NULL OR m.fingerprint = $4)
+        AND ($5::uuid IS NULL OR l.owner_id = $5)";
     let total: i64 = c
         .query_one(
             &format!(
                 "SELECT count(*) FROM machines m JOIN licenses l ON l.id = m.license_id WHERE {filter}"
             ),
-            &[&account_id, &f.app, &f.license, &f.fingerprint],
+            &[&account_id, &f.app, &f.license, &f.fingerprint, &f.owner],
         )
         .await?
         .try_get(0)?;
@@ -204,9 +207,9 @@ pub async fn list<C: GenericClient + Sync>(
         .query(
             &format!(
                 "SELECT {COLUMNS} FROM machines m JOIN licenses l ON l.id = m.license_id WHERE {filter}
-                 ORDER BY m.bound_at DESC, m.id DESC LIMIT $5 OFFSET $6"
+                 ORDER BY m.bound_at DESC, m.id DESC LIMIT $6 OFFSET $7"
             ),
-            &[&account_id, &f.app, &f.license, &f.fingerprint, &page.limit, &page.offset],
+            &[&account_id, &f.app, &f.license, &f.fingerprint, &f.owner, &page.limit, &page.offset],
         )
         .await?
         .iter()

@@ -11,6 +11,7 @@ macro_rules! limits {
     };
 }
 
+pub mod account_users;
 pub mod accounts;
 pub mod api_keys;
 pub mod apps;

@@ -20,6 +20,8 @@ pub const REGENERATE_EXTENSION: Duration = Duration::weeks(2);
 pub enum Bearer {
     Admin,
     Product(Uuid),
+    /// One of the account's users (`account_users`): its own licenses and machines.
+    User(Uuid),
 }
 
 impl Bearer {
@@ -27,6 +29,7 @@ impl Bearer {
         match self {
             Bearer::Admin => "admin-token",
             Bearer::Product(_) => "product-token",
+            Bearer::User(_) => "user-token",
         }
     }
 
@@ -34,13 +37,30 @@ impl Bearer {
         match self {
             Bearer::Admin => "admin",
             Bearer::Product(_) => "prod",
+            Bearer::User(_) => "user",
         }
     }
 
     fn app(self) -> Option<Uuid> {
         match self {
-            Bearer::Admin => None,
             Bearer::Product(app) => Some(app),
+            _ => None,
+        }
+    }
+
+    fn user(self) -> Option<Uuid> {
+        match self {
+            Bearer::User(user) => Some(user),
+            _ => None,
+        }
+    }
+
+    /// The stored kind.
+    fn stored(self) -> &'static str {
+        match self {
+            Bearer::Admin => "admin",
+            Bearer::Product(_) => "product",
+            Bearer::User(_) => "user",
         }
     }
 }
@@ -57,14 +77,21 @@ pub struct Token {
 }
 
 const COLUMNS: &str =
-    "id, account_id, name, bearer_kind, app_id, expires_at, created_at, updated_at";
+    "id, account_id, name, bearer_kind, app_id, user_id, expires_at, created_at, updated_at";
+
+/// How long a user token lives unless asked otherwise (Keygen's two weeks); other kinds never
+/// expire unless asked.
+pub const USER_TOKEN_TTL: Duration = Duration::weeks(2);
 
 fn from_row(r: &Row) -> StoreResult<Token> {
     let app: Option<Uuid> = r.try_get("app_id")?;
+    let user: Option<Uuid> = r.try_get("user_id")?;
     let kind: String = r.try_get("bearer_kind")?;
-    let bearer = match (kind.as_str(), app) {
-        ("product", Some(app)) => Bearer::Product(app),
-        _ => Bearer::Admin,
+    let bearer = match (kind.as_str(), app, user) {
+        ("product", Some(app), _) => Bearer::Product(app),
+        ("user", _, Some(user)) => Bearer::User(user),
+        ("admin", _, _) => Bearer::Admin,
+        _ => return Err(StoreError::Corrupt(format!("token of unknown kind {kind}"))),
     };
     let name: String = r.try_get("name")?;
     Ok(Token {
@@ -110,17 +137,18 @@ pub async fn create(
     if let Some(app) = bearer.app() {
         super::apps::owned(wtx, app).await?;
     }
-    let plaintext = new_plaintext(bearer);
-    let kind = match bearer {
-        Bearer::Admin => "admin",
-        Bearer::Product(_) => "product",
+    let expires_at = match bearer {
+        Bearer::User(_) => Some(expires_at.unwrap_or_else(|| Utc::now() + USER_TOKEN_TTL)),
+        _ => expires_at,
     };
+    let plaintext = new_plaintext(bearer);
+    let kind = bearer.stored();
     let row = wtx
         .tx()
         .query_one(
             &format!(
-                "INSERT INTO api_keys (id, account_id, name, prefix, key_hash, scopes, kind, bearer_kind, app_id, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, '{{*}}', 'token', $6, $7, $8) RETURNING {COLUMNS}"
+                "INSERT INTO api_keys (id, account_id, name, prefix, key_hash, scopes, kind, bearer_kind, app_id, user_id, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, '{{*}}', 'token', $6, $7, $8, $9) RETURNING {COLUMNS}"
             ),
             &[
                 &Uuid::new_v4(),
@@ -130,6 +158,7 @@ pub async fn create(
                 &secrets::sha256(&plaintext),
                 &kind,
                 &bearer.app(),
+                &bearer.user(),
                 &expires_at,
             ],
         )
@@ -149,14 +178,15 @@ pub async fn list<C: GenericClient + Sync>(
     c: &C,
     account_id: Uuid,
     app: Option<Uuid>,
+    user: Option<Uuid>,
     page: super::Offset,
 ) -> StoreResult<(Vec<Token>, i64)> {
     let filter = "account_id = $1 AND kind = 'token' AND revoked_at IS NULL
-                  AND ($2::uuid IS NULL OR app_id = $2)";
+                  AND ($2::uuid IS NULL OR app_id = $2) AND ($3::uuid IS NULL OR user_id = $3)";
     let total: i64 = c
         .query_one(
             &format!("SELECT count(*) FROM api_keys WHERE {filter}"),
-            &[&account_id, &app],
+            &[&account_id, &app, &user],
         )
         .await?
         .try_get(0)?;
@@ -164,9 +194,9 @@ pub async fn list<C: GenericClient + Sync>(
         .query(
             &format!(
                 "SELECT {COLUMNS} FROM api_keys WHERE {filter}
-                 ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+                 ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
             ),
-            &[&account_id, &app, &page.limit, &page.offset],
+            &[&account_id, &app, &user, &page.limit, &page.offset],
         )
         .await?;
     let items = rows.iter().map(from_row).collect::<StoreResult<_>>()?;

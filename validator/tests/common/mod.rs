@@ -2,6 +2,8 @@
 //! store, validators started in-process on port 0, and a small HTTP client.
 #![allow(dead_code)]
 
+pub mod hostile_values;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -5,7 +5,8 @@
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use keyward_shared::keygen_doc::{time, KgError, Source};
-use keyward_shared::store::{accounts, api_keys, tokens};
+use keyward_shared::store::license_details::LicenseDetail;
+use keyward_shared::store::{account_users, accounts, api_keys, tokens};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -27,6 +28,12 @@ pub enum Bearer {
     },
     /// A scoped Keyward API key: the account, within its scopes.
     ApiKey { account: Uuid, scopes: Vec<String> },
+    /// A user token: the licenses the user owns and their machines, and the user itself.
+    User {
+        account: Uuid,
+        user: Uuid,
+        token: Uuid,
+    },
 }
 
 impl Bearer {
@@ -34,7 +41,8 @@ impl Bearer {
         match self {
             Bearer::Admin { account, .. }
             | Bearer::Product { account, .. }
-            | Bearer::ApiKey { account, .. } => *account,
+            | Bearer::ApiKey { account, .. }
+            | Bearer::User { account, .. } => *account,
         }
     }
 
@@ -50,7 +58,7 @@ impl Bearer {
     pub fn token(&self) -> Option<Uuid> {
         match self {
             Bearer::Admin { token, .. } => *token,
-            Bearer::Product { token, .. } => Some(*token),
+            Bearer::Product { token, .. } | Bearer::User { token, .. } => Some(*token),
             Bearer::ApiKey { .. } => None,
         }
     }
@@ -66,11 +74,29 @@ impl Bearer {
         }
     }
 
-    /// Refuses a product token: what only an admin may do (products, tokens of others, …).
+    /// Refuses product and user tokens: what only an admin may do (products, tokens of
+    /// others, …).
     pub fn require_admin(&self) -> Result<(), KgError> {
         match self {
-            Bearer::Product { .. } => Err(access_denied()),
+            Bearer::Product { .. } | Bearer::User { .. } => Err(access_denied()),
             _ => Ok(()),
+        }
+    }
+
+    /// The user of a user token.
+    pub fn user(&self) -> Option<Uuid> {
+        match self {
+            Bearer::User { user, .. } => Some(*user),
+            _ => None,
+        }
+    }
+
+    /// The license is within the bearer's reach: its product's for a product token, owned by
+    /// the user for a user token, any of the account's otherwise.
+    pub fn reaches(&self, d: &LicenseDetail) -> bool {
+        match self {
+            Bearer::User { user, .. } => d.owner.as_ref().is_some_and(|o| o.0 == *user),
+            _ => self.sees(d.license.app_id),
         }
     }
 
@@ -171,6 +197,19 @@ pub async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<Bearer, KgE
                     app,
                     token: t.id,
                 },
+                tokens::Bearer::User(user) => {
+                    let u = account_users::find(&**client, t.account_id, &user.to_string())
+                        .await
+                        .map_err(store_error)?;
+                    if u.banned {
+                        return Err(KgError::forbidden("User is banned").code("USER_BANNED"));
+                    }
+                    Bearer::User {
+                        account: t.account_id,
+                        user,
+                        token: t.id,
+                    }
+                }
             }),
             tokens::Presented::Expired => Err(unauthorized("Token is expired", "TOKEN_EXPIRED")),
             tokens::Presented::Unknown => Err(unauthorized("Token is invalid", "TOKEN_INVALID")),
@@ -191,6 +230,13 @@ pub async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<Bearer, KgE
 pub async fn me(ctx: &Ctx<'_>) -> Handled {
     let client = ctx.state.client().await.map_err(|_| unavailable())?;
     match &ctx.bearer {
+        Bearer::User { user, .. } => {
+            let u = account_users::find(&**client, ctx.account, &user.to_string())
+                .await
+                .map_err(store_error)?;
+            let doc = json!({"data": keyward_shared::keygen_doc::user(&u, &ctx.links)});
+            Ok(Answer::ok(&doc))
+        }
         Bearer::Product { app, .. } => {
             let app = keyward_shared::store::apps::get(&**client, ctx.account, *app)
                 .await

@@ -30,10 +30,10 @@ pub async fn find(ctx: &Ctx<'_>, raw: &str) -> Result<LicenseDetail, KgError> {
             .await
             .kg()?
             .into_iter()
-            .find(|d| ctx.bearer.sees(d.license.app_id)),
+            .find(|d| ctx.bearer.reaches(d)),
     };
     found
-        .filter(|d| ctx.bearer.sees(d.license.app_id))
+        .filter(|d| ctx.bearer.reaches(d))
         .ok_or_else(|| not_found("license", raw))
 }
 
@@ -117,11 +117,31 @@ fn suspended(attrs: &Map<String, Value>) -> Result<Option<bool>, KgError> {
     }
 }
 
+/// The `owner` relationship (`user` in older API versions): absent, `null`, or a user's id.
+fn owner(r: &body::Resource) -> Result<Option<Option<Uuid>>, KgError> {
+    for name in ["owner", "user"] {
+        if let Some(rel) = r.relationships.get(name) {
+            if rel.get("data").is_some_and(Value::is_null) {
+                return Ok(Some(None));
+            }
+            return Ok(Some(r.related(
+                name,
+                "OWNER_NOT_FOUND",
+                "/data/relationships/owner",
+            )?));
+        }
+    }
+    Ok(None)
+}
+
 /// Store errors of a license write, with Keygen's pointers where the cause is known.
 fn write_error(e: StoreError) -> KgError {
     match e {
         StoreError::Conflict(m) if m.contains("key") => {
             unprocessable("has already been taken", "/data/attributes/key").code("KEY_TAKEN")
+        }
+        StoreError::Invalid(m) if m.contains("owner_id") => {
+            unprocessable("must exist", "/data/relationships/owner").code("OWNER_NOT_FOUND")
         }
         StoreError::Invalid(m) if m.contains("pool is empty") => {
             unprocessable(m, "/data/relationships/policy").code("POLICY_POOL_EMPTY")
@@ -160,6 +180,7 @@ pub async fn create(ctx: &Ctx<'_>) -> Handled {
         hwid_limit: int(attrs, "maxMachines", "/data/attributes/maxMachines")?.flatten(),
         max_uses: int(attrs, "maxUses", "/data/attributes/maxUses")?.flatten(),
         metadata: metadata(attrs)?,
+        owner_id: owner(&r)?.flatten(),
         ..GenerateSpec::default()
     };
     let mut client = ctx.client().await?;
@@ -193,6 +214,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Handled {
         suspended: q.flag("suspended")?,
         machine: q.id("machine")?,
         fingerprint: q.get("fingerprint").map(str::to_owned),
+        owner: ctx.bearer.user().or(q.id("owner")?.or(q.id("user")?)),
     };
     if let (Some(own), Some(asked)) = (ctx.bearer.product(), q.id("product")?) {
         if own != asked {
@@ -230,6 +252,7 @@ pub async fn update(ctx: &Ctx<'_>, raw: &str) -> Handled {
         max_uses: int(attrs, "maxUses", "/data/attributes/maxUses")?,
         expires_at: expiry(attrs)?,
         metadata: metadata(attrs)?,
+        owner_id: owner(&r)?,
         ..LicensePatch::default()
     };
     let mut client = ctx.client().await?;
@@ -361,7 +384,7 @@ pub async fn validate_key(ctx: &Ctx<'_>) -> Handled {
         .await
         .kg()?
         .into_iter()
-        .find(|d| ctx.bearer.sees(d.license.app_id));
+        .find(|d| ctx.bearer.reaches(d));
     drop(client);
     validated(ctx, found, &req).await
 }

@@ -36,6 +36,7 @@ async fn find(ctx: &Ctx<'_>, raw: &str) -> Result<(Machine, LicenseDetail), KgEr
             let filter = Filter {
                 app: ctx.bearer.product(),
                 fingerprint: Some(name.to_string()),
+                owner: ctx.bearer.user(),
                 ..Filter::default()
             };
             let one = keyward_shared::store::Offset {
@@ -56,6 +57,7 @@ async fn find(ctx: &Ctx<'_>, raw: &str) -> Result<(Machine, LicenseDetail), KgEr
     let license = license_details::by_id(&**client, ctx.account, machine.license_id)
         .await
         .kg()?
+        .filter(|d| ctx.bearer.reaches(d))
         .ok_or_else(|| not_found("machine", &name))?;
     Ok((machine, license))
 }
@@ -134,6 +136,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Handled {
         app: ctx.bearer.product().or(asked),
         license,
         fingerprint: q.get("fingerprint").map(str::to_owned),
+        owner: ctx.bearer.user(),
     };
     let client = ctx.client().await?;
     let (items, total) = machines::list(&**client, ctx.account, &filter, q.page)

@@ -19,6 +19,7 @@ mod policies;
 mod products;
 mod sign;
 mod tokens;
+mod users;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -50,20 +51,12 @@ pub fn router() -> Router<AppState> {
         .route("/keygen/{*rest}", any(handle))
 }
 
-/// What the facade's route templates call the path segment at `index` (split on `/`): `id`
-/// after a collection (`/v1/licenses/{id}`), `account` after `accounts`; `None` elsewhere or
-/// outside the facade.
+/// What the facade calls the path segment at `index` (for the input guard's NUL refusals).
 pub fn path_parameter(path: &str, index: usize) -> Option<&'static str> {
-    if !owns(path) || index == 0 {
+    if !owns(path) {
         return None;
     }
-    let previous = path.split('/').nth(index - 1)?;
-    match previous {
-        "accounts" => Some("account"),
-        "tokens" | "products" | "policies" | "entitlements" | "licenses" | "machines" | "keys"
-        | "webhook-endpoints" | "webhook-events" => Some("id"),
-        _ => None,
-    }
+    KeygenPath::parameter_name(path, index)
 }
 
 /// A refusal made before the facade ran (the input guard's), as a Keygen error document.
@@ -187,6 +180,7 @@ impl Ctx<'_> {
             Bearer::Admin { token: None, .. } => "keygen:admin".to_owned(),
             Bearer::Product { token, .. } => format!("keygen:product-token:{token}"),
             Bearer::ApiKey { .. } => "keygen:api-key".to_owned(),
+            Bearer::User { token, .. } => format!("keygen:user-token:{token}"),
         };
         Actor {
             account_id: self.account,
@@ -262,6 +256,14 @@ async fn serve(
     if matches!(parts.method, Method::GET | Method::HEAD) && route.rest.as_slice() == ["ping"] {
         return Ok((Answer::no_content_ok(), named));
     }
+    // Password resets carry no credential: the reset token is the proof.
+    match (&parts.method, route.rest.as_slice()) {
+        (&Method::POST, ["passwords"]) => return users::request_reset(state, named, body).await,
+        (&Method::POST, ["users", id, "actions", "reset-password"]) => {
+            return users::reset_password(state, named, id, body).await
+        }
+        _ => {}
+    }
     // `POST /v1/tokens` authenticates with the admin's email and password, not a bearer.
     if parts.method == Method::POST && route.rest.as_slice() == ["tokens"] {
         let answer = tokens::create(state, peer, &parts.headers, named, body)
@@ -301,8 +303,31 @@ async fn serve(
     Ok((answer, Some(account)))
 }
 
+/// What a user token may do: read itself, manage its own tokens and password, and use the
+/// licenses it owns (read, validate, machines).
+fn user_may(method: &Method, rest: &[&str], user: Uuid) -> bool {
+    use Method as M;
+    let me = user.to_string();
+    match (method, rest) {
+        (&M::GET, ["me"]) => true,
+        (_, ["tokens", ..]) => true,
+        (&M::GET, ["users", id]) => *id == me,
+        (&M::POST, ["users", id, "actions", "update-password"]) => *id == me,
+        (&M::GET, ["licenses", ..]) => true,
+        (&M::POST, ["licenses", "actions", "validate-key"]) => true,
+        (&M::POST, ["licenses", _, "actions", "validate"]) => true,
+        (_, ["machines", ..]) => method != M::PATCH && method != M::PUT,
+        _ => false,
+    }
+}
+
 async fn dispatch(ctx: &Ctx<'_>, method: &Method, rest: &[&str], path: &str) -> Handled {
     use Method as M;
+    if let Some(user) = ctx.bearer.user() {
+        if !user_may(method, rest, user) {
+            return Err(auth::access_denied());
+        }
+    }
     match (method, rest) {
         (&M::GET, ["me"]) => auth::me(ctx).await,
         (&M::GET, ["tokens"]) => tokens::list(ctx).await,
@@ -312,6 +337,15 @@ async fn dispatch(ctx: &Ctx<'_>, method: &Method, rest: &[&str], path: &str) -> 
         (&M::DELETE, ["tokens", id]) => tokens::revoke(ctx, id).await,
         (_, ["tokens"]) => Err(method_not_allowed("GET, POST, PUT")),
         (_, ["tokens", _]) => Err(method_not_allowed("GET, PUT, DELETE")),
+
+        (&M::POST, ["users"]) => users::create(ctx).await,
+        (&M::GET, ["users"]) => users::list(ctx).await,
+        (&M::GET, ["users", id]) => users::show(ctx, id).await,
+        (&M::PATCH | &M::PUT, ["users", id]) => users::update(ctx, id).await,
+        (&M::DELETE, ["users", id]) => users::delete(ctx, id).await,
+        (&M::POST, ["users", id, "actions", action]) => users::action(ctx, id, action).await,
+        (_, ["users"]) => Err(method_not_allowed("GET, POST")),
+        (_, ["users", _]) => Err(method_not_allowed("GET, PATCH, DELETE")),
 
         (&M::POST, ["products"]) => products::create(ctx).await,
         (&M::GET, ["products"]) => products::list(ctx).await,

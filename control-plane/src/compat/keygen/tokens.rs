@@ -12,8 +12,8 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use keyward_shared::keygen_doc::{time, KgError, Source};
 use keyward_shared::secrets;
-use keyward_shared::store::accounts;
 use keyward_shared::store::tokens::{self, Token};
+use keyward_shared::store::{account_users, accounts};
 use keyward_shared::write::{Actor, WriteTx};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -31,6 +31,7 @@ fn render(
     let (bearer_type, bearer_id) = match t.bearer {
         tokens::Bearer::Admin => ("users", t.account_id),
         tokens::Bearer::Product(app) => ("products", app),
+        tokens::Bearer::User(user) => ("users", user),
     };
     json!({
         "id": t.id.to_string(),
@@ -173,17 +174,14 @@ pub async fn create(
         || secrets::dummy_password_hash().to_string(),
         |(_, h)| h.clone(),
     );
-    let ok = tokio::task::spawn_blocking(move || secrets::verify_password(&password, &hash))
+    let tried = password.clone();
+    let ok = tokio::task::spawn_blocking(move || secrets::verify_password(&tried, &hash))
         .await
         .unwrap_or(false);
     let account = match found {
         Some((account, _)) if ok && named.is_none_or(|n| n == account.id) => account,
-        _ => {
-            return Err(fail(credentials_error(
-                "email and password must be valid",
-                "CREDENTIALS_INVALID",
-            )))
-        }
+        // Not an admin: perhaps one of an account's users.
+        _ => return user_token(state, named, &email, password, name, expiry).await,
     };
     let mut client = state
         .client()
@@ -208,6 +206,73 @@ pub async fn create(
         Answer::created(&doc, links.of("tokens", token.id)),
         Some(account.id),
     ))
+}
+
+/// A user token for the account user with this e-mail and password (in the named account, else
+/// the one account that has the e-mail).
+async fn user_token(
+    state: &AppState,
+    named: Option<Uuid>,
+    email: &str,
+    password: String,
+    name: Option<String>,
+    expiry: Option<DateTime<Utc>>,
+) -> Result<(Answer, Option<Uuid>), (KgError, Option<Uuid>)> {
+    let fail = |e: KgError| (e, named);
+    let invalid = || credentials_error("email and password must be valid", "CREDENTIALS_INVALID");
+    let mut found = {
+        let client = state
+            .client()
+            .await
+            .map_err(|e| fail(super::api_error(e)))?;
+        account_users::for_login(&**client, named, email)
+            .await
+            .map_err(|e| fail(store_error(e)))?
+    };
+    let (user, hash) = match (found.pop(), found.is_empty()) {
+        (Some(one), true) => one,
+        // None, or the same e-mail in several accounts: the path must name the account.
+        _ => return Err(fail(invalid())),
+    };
+    let ok = tokio::task::spawn_blocking(move || secrets::verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        return Err(fail(invalid()));
+    }
+    let account = Some(user.account_id);
+    if user.banned {
+        return Err((
+            KgError::forbidden("User is banned").code("USER_BANNED"),
+            account,
+        ));
+    }
+    let mut client = state
+        .client()
+        .await
+        .map_err(|e| (super::api_error(e), account))?;
+    let actor = Actor {
+        account_id: user.account_id,
+        label: format!("user:{}", user.email),
+    };
+    let made = async {
+        let mut w = WriteTx::begin(&mut client, actor).await?;
+        let made = tokens::create(
+            &mut w,
+            tokens::Bearer::User(user.id),
+            name.as_deref(),
+            expiry,
+        )
+        .await?;
+        w.commit().await?;
+        Ok::<_, keyward_shared::StoreError>(made)
+    }
+    .await
+    .map_err(|e| (store_error(e), account))?;
+    let links = keyward_shared::keygen_doc::Links::new(user.account_id);
+    let (token, plaintext) = made;
+    let doc = json!({"data": render(&token, Some(&plaintext), &links)});
+    Ok((Answer::created(&doc, links.of("tokens", token.id)), account))
 }
 
 /// `POST /v1/products/{id}/tokens`: a product token (admins only).
@@ -244,7 +309,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Handled {
         None => q.id("product")?,
     };
     let client = ctx.state.client().await.map_err(super::api_error)?;
-    let (items, total) = tokens::list(&**client, ctx.account, app, q.page)
+    let (items, total) = tokens::list(&**client, ctx.account, app, ctx.bearer.user(), q.page)
         .await
         .map_err(store_error)?;
     let data = items.iter().map(|t| render(t, None, &ctx.links)).collect();
@@ -263,6 +328,9 @@ async fn visible(ctx: &Ctx<'_>, raw: &str) -> Result<Token, KgError> {
         })?;
     match &ctx.bearer {
         Bearer::Product { token: own, .. } if *own != token.id => Err(not_found("token", raw)),
+        Bearer::User { user, .. } if token.bearer != tokens::Bearer::User(*user) => {
+            Err(not_found("token", raw))
+        }
         _ => Ok(token),
     }
 }

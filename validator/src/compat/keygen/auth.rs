@@ -85,6 +85,9 @@ pub async fn license(
     let Some(license) = find(state, account, key).await? else {
         return Err(KgError::license_invalid());
     };
+    if license.owner_banned() {
+        return Err(KgError::forbidden("License is banned").code("LICENSE_BANNED"));
+    }
     if license.suspended() {
         return Err(KgError::forbidden("License is suspended").code("LICENSE_SUSPENDED"));
     }

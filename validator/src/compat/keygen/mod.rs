@@ -135,6 +135,9 @@ async fn serve(state: &State, peer: IpAddr, parts: &Parts, body: &mut RequestBod
         return Err((e, None));
     }
     let path = parts.uri.path();
+    if let Some(e) = KeygenPath::nul(path) {
+        return Err((e, None));
+    }
     let Some(route) = KeygenPath::parse(path) else {
         return Err((
             KgError::not_found(format!("The requested endpoint '{path}' was not found")),
@@ -343,7 +346,14 @@ async fn read_json(state: &State, body: &mut RequestBody) -> Result<Value, KgErr
         return Ok(Value::Object(Default::default()));
     }
     match serde_json::from_slice::<Value>(&bytes) {
-        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(v @ Value::Object(_)) => match doc::nul_in_json(&v) {
+            // PostgreSQL text cannot hold a NUL, and no stored value does.
+            Some(pointer) => Err(KgError::bad_request(
+                format!("{pointer} contains a NUL character (\\u0000), which no value may hold"),
+                Source::Pointer("/"),
+            )),
+            None => Ok(v),
+        },
         Ok(_) => Err(KgError::bad_request(
             "The request body must be a JSON object",
             Source::Pointer("/"),
