@@ -336,7 +336,9 @@ async fn products_and_policies_speak_keygens_attributes() {
         .get(&format!("/keygen/v1/products/{product}"), &token)
         .await;
     assert_eq!(r.attr("name"), "Desktop");
-    let patch = json!({"data": {"type": "products", "attributes": {"name": "Desktop 2"}}});
+    let patch = json!({"data": {"type": "products", "attributes": {"name": "Desktop 2",
+        "code": "desktop", "url": "https://example.com/desktop", "platforms": ["linux", "macos"],
+        "metadata": {"team": "apps"}}}});
     let r = kg
         .ok(
             Method::PATCH,
@@ -347,6 +349,30 @@ async fn products_and_policies_speak_keygens_attributes() {
         )
         .await;
     assert_eq!(r.attr("name"), "Desktop 2");
+    assert_eq!(
+        (
+            r.attr("code"),
+            r.attr("url"),
+            r.attr("platforms"),
+            r.attr("metadata")
+        ),
+        (
+            &json!("desktop"),
+            &json!("https://example.com/desktop"),
+            &json!(["linux", "macos"]),
+            &json!({"team": "apps"})
+        )
+    );
+    let bad = json!({"data": {"type": "products", "attributes": {"url": "ftp://nope"}}});
+    let r = kg
+        .call(
+            Method::PATCH,
+            &format!("/keygen/v1/products/{product}"),
+            &token,
+            Some(bad),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
     let r = kg
         .call(
             Method::POST,

@@ -32,3 +32,10 @@ ALTER TABLE api_keys
         (kind = 'token') = (bearer_kind IS NOT NULL)
         AND (bearer_kind <> 'product' OR app_id IS NOT NULL)
         AND (bearer_kind <> 'user' OR user_id IS NOT NULL));
+
+-- Products carry what Keygen's do: a code, a URL, platforms and the vendor's metadata.
+ALTER TABLE apps
+    ADD COLUMN code text CHECK (length(code) <= 64),
+    ADD COLUMN url text CHECK (length(url) <= 2000),
+    ADD COLUMN platforms text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN metadata jsonb NOT NULL DEFAULT '{}'::jsonb;

@@ -25,6 +25,10 @@ pub fn app() -> App {
         program_hashes: Vec::new(),
         messages: Default::default(),
         signing_key_id: None,
+        code: None,
+        url: None,
+        platforms: Vec::new(),
+        metadata: serde_json::Map::new(),
         created_at: Utc::now(),
         updated_at: Utc::now(),
     }

@@ -104,6 +104,11 @@ pub struct App {
     pub messages: BTreeMap<String, String>,
     /// The Ed25519 key that signs this app's 1.3 answers; `None`: the deployment's primary.
     pub signing_key_id: Option<Uuid>,
+    /// What describes it as a product (Keygen's): a short code, a URL, platforms, metadata.
+    pub code: Option<String>,
+    pub url: Option<String>,
+    pub platforms: Vec<String>,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

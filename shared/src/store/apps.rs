@@ -14,7 +14,7 @@ use crate::{client_api, secrets};
 const COLUMNS: &str =
     "id, account_id, name, secret, version, paused, hwid_lock, anti_vpn, hash_check,
     download_url, force_hwid, min_hwid_len, session_secs, force_encryption, min_username_len,
-    program_hashes, messages, signing_key_id, created_at, updated_at";
+    program_hashes, messages, signing_key_id, code, url, platforms, metadata, created_at, updated_at";
 
 fn from_row(r: &Row) -> App {
     App {
@@ -43,6 +43,13 @@ fn from_row(r: &Row) -> App {
             _ => BTreeMap::new(),
         },
         signing_key_id: r.get("signing_key_id"),
+        code: r.get("code"),
+        url: r.get("url"),
+        platforms: r.get("platforms"),
+        metadata: match r.get::<_, serde_json::Value>("metadata") {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        },
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
     }
@@ -72,6 +79,13 @@ pub struct AppPatch {
     /// `null` signs with the deployment's primary key; an id pins the app to that key.
     #[serde(default, deserialize_with = "present")]
     pub signing_key_id: Option<Option<Uuid>>,
+    /// Product details (Keygen's); `null` clears the code or URL.
+    #[serde(default, deserialize_with = "present")]
+    pub code: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub url: Option<Option<String>>,
+    pub platforms: Option<Vec<String>>,
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Checks the client settings of a patch; returns the normalised download URL (`Some("")`
@@ -174,6 +188,9 @@ pub async fn create(wtx: &mut WriteTx<'_>, patch: &AppPatch) -> StoreResult<App>
     if let Some(updated) = set_client_settings(wtx, app.id, patch, &settings).await? {
         app = updated;
     }
+    if let Some(updated) = set_product_details(wtx, app.id, patch).await? {
+        app = updated;
+    }
     // Every app starts with a tier, as KeyAuth's do, so users and keys always have one to get.
     wtx.tx()
         .execute(
@@ -266,6 +283,7 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &AppPatch) -> StoreR
         Some(updated) => updated,
         None => from_row(&row),
     };
+    let row = set_product_details(wtx, id, patch).await?.unwrap_or(row);
     wtx.invalidate(Invalidation::App { app: id });
     wtx.audit(
         "app.update",
@@ -280,6 +298,64 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &AppPatch) -> StoreR
                "signing_key_id": patch.signing_key_id}),
     );
     Ok(row)
+}
+
+/// Writes the product details a patch carries (checked here); `None` when it carries none.
+async fn set_product_details(
+    wtx: &mut WriteTx<'_>,
+    id: Uuid,
+    p: &AppPatch,
+) -> StoreResult<Option<App>> {
+    if p.code.is_none() && p.url.is_none() && p.platforms.is_none() && p.metadata.is_none() {
+        return Ok(None);
+    }
+    let invalid = |m: &str| Err(StoreError::Invalid(m.into()));
+    if let Some(Some(code)) = &p.code {
+        if code.is_empty() || code.len() > 64 || !code.bytes().all(|b| b.is_ascii_graphic()) {
+            return invalid("code must be 1 to 64 printable characters without spaces");
+        }
+    }
+    if let Some(Some(url)) = &p.url {
+        if url.len() > 2000 || !(url.starts_with("https://") || url.starts_with("http://")) {
+            return invalid("url must be an http(s) URL of at most 2000 characters");
+        }
+    }
+    if let Some(platforms) = &p.platforms {
+        if platforms.len() > 64
+            || platforms
+                .iter()
+                .any(|s| s.is_empty() || s.chars().count() > 64 || s.chars().any(char::is_control))
+        {
+            return invalid("platforms must be at most 64 names of 1 to 64 printable characters");
+        }
+    }
+    if let Some(m) = &p.metadata {
+        crate::model::check_metadata(m).map_err(StoreError::Invalid)?;
+    }
+    let row = wtx
+        .tx()
+        .query_opt(
+            &format!(
+                "UPDATE apps SET code = CASE WHEN $3 THEN $4 ELSE code END,
+                        url = CASE WHEN $5 THEN $6 ELSE url END,
+                        platforms = coalesce($7, platforms), metadata = coalesce($8, metadata),
+                        updated_at = now()
+                 WHERE id = $1 AND account_id = $2 RETURNING {COLUMNS}"
+            ),
+            &[
+                &id,
+                &wtx.account_id(),
+                &p.code.is_some(),
+                &p.code.clone().flatten(),
+                &p.url.is_some(),
+                &p.url.clone().flatten(),
+                &p.platforms,
+                &p.metadata.clone().map(serde_json::Value::Object),
+            ],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("app"))?;
+    Ok(Some(from_row(&row)))
 }
 
 /// Writes the client-API settings a patch carries; `None` when it carries none.

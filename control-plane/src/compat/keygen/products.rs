@@ -2,7 +2,7 @@
 //! (`code`, `url`, `platforms`, `distributionStrategy`) have no core counterpart yet and are
 //! answered with Keygen's defaults.
 
-use keyward_shared::keygen_doc::product;
+use keyward_shared::keygen_doc::{product, KgError};
 use keyward_shared::store::apps::{self, AppPatch};
 use keyward_shared::write::WriteTx;
 use keyward_shared::StoreError;
@@ -12,26 +12,19 @@ use super::paging::Query;
 use super::{body, id_of, not_found, unprocessable, Answer, Ctx, Handled, Kg};
 use crate::webhooks::emit;
 
-fn patch(
-    attributes: &serde_json::Map<String, Value>,
-) -> Result<AppPatch, keyward_shared::keygen_doc::KgError> {
-    let name = match attributes.get("name") {
-        None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            return Err(unprocessable(
-                "name must be a string",
-                "/data/attributes/name",
-            ))
+fn patch(attributes: &serde_json::Map<String, Value>) -> Result<AppPatch, KgError> {
+    // Keygen's names are the core's, but for the case of none of them.
+    let mut core = serde_json::Map::new();
+    for key in ["name", "code", "url", "platforms", "metadata"] {
+        if let Some(v) = attributes.get(key) {
+            core.insert(key.into(), v.clone());
         }
-    };
-    Ok(AppPatch {
-        name,
-        ..AppPatch::default()
-    })
+    }
+    serde_json::from_value(Value::Object(core))
+        .map_err(|e| unprocessable(e.to_string(), "/data/attributes"))
 }
 
-fn missing(e: StoreError, raw: &str) -> keyward_shared::keygen_doc::KgError {
+fn missing(e: StoreError, raw: &str) -> KgError {
     match e {
         StoreError::NotFound(_) => not_found("product", raw),
         e => super::store_error(e),
