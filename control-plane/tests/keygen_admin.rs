@@ -2250,3 +2250,202 @@ async fn a_password_reset_goes_out_by_webhook_and_its_token_works_once() {
         201
     );
 }
+
+#[tokio::test]
+async fn expiry_starts_on_the_first_use_the_policy_names() {
+    let cp = Cp::start().await;
+    let (kg, token, product, _) = setup(&cp).await;
+    let policy = |name: &str, basis: &str| json!({"name": name, "floating": true, "maxMachines": 5, "duration": 3600, "expirationBasis": basis});
+    let on_validation = kg
+        .policy(
+            &token,
+            &product,
+            policy("on validation", "FROM_FIRST_VALIDATION"),
+        )
+        .await
+        .id();
+    let on_activation = kg
+        .policy(
+            &token,
+            &product,
+            policy("on activation", "FROM_FIRST_ACTIVATION"),
+        )
+        .await
+        .id();
+
+    let l = kg.license(&token, &on_validation, json!({})).await;
+    assert!(
+        l.attr("expiry").is_null(),
+        "not started at creation: {}",
+        l.body
+    );
+    let id = l.id();
+    let r = kg
+        .ok(
+            Method::POST,
+            &format!("/keygen/v1/licenses/{id}/actions/validate"),
+            &token,
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(r.body["meta"]["code"], "VALID");
+    let expiry = r
+        .attr("expiry")
+        .as_str()
+        .expect("started by the validation")
+        .to_owned();
+    // A second validation does not move it.
+    let r = kg
+        .ok(
+            Method::POST,
+            &format!("/keygen/v1/licenses/{id}/actions/validate"),
+            &token,
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(r.attr("expiry"), expiry.as_str());
+
+    let l = kg.license(&token, &on_activation, json!({})).await;
+    let id = l.id();
+    let r = kg
+        .ok(
+            Method::POST,
+            &format!("/keygen/v1/licenses/{id}/actions/validate"),
+            &token,
+            None,
+            200,
+        )
+        .await;
+    assert!(
+        r.attr("expiry").is_null(),
+        "a validation does not start it: {}",
+        r.body
+    );
+    let activate = json!({"data": {"type": "machines", "attributes": {"fingerprint": "first"},
+        "relationships": {"license": {"data": {"type": "licenses", "id": id}}}}});
+    kg.ok(
+        Method::POST,
+        "/keygen/v1/machines",
+        &token,
+        Some(activate),
+        201,
+    )
+    .await;
+    let r = kg.get(&format!("/keygen/v1/licenses/{id}"), &token).await;
+    assert!(
+        r.attr("expiry").is_string(),
+        "started by the activation: {}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn a_fingerprint_is_unique_within_the_policys_scope_even_under_concurrency() {
+    let cp = Cp::start().await;
+    let (kg, token, product, _) = setup(&cp).await;
+    let scoped = |name: &str, strategy: &str| json!({"name": name, "floating": true, "maxMachines": 5, "machineUniquenessStrategy": strategy});
+    let per_product = kg
+        .policy(
+            &token,
+            &product,
+            scoped("per product", "UNIQUE_PER_PRODUCT"),
+        )
+        .await
+        .id();
+    let per_account = kg
+        .policy(
+            &token,
+            &product,
+            scoped("per account", "UNIQUE_PER_ACCOUNT"),
+        )
+        .await
+        .id();
+    let per_license = kg
+        .policy(
+            &token,
+            &product,
+            scoped("per license", "UNIQUE_PER_LICENSE"),
+        )
+        .await
+        .id();
+    let activate = |license: &str, fp: &str| {
+        json!({"data": {"type": "machines", "attributes": {"fingerprint": fp},
+            "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}})
+    };
+
+    let (a, b) = (
+        kg.license(&token, &per_product, json!({})).await.id(),
+        kg.license(&token, &per_product, json!({})).await.id(),
+    );
+    kg.ok(
+        Method::POST,
+        "/keygen/v1/machines",
+        &token,
+        Some(activate(&a, "shared-fp")),
+        201,
+    )
+    .await;
+    let r = kg
+        .call(
+            Method::POST,
+            "/keygen/v1/machines",
+            &token,
+            Some(activate(&b, "shared-fp")),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (422, "FINGERPRINT_TAKEN"),
+        "{}",
+        r.body
+    );
+    // Per license, the same fingerprint may sit on two licenses.
+    let (c, d) = (
+        kg.license(&token, &per_license, json!({})).await.id(),
+        kg.license(&token, &per_license, json!({})).await.id(),
+    );
+    kg.ok(
+        Method::POST,
+        "/keygen/v1/machines",
+        &token,
+        Some(activate(&c, "free-fp")),
+        201,
+    )
+    .await;
+    kg.ok(
+        Method::POST,
+        "/keygen/v1/machines",
+        &token,
+        Some(activate(&d, "free-fp")),
+        201,
+    )
+    .await;
+
+    // Eight licenses racing for one fingerprint in the account: exactly one wins.
+    let mut licenses = Vec::new();
+    for _ in 0..8 {
+        licenses.push(kg.license(&token, &per_account, json!({})).await.id());
+    }
+    let raced = futures_util::future::join_all(licenses.iter().map(|l| {
+        kg.call(
+            Method::POST,
+            "/keygen/v1/machines",
+            &token,
+            Some(activate(l, "raced-fp")),
+        )
+    }))
+    .await;
+    let won = raced.iter().filter(|r| r.status == 201).count();
+    assert_eq!(
+        won,
+        1,
+        "{:?}",
+        raced.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(raced
+        .iter()
+        .filter(|r| r.status != 201)
+        .all(|r| r.code() == "FINGERPRINT_TAKEN"));
+}

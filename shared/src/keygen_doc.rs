@@ -226,7 +226,7 @@ pub fn machine(m: &Machine, d: &LicenseDetail, links: &Links, now: DateTime<Utc>
             "heartbeatStatus": status.as_str(),
             "heartbeatDuration": p.heartbeat_duration_secs,
             "maxProcesses": p.max_processes,
-            "lastCheckOut": Value::Null,
+            "lastCheckOut": opt_time(m.last_check_out_at),
             "lastHeartbeat": opt_time(m.last_heartbeat_at),
             "nextHeartbeat": opt_time(next_heartbeat),
             "metadata": Value::Object(m.metadata.clone()),

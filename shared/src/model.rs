@@ -163,6 +163,8 @@ pub struct Machine {
     /// `validate` (a client's first use), `admin` or `api` (activated over REST).
     pub bound_by: String,
     pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// Its latest machine file (Keygen's check-out).
+    pub last_check_out_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -735,6 +735,28 @@ async fn machines_activate_heartbeat_check_out_and_deactivate() {
             .expect("machine file verifies");
     assert_eq!(file.dataset["included"][0]["type"], "licenses");
     assert_eq!(file.dataset["data"]["attributes"]["fingerprint"], "fp-a");
+    // Both check-outs are recorded: the license's and the machine's.
+    let r = kg
+        .call(
+            reqwest::Method::GET,
+            "/keygen/v1/machines/fp-a",
+            None,
+            Some(&auth),
+        )
+        .await;
+    assert!(
+        r.body["data"]["attributes"]["lastCheckOut"].is_string(),
+        "{}",
+        r.body
+    );
+    let r = kg
+        .call(reqwest::Method::GET, "/keygen/v1/me", None, Some(&auth))
+        .await;
+    assert!(
+        r.body["data"]["attributes"]["lastCheckOut"].is_string(),
+        "{}",
+        r.body
+    );
     for (query, code) in [
         ("ttl=60", "CHECKOUT_TTL_INVALID"),
         ("algorithm=rsa", "CHECKOUT_ALGORITHM_INVALID"),
@@ -878,5 +900,44 @@ async fn entitlement_changes_reach_the_entitlements_scope() {
         },
     )
     .await;
+    v.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_first_validation_starts_the_expiry_of_a_policy_that_says_so() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let t = tenant(&mut c, true).await;
+    let l = one_license(&mut c, &t, 1).await;
+    set_policy(
+        &mut c,
+        &t,
+        &l,
+        PolicyPatch {
+            duration_secs: Some(Some(3600)),
+            expiration_basis: Some(keyward_shared::policy::ExpirationBasis::FromFirstValidation),
+            ..Default::default()
+        },
+    )
+    .await;
+    // A license made now follows the policy's duration from its first validation.
+    let l = one_license(&mut c, &t, 1).await;
+    assert!(l.expires_at.is_none() && l.duration_secs == Some(3600));
+    let v = validator(&db.url, |_| {}).await;
+    let kg = Keygen::new(&mut c, v.addr()).await;
+    let r = kg.validate_key(json!({"key": l.key}), None).await;
+    assert_eq!(r.meta("code"), "VALID", "{}", r.body);
+    let expiry = r.body["data"]["attributes"]["expiry"]
+        .as_str()
+        .expect("the first validation starts it")
+        .to_owned();
+    let stored: Option<chrono::DateTime<chrono::Utc>> = c
+        .query_one("SELECT expires_at FROM licenses WHERE id = $1", &[&l.id])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(stored.is_some_and(|at| at > chrono::Utc::now() + chrono::Duration::minutes(59)));
+    let r = kg.validate_key(json!({"key": l.key}), None).await;
+    assert_eq!(r.body["data"]["attributes"]["expiry"], expiry.as_str());
     v.shutdown().await;
 }

@@ -1184,3 +1184,59 @@ pub async fn change_uses(wtx: &mut WriteTx<'_>, id: Uuid, change: UsageChange) -
     );
     Ok(())
 }
+
+/// Starts a license's expiry now (its duration from now), when it has not started yet: Keygen's
+/// first validation, activation or download. `false` when it had started already.
+pub async fn start_expiry(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<bool> {
+    let row = wtx
+        .tx()
+        .query_opt(
+            "UPDATE licenses SET expires_at = now() + make_interval(secs => duration_secs),
+                    duration_secs = NULL, used_at = coalesce(used_at, now())
+              WHERE id = $1 AND account_id = $2 AND expires_at IS NULL AND duration_secs IS NOT NULL
+          RETURNING app_id, key",
+            &[&id, &wtx.account_id()],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let key: String = row.try_get(1)?;
+    wtx.invalidate(Invalidation::License {
+        app: row.try_get(0)?,
+        key: key.clone(),
+    });
+    wtx.audit(
+        "license.expiry_started",
+        "license",
+        Some(id.to_string()),
+        json!({"key": key}),
+    );
+    Ok(true)
+}
+
+/// Records a check-out now: of the license, or of one of its machines (which is also the
+/// license's latest).
+pub async fn record_check_out(
+    wtx: &mut WriteTx<'_>,
+    id: Uuid,
+    machine: Option<Uuid>,
+) -> StoreResult<()> {
+    if let Some(m) = machine {
+        wtx.tx()
+            .execute(
+                "UPDATE machines SET last_check_out_at = now() WHERE id = $1 AND license_id = $2",
+                &[&m, &id],
+            )
+            .await?;
+    }
+    mutate_one(
+        wtx,
+        id,
+        "UPDATE licenses SET last_check_out_at = now() WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
+        &[],
+        "license.check_out",
+        json!({"machine": machine}),
+    )
+    .await
+}

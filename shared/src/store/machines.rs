@@ -20,7 +20,7 @@ const MAX_TEXT_LEN: usize = 255;
 
 pub(super) const COLUMNS: &str = "m.id, m.license_id, l.app_id, m.fingerprint, m.name, m.hostname,
     m.platform, m.ip, m.cores, m.memory, m.disk, m.metadata, m.bound_by, m.last_heartbeat_at,
-    m.bound_at, m.updated_at";
+    m.last_check_out_at, m.bound_at, m.updated_at";
 
 pub(super) fn from_row(r: &Row) -> StoreResult<Machine> {
     Ok(Machine {
@@ -41,6 +41,7 @@ pub(super) fn from_row(r: &Row) -> StoreResult<Machine> {
         },
         bound_by: r.try_get("bound_by")?,
         last_heartbeat_at: r.try_get("last_heartbeat_at")?,
+        last_check_out_at: r.try_get("last_check_out_at")?,
         created_at: r.try_get("bound_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -236,6 +237,50 @@ pub async fn get<C: GenericClient + Sync>(
     from_row(&row)
 }
 
+/// Refuses a fingerprint already activated within the policy's uniqueness scope beyond the
+/// license (its policy, its product, the account). Concurrent activations of one fingerprint on
+/// different licenses hold different license locks, so the scope and fingerprint are locked too
+/// (a transaction-level advisory lock) before the check.
+async fn taken_in_scope(
+    wtx: &WriteTx<'_>,
+    uniqueness: crate::policy::MachineUniqueness,
+    app_id: Uuid,
+    policy_id: Uuid,
+    fingerprint: &str,
+) -> StoreResult<()> {
+    use crate::policy::MachineUniqueness as U;
+    let account = wtx.account_id();
+    let (scope, condition, id, what) = match uniqueness {
+        U::PerLicense => return Ok(()),
+        U::PerPolicy => ("policy", "l.policy_id = $2", policy_id, "policy"),
+        U::PerProduct => ("product", "l.app_id = $2", app_id, "product"),
+        U::PerAccount => ("account", "l.account_id = $2", account, "account"),
+    };
+    wtx.tx()
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&format!("machine:{scope}:{id}:{fingerprint}")],
+        )
+        .await?;
+    let taken: bool = wtx
+        .tx()
+        .query_one(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM machines m JOIN licenses l ON l.id = m.license_id
+                                 WHERE m.fingerprint = $1 AND {condition})"
+            ),
+            &[&fingerprint, &id],
+        )
+        .await?
+        .try_get(0)?;
+    if taken {
+        return Err(StoreError::Conflict(format!(
+            "this fingerprint is already activated in this {what}"
+        )));
+    }
+    Ok(())
+}
+
 /// Activates `fingerprint` on one of the caller's licenses, within the license's machine limit:
 /// the license row is locked first, so concurrent activations (here and first uses on the
 /// validators) are counted one after the other and never exceed it.
@@ -260,6 +305,7 @@ pub async fn activate(
         metadata: Map::new(),
         bound_by: "api".into(),
         last_heartbeat_at: None,
+        last_check_out_at: None,
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
     };
@@ -268,7 +314,7 @@ pub async fn activate(
         .tx()
         .query_opt(
             concat!(
-                "SELECT l.app_id, l.key, ",
+                "SELECT l.app_id, l.key, l.policy_id, p.machine_uniqueness_strategy, ",
                 limits!(),
                 " FROM licenses l JOIN policies p ON p.id = l.policy_id
                   WHERE l.id = $1 AND l.account_id = $2 FOR UPDATE OF l"
@@ -280,6 +326,10 @@ pub async fn activate(
     let app_id: Uuid = license.try_get("app_id")?;
     let key: String = license.try_get("key")?;
     let limit: i32 = license.try_get("hwid_limit")?;
+    let policy_id: Uuid = license.try_get("policy_id")?;
+    let uniqueness: crate::policy::MachineUniqueness =
+        license.try_get("machine_uniqueness_strategy")?;
+    taken_in_scope(wtx, uniqueness, app_id, policy_id, &new.fingerprint).await?;
     // Both in one read, under the license's lock.
     let counted = wtx
         .tx()

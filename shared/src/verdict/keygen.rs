@@ -771,3 +771,33 @@ fn check_fingerprints(
 #[cfg(test)]
 #[path = "keygen_tests.rs"]
 mod tests;
+
+/// What a client did with a license, for the expiration bases that start its clock then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstUse {
+    Validation,
+    Activation,
+    Download,
+}
+
+/// Whether `event` starts the expiry of a license that has not started it yet (a duration and
+/// no expiry): `FROM_FIRST_VALIDATION`, `…_ACTIVATION`, `…_DOWNLOAD` on their event,
+/// `FROM_FIRST_USE` on any of them.
+pub fn starts_expiry(
+    policy: &Policy,
+    expires_at: Option<DateTime<Utc>>,
+    duration_secs: Option<i64>,
+    event: FirstUse,
+) -> bool {
+    use crate::policy::ExpirationBasis as B;
+    if expires_at.is_some() || duration_secs.is_none() {
+        return false;
+    }
+    match policy.expiration_basis {
+        B::FromCreation => false,
+        B::FromFirstValidation => event == FirstUse::Validation,
+        B::FromFirstActivation => event == FirstUse::Activation,
+        B::FromFirstDownload => event == FirstUse::Download,
+        B::FromFirstUse => true,
+    }
+}

@@ -1605,6 +1605,7 @@ fn from_machine_reads_the_model() {
         metadata: Default::default(),
         bound_by: "api".into(),
         last_heartbeat_at: Some(now()),
+        last_check_out_at: None,
         created_at: now() - Duration::days(1),
         updated_at: now(),
     };

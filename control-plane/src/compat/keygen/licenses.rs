@@ -8,6 +8,7 @@ use keyward_shared::keygen_validation as validation;
 use keyward_shared::store::license_details::{self, Filter, LicenseDetail};
 use keyward_shared::store::licenses::{self, GenerateSpec, LicensePatch, UsageChange};
 use keyward_shared::store::{apps, policies, usage};
+use keyward_shared::verdict::keygen::{starts_expiry, FirstUse};
 use keyward_shared::write::WriteTx;
 use keyward_shared::StoreError;
 use percent_encoding::percent_decode_str;
@@ -403,6 +404,25 @@ async fn validated(
     license: Option<LicenseDetail>,
     req: &validation::Request<'_>,
 ) -> Handled {
+    // A first validation may start the license's clock (`FROM_FIRST_VALIDATION`, `…_USE`).
+    let license = match license {
+        Some(d)
+            if starts_expiry(
+                &d.policy,
+                d.license.expires_at,
+                d.license.duration_secs,
+                FirstUse::Validation,
+            ) =>
+        {
+            let mut client = ctx.client().await?;
+            let mut w = WriteTx::begin(&mut client, ctx.actor()).await.kg()?;
+            licenses::start_expiry(&mut w, d.license.id).await.kg()?;
+            w.commit().await.kg()?;
+            drop(client);
+            Some(reload(ctx, d.license.id).await?)
+        }
+        other => other,
+    };
     let now = Utc::now();
     if let Some(d) = &license {
         // Counted like the validators' validations (`lastValidated`), here in one statement.

@@ -11,8 +11,9 @@ use keyward_shared::keygen_doc::{
 };
 use keyward_shared::model::Machine;
 use keyward_shared::store::license_details::{self, LicenseDetail};
+use keyward_shared::store::licenses;
 use keyward_shared::store::machines::{self, Filter};
-use keyward_shared::verdict::keygen::{ping_status, KeygenMachine};
+use keyward_shared::verdict::keygen::{ping_status, starts_expiry, FirstUse, KeygenMachine};
 use keyward_shared::write::WriteTx;
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
@@ -84,6 +85,15 @@ pub async fn create(ctx: &Ctx<'_>) -> Handled {
     let machine = machines::activate(&mut w, license.license.id, &new)
         .await
         .map_err(|e| activation_refused(&e, limit).unwrap_or_else(|| super::store_error(e)))?;
+    let l = &license.license;
+    if starts_expiry(
+        &license.policy,
+        l.expires_at,
+        l.duration_secs,
+        FirstUse::Activation,
+    ) {
+        licenses::start_expiry(&mut w, l.id).await.kg()?;
+    }
     emit::machine(&mut w, "machine.created", &machine)
         .await
         .kg()?;

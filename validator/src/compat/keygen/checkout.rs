@@ -7,6 +7,8 @@ use chrono::{Duration, Utc};
 use hyper::http::request::Parts;
 use hyper::{Method, StatusCode};
 use keyward_shared::license_file::{self, FileAlgorithm, FileKind};
+use keyward_shared::store::licenses;
+use keyward_shared::verdict::keygen::FirstUse;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -166,6 +168,9 @@ pub async fn check_out(
             (license, Some(machine))
         }
     };
+    // A download may start the license's clock (`FROM_FIRST_DOWNLOAD`, `FROM_FIRST_USE`); the
+    // file then carries the expiry it started.
+    let license = super::writes::first_use(state, license, FirstUse::Download).await?;
     let now = Utc::now();
     let links = caller.links(license.license.account_id);
     // Its product, for `include`, and its key, which signs the file.
@@ -228,6 +233,16 @@ pub async fn check_out(
                 "could not issue the file",
             )
         })?;
+    // `lastCheckOut`, best effort: a validator that cannot reach the store still hands out files
+    // from its cache.
+    let (license_id, machine_id) = (license.license.id, machine.as_ref().map(|m| m.id));
+    let recorded = super::writes::write(state, &license, |w| {
+        Box::pin(licenses::record_check_out(w, license_id, machine_id))
+    })
+    .await;
+    if !matches!(recorded, Ok(Ok(()))) {
+        tracing::warn!(license = %license_id, "could not record a check-out");
+    }
     let app_id = Some(license.license.app_id);
     if parts.method == Method::GET {
         let mut answer = Answer::raw(StatusCode::OK, certificate.into_bytes(), app_id);

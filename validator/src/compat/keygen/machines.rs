@@ -9,14 +9,14 @@ use chrono::Utc;
 use hyper::StatusCode;
 use keyward_shared::model::Machine;
 use keyward_shared::store::license_details::LicenseDetail;
-use keyward_shared::store::machines;
-use keyward_shared::verdict::keygen::{ping_status, KeygenMachine};
-use keyward_shared::write::{Actor, WriteTx};
+use keyward_shared::store::{licenses, machines};
+use keyward_shared::verdict::keygen::{ping_status, starts_expiry, FirstUse, KeygenMachine};
 use keyward_shared::StoreError;
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::writes::write;
 use super::{Answer, Caller, State};
 use keyward_shared::keygen_doc::{self as doc, KgError};
 
@@ -53,40 +53,6 @@ fn machine_answer(
     Answer::document(status, &doc, Some(license.license.app_id))
 }
 
-/// Runs one write for the bearer's account and forgets what it changed here at once (the
-/// other validators hear of it through the invalidation).
-async fn write<T>(
-    state: &State,
-    license: &LicenseDetail,
-    op: impl for<'a> FnOnce(
-        &'a mut WriteTx<'_>,
-    ) -> futures_util::future::BoxFuture<'a, Result<T, StoreError>>,
-) -> Result<Result<T, StoreError>, KgError> {
-    let unavailable = |e: StoreError| super::unavailable(&crate::cache::CacheError::from(&e));
-    let mut client = keyward_shared::db::checkout(&state.pool)
-        .await
-        .map_err(unavailable)?;
-    let actor = Actor {
-        account_id: license.license.account_id,
-        label: "keygen license".into(),
-    };
-    let mut wtx = WriteTx::begin(&mut client, actor)
-        .await
-        .map_err(unavailable)?;
-    let done = match op(&mut wtx).await {
-        Ok(done) => done,
-        Err(e) if e.is_unavailable() || matches!(e, StoreError::Database(_)) => {
-            return Err(unavailable(e))
-        }
-        Err(e) => return Ok(Err(e)),
-    };
-    wtx.commit().await.map_err(unavailable)?;
-    state
-        .caches
-        .forget_license(license.license.app_id, &license.license.key);
-    Ok(Ok(done))
-}
-
 /// `POST /machines {data:{type:"machines", attributes:{fingerprint, …}, relationships:{license}}}`.
 pub async fn activate(state: &State, caller: &Caller, body: &Value) -> Result<Answer, KgError> {
     let license = bearer(caller)?;
@@ -102,8 +68,20 @@ pub async fn activate(state: &State, caller: &Caller, body: &Value) -> Result<An
     }
     let id = license.license.id;
     let limit = license.license.hwid_limit;
+    let starts = starts_expiry(
+        &license.policy,
+        license.license.expires_at,
+        license.license.duration_secs,
+        FirstUse::Activation,
+    );
     let done = write(state, license, |w| {
-        Box::pin(async move { machines::activate(w, id, &new).await })
+        Box::pin(async move {
+            let machine = machines::activate(w, id, &new).await?;
+            if starts {
+                licenses::start_expiry(w, id).await?;
+            }
+            Ok(machine)
+        })
     })
     .await?;
     let machine = match done {

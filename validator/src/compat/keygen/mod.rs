@@ -13,6 +13,7 @@ mod auth;
 mod checkout;
 mod machines;
 pub mod validate;
+mod writes;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -14,8 +14,9 @@ use percent_encoding::percent_decode_str;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{auth, Answer, Caller, State};
+use super::{auth, writes, Answer, Caller, State};
 use keyward_shared::keygen_doc::KgError;
+use keyward_shared::verdict::keygen::FirstUse;
 
 /// `POST licenses/actions/validate-key {meta:{key, nonce?, scope?}}`.
 pub async fn by_key(state: &State, caller: &Caller, body: &Value) -> Result<Answer, KgError> {
@@ -28,6 +29,10 @@ pub async fn by_key(state: &State, caller: &Caller, body: &Value) -> Result<Answ
             return Err(KgError::forbidden("Access denied"));
         }
     }
+    let license = match license {
+        Some(d) => Some(writes::first_use(state, d, FirstUse::Validation).await?),
+        None => None,
+    };
     Ok(answer(state, caller, license, &req))
 }
 
@@ -46,7 +51,21 @@ pub async fn by_id(
             "The requested license '{segment}' was not found"
         )));
     };
+    let license = writes::first_use(state, license, FirstUse::Validation).await?;
     Ok(answer(state, caller, Some(license), &req))
+}
+
+/// The license as the store has it now (a write of this validator dropped it from the cache).
+pub async fn reload(
+    state: &State,
+    license: &LicenseDetail,
+) -> Result<Option<Arc<LicenseDetail>>, KgError> {
+    state
+        .caches
+        .details
+        .by_id(license.license.id)
+        .await
+        .map_err(|e| super::unavailable(&e))
 }
 
 /// A license by id or key (the path segment percent-decoded), the bearer's own only.
