@@ -2449,3 +2449,49 @@ async fn a_fingerprint_is_unique_within_the_policys_scope_even_under_concurrency
         .filter(|r| r.status != 201)
         .all(|r| r.code() == "FINGERPRINT_TAKEN"));
 }
+
+#[tokio::test]
+async fn token_validations_are_webhook_events_too() {
+    let cp = Cp::start_with(|c| {
+        c.webhooks.allow_private = true;
+        c.webhooks.allow_http = true;
+    })
+    .await;
+    let (kg, token, _, policy) = setup(&cp).await;
+    let receiver = common::receiver::Receiver::start(&[]).await;
+    let hook = json!({"data": {"type": "webhook-endpoints", "attributes": {"url": receiver.url("/hook"),
+        "subscriptions": ["license.validation.succeeded", "license.validation.failed"]}}});
+    kg.ok(
+        Method::POST,
+        "/keygen/v1/webhook-endpoints",
+        &token,
+        Some(hook),
+        201,
+    )
+    .await;
+    let id = kg.license(&token, &policy, json!({})).await.id();
+    let validate = format!("/keygen/v1/licenses/{id}/actions/validate");
+    kg.ok(Method::POST, &validate, &token, None, 200).await;
+    kg.ok(
+        Method::POST,
+        &format!("/keygen/v1/licenses/{id}/actions/suspend"),
+        &token,
+        None,
+        200,
+    )
+    .await;
+    kg.ok(Method::POST, &validate, &token, None, 200).await;
+    let got = receiver.wait_for(2).await;
+    let mut seen: Vec<(String, Value)> = got
+        .iter()
+        .map(|g| (g.event(), g.payload()["meta"]["code"].clone()))
+        .collect();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        vec![
+            ("license.validation.failed".to_owned(), json!("SUSPENDED")),
+            ("license.validation.succeeded".to_owned(), json!("VALID")),
+        ]
+    );
+}

@@ -20,6 +20,7 @@ mod server;
 mod timestamp;
 mod usage;
 mod validate;
+mod validation_events;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub(crate) struct State {
     health: Arc<Health>,
     limiter: ClientLimiter,
     usage: Usage,
+    /// Keygen's validation webhook events, written behind with the usage counters.
+    validation_events: validation_events::ValidationEvents,
     metrics: Arc<Metrics>,
     client: compat::keyauth::ClientApi,
 }
@@ -155,6 +158,7 @@ impl State {
             caches,
             health,
             usage: Usage::default(),
+            validation_events: Default::default(),
             metrics,
         })
     }
@@ -208,6 +212,9 @@ impl Running {
         {
             tracing::warn!(error = %e, "could not write usage counters at shutdown");
         }
+        if let Err(e) = self.state.validation_events.flush(&self.state.pool).await {
+            tracing::warn!(error = %e, "could not write validation events at shutdown");
+        }
         tracing::info!("validator stopped");
     }
 }
@@ -229,6 +236,9 @@ async fn write_usage(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
             if let Err(e) = state.usage.flush(&state.pool, spread).await {
                 state.metrics.usage_flush_failures.inc();
                 tracing::warn!(error = %e, "could not write usage counters; will retry");
+            }
+            if let Err(e) = state.validation_events.flush(&state.pool).await {
+                tracing::warn!(error = %e, "could not write validation events");
             }
         }
     }

@@ -941,3 +941,75 @@ async fn a_first_validation_starts_the_expiry_of_a_policy_that_says_so() {
     assert_eq!(r.body["data"]["attributes"]["expiry"], expiry.as_str());
     v.shutdown().await;
 }
+
+#[tokio::test]
+async fn validations_become_webhook_events_when_an_endpoint_listens() {
+    use keyward_shared::store::webhook_endpoints::{self, EndpointPatch, UrlPolicy};
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let t = tenant(&mut c, true).await;
+    let l = one_license(&mut c, &t, 1).await;
+    let v = validator(&db.url, |_| {}).await;
+    let kg = Keygen::new(&mut c, v.addr()).await;
+    // Nobody listens: validations write nothing.
+    kg.validate_key(json!({"key": l.key}), None).await;
+    let mut w = WriteTx::begin(&mut c, t.actor.clone()).await.unwrap();
+    webhook_endpoints::create(
+        &mut w,
+        &EndpointPatch {
+            url: Some("http://127.0.0.1:9/keygen".into()),
+            subscriptions: Some(vec![
+                "license.validation.succeeded".into(),
+                "license.validation.failed".into(),
+            ]),
+            ..Default::default()
+        },
+        UrlPolicy {
+            allow_http: true,
+            allow_private: true,
+        },
+    )
+    .await
+    .unwrap();
+    w.commit().await.unwrap();
+    assert!(webhook_rows(&c).await.is_empty());
+    // Once the validator has re-read the account's endpoints, each validation is an event.
+    let (rows, took) = eventually(Duration::from_secs(15), "a validation event", || async {
+        kg.validate_key(json!({"key": l.key, "nonce": 9}), None)
+            .await;
+        let rows = webhook_rows(&c).await;
+        (!rows.is_empty()).then_some(rows)
+    })
+    .await;
+    println!("validation events written {took:?} after the endpoint was created");
+    let (event, payload): (String, Value) = (rows[0].get(0), rows[0].get(1));
+    assert_eq!(event, "license.validation.succeeded");
+    assert_eq!(payload["meta"]["code"], "VALID");
+    assert_eq!(payload["data"]["id"], l.id.to_string());
+    // A refused validation is a failed one.
+    let scope = json!({"key": l.key, "scope": {"fingerprint": "not-activated"}});
+    let r = kg.validate_key(scope, None).await;
+    assert_eq!(r.meta("valid"), false);
+    eventually(
+        Duration::from_secs(5),
+        "a failed validation event",
+        || async {
+            let rows = webhook_rows(&c).await;
+            rows.iter()
+                .any(|r| r.get::<_, String>(0) == "license.validation.failed")
+                .then_some(())
+        },
+    )
+    .await;
+    v.shutdown().await;
+}
+
+/// The webhook events written so far, oldest first: (event, payload).
+async fn webhook_rows(c: &tokio_postgres::Client) -> Vec<tokio_postgres::Row> {
+    c.query(
+        "SELECT event, payload FROM webhook_events ORDER BY created_at",
+        &[],
+    )
+    .await
+    .expect("webhook events")
+}

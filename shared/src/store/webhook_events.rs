@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio_postgres::{GenericClient, Row, Transaction};
+use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use crate::error::{StoreError, StoreResult};
@@ -133,10 +133,11 @@ pub fn app_of(payload: &Value) -> Option<Uuid> {
 }
 
 /// Writes one row per (event, enabled endpoint of the account that wants it), then NOTIFYs the
-/// workers when a row was written or `wake` is set. One statement, for `WriteTx::commit` only:
-/// the rows commit with the change or not at all, and NOTIFY is delivered at commit.
-pub(crate) async fn enqueue(
-    tx: &Transaction<'_>,
+/// workers when a row was written or `wake` is set. One statement: in `WriteTx::commit`, the rows
+/// commit with the change or not at all; outside a transaction (the validators' validation
+/// events, which change nothing), they are written as they come.
+pub async fn enqueue<C: GenericClient + Sync>(
+    tx: &C,
     account: Uuid,
     events: &[PendingEvent],
     wake: bool,

@@ -7,6 +7,7 @@ use keyward_shared::keygen_doc::{self as doc, KgError};
 use keyward_shared::keygen_validation as validation;
 use keyward_shared::store::license_details::{self, Filter, LicenseDetail};
 use keyward_shared::store::licenses::{self, GenerateSpec, LicensePatch, UsageChange};
+use keyward_shared::store::webhook_events::{self, PendingEvent};
 use keyward_shared::store::{apps, policies, usage};
 use keyward_shared::verdict::keygen::{starts_expiry, FirstUse};
 use keyward_shared::write::WriteTx;
@@ -432,6 +433,24 @@ async fn validated(
             .kg()?;
     }
     let doc = validation::document(license.as_ref(), &ctx.links, req, now);
+    if let Some(d) = &license {
+        // Its webhook event; a validation changes nothing, so it has no transaction to ride.
+        let valid = doc["meta"]["valid"].as_bool().unwrap_or(false);
+        let event = PendingEvent {
+            event: if valid {
+                "license.validation.succeeded"
+            } else {
+                "license.validation.failed"
+            }
+            .to_owned(),
+            app_id: Some(d.license.app_id),
+            payload: doc.clone(),
+        };
+        let client = ctx.client().await?;
+        webhook_events::enqueue(&**client, ctx.account, &[event], false)
+            .await
+            .kg()?;
+    }
     let answer = Answer::ok(&doc);
     Ok(match license {
         Some(d) => answer.signed_by(d.license.app_id),

@@ -33,7 +33,7 @@ pub async fn by_key(state: &State, caller: &Caller, body: &Value) -> Result<Answ
         Some(d) => Some(writes::first_use(state, d, FirstUse::Validation).await?),
         None => None,
     };
-    Ok(answer(state, caller, license, &req))
+    Ok(answer(state, caller, license, &req).await)
 }
 
 /// `GET|POST licenses/{id|key}/actions/validate`; GET is quick (no scope checks).
@@ -52,7 +52,7 @@ pub async fn by_id(
         )));
     };
     let license = writes::first_use(state, license, FirstUse::Validation).await?;
-    Ok(answer(state, caller, Some(license), &req))
+    Ok(answer(state, caller, Some(license), &req).await)
 }
 
 /// The license as the store has it now (a write of this validator dropped it from the cache).
@@ -92,7 +92,7 @@ pub async fn lookup(
     Ok(found)
 }
 
-fn answer(
+async fn answer(
     state: &State,
     caller: &Caller,
     license: Option<Arc<LicenseDetail>>,
@@ -105,6 +105,17 @@ fn answer(
     let doc = validation::document(license.as_deref(), &caller.links(account), req, now);
     if let Some(d) = &license {
         state.usage.record(d.license.id, now);
+        let valid = doc["meta"]["valid"].as_bool().unwrap_or(false);
+        state
+            .validation_events
+            .record(
+                &state.pool,
+                d.license.account_id,
+                d.license.app_id,
+                valid,
+                &doc,
+            )
+            .await;
     }
     Answer::document(StatusCode::OK, &doc, license.map(|d| d.license.app_id))
 }
