@@ -16,11 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use common::keygen_clients::{blocking, client_license};
 use common::*;
 use keyward_shared::model::License;
-use keyward_shared::policy::{AuthenticationStrategy, PolicyPatch, DEFAULT_HEARTBEAT_SECS};
+use keyward_shared::policy::DEFAULT_HEARTBEAT_SECS;
 use keyward_shared::signing::Ed25519Signer;
-use keyward_shared::store::{licenses, machines, policies, signing_keys};
+use keyward_shared::store::{licenses, machines, signing_keys};
 use keyward_shared::testing::TestDb;
 use keyward_shared::write::WriteTx;
 use keyward_validator::Running;
@@ -88,37 +89,6 @@ fn build() -> PathBuf {
         .find_map(|a| a["executable"].as_str())
         .unwrap_or_else(|| panic!("cargo reported no executable {PROGRAM}"));
     PathBuf::from(exe)
-}
-
-/// Runs `f` on the blocking pool (the validator under test serves from this runtime), passing
-/// its panic on as is.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-}
-
-/// A license the program can use: the app's default policy made explicit (license
-/// authentication, node-locked with one machine, no heartbeat required), so a change of
-/// defaults cannot quietly change what this test covers.
-async fn client_license(c: &mut tokio_postgres::Client, t: &Tenant) -> License {
-    let l = one_license(c, t, 1).await;
-    let mut w = WriteTx::begin(c, t.actor.clone()).await.unwrap();
-    policies::update(
-        &mut w,
-        l.policy_id,
-        &PolicyPatch {
-            authentication_strategy: Some(AuthenticationStrategy::License),
-            floating: Some(false),
-            max_machines: Some(Some(1)),
-            require_heartbeat: Some(false),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    w.commit().await.unwrap();
-    l
 }
 
 /// What the program needs to reach one validator as one license's holder.

@@ -13,11 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use common::keygen_clients::{blocking, client_license};
 use common::*;
 use keyward_shared::model::License;
-use keyward_shared::policy::{AuthenticationStrategy, PolicyPatch, DEFAULT_HEARTBEAT_SECS};
+use keyward_shared::policy::DEFAULT_HEARTBEAT_SECS;
 use keyward_shared::signing::Ed25519Signer;
-use keyward_shared::store::{licenses, policies, signing_keys};
+use keyward_shared::store::{licenses, signing_keys};
 use keyward_shared::testing::TestDb;
 use keyward_shared::write::WriteTx;
 use keyward_validator::Running;
@@ -80,37 +81,6 @@ fn install_sdk() -> PathBuf {
         );
     }
     dir
-}
-
-/// Runs `f` on the blocking pool (the validator under test serves from this runtime), passing
-/// its panic on as is.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-}
-
-/// A license run.py can use: the app's default policy made explicit (license authentication,
-/// node-locked with one machine, no heartbeat required), so a change of defaults cannot
-/// quietly change what this test covers.
-async fn sdk_license(c: &mut tokio_postgres::Client, t: &Tenant) -> License {
-    let l = one_license(c, t, 1).await;
-    let mut w = WriteTx::begin(c, t.actor.clone()).await.unwrap();
-    policies::update(
-        &mut w,
-        l.policy_id,
-        &PolicyPatch {
-            authentication_strategy: Some(AuthenticationStrategy::License),
-            floating: Some(false),
-            max_machines: Some(Some(1)),
-            require_heartbeat: Some(false),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    w.commit().await.unwrap();
-    l
 }
 
 /// What run.py needs to reach one validator as one license's holder.
@@ -371,7 +341,7 @@ async fn keygen_sdk_activates_validates_checks_out_and_deactivates() {
     let db = TestDb::new().await;
     let mut c = db.client().await;
     let t = tenant(&mut c, true).await;
-    let l = sdk_license(&mut c, &t).await;
+    let l = client_license(&mut c, &t).await;
     let v = validator(&db.url, |_| {}).await;
     let sdk = Sdk::new(&mut c, &v, &t).await;
 
@@ -388,7 +358,7 @@ async fn keygen_sdk_works_under_an_account_path() {
     let db = TestDb::new().await;
     let mut c = db.client().await;
     let t = tenant(&mut c, true).await;
-    let l = sdk_license(&mut c, &t).await;
+    let l = client_license(&mut c, &t).await;
     let v = validator(&db.url, |_| {}).await;
     let mut sdk = Sdk::new(&mut c, &v, &t).await;
     let prefix = format!("v1/accounts/{}", t.actor.account_id);
@@ -407,8 +377,8 @@ async fn keygen_sdk_refuses_bad_keys_suspensions_and_foreign_signatures() {
     let db = TestDb::new().await;
     let mut c = db.client().await;
     let t = tenant(&mut c, true).await;
-    let l = sdk_license(&mut c, &t).await;
-    let banned = sdk_license(&mut c, &t).await;
+    let l = client_license(&mut c, &t).await;
+    let banned = client_license(&mut c, &t).await;
     let mut w = WriteTx::begin(&mut c, t.actor.clone()).await.unwrap();
     licenses::ban(&mut w, banned.id, Some("chargeback"))
         .await

@@ -168,25 +168,13 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-fn encode_cursor(l: &License) -> String {
-    format!("{}_{}", l.created_at.timestamp_micros(), l.id)
-}
-
-fn decode_cursor(s: &str) -> StoreResult<(DateTime<Utc>, Uuid)> {
-    let bad = || StoreError::Invalid("cursor is malformed".into());
-    let (micros, id) = s.split_once('_').ok_or_else(bad)?;
-    let micros: i64 = micros.parse().map_err(|_| bad())?;
-    let at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(bad)?;
-    Ok((at, id.parse().map_err(|_| bad())?))
-}
-
 pub async fn list<C: GenericClient + Sync>(
     c: &C,
     account_id: Uuid,
     q: &ListQuery,
 ) -> StoreResult<Page> {
     let limit = super::page_size(q.limit, 50, 500);
-    let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let cursor = q.cursor.as_deref().map(super::decode_cursor).transpose()?;
     let (after_at, after_id) = cursor.unzip();
     let search = q
         .search
@@ -223,7 +211,9 @@ pub async fn list<C: GenericClient + Sync>(
     let mut items: Vec<License> = rows.iter().map(from_row).collect();
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        items.last().map(encode_cursor)
+        items
+            .last()
+            .map(|l| super::encode_cursor(l.created_at, l.id))
     } else {
         None
     };

@@ -58,6 +58,22 @@ impl Offset {
     }
 }
 
+/// The keyset cursor of a list ordered by (created, id) descending: what `next_cursor` says.
+pub(crate) fn encode_cursor(created_at: chrono::DateTime<chrono::Utc>, id: uuid::Uuid) -> String {
+    format!("{}_{}", created_at.timestamp_micros(), id)
+}
+
+/// A cursor back into (created, id); a malformed one is the caller's mistake.
+pub(crate) fn decode_cursor(
+    s: &str,
+) -> crate::error::StoreResult<(chrono::DateTime<chrono::Utc>, uuid::Uuid)> {
+    let bad = || crate::error::StoreError::Invalid("cursor is malformed".into());
+    let (micros, id) = s.split_once('_').ok_or_else(bad)?;
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    let at = chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros).ok_or_else(bad)?;
+    Ok((at, id.parse().map_err(|_| bad())?))
+}
+
 /// Escapes a user-supplied fragment for `ILIKE '%…%'`.
 pub(crate) fn contains_pattern(s: &str) -> String {
     let escaped = s

@@ -185,18 +185,6 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-fn encode_cursor(e: &WebhookEvent) -> String {
-    format!("{}_{}", e.created_at.timestamp_micros(), e.id)
-}
-
-fn decode_cursor(s: &str) -> StoreResult<(DateTime<Utc>, Uuid)> {
-    let bad = || StoreError::Invalid("cursor is malformed".into());
-    let (micros, id) = s.split_once('_').ok_or_else(bad)?;
-    let micros: i64 = micros.parse().map_err(|_| bad())?;
-    let at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(bad)?;
-    Ok((at, id.parse().map_err(|_| bad())?))
-}
-
 /// The account's events, newest first.
 pub async fn list<C: GenericClient + Sync>(
     c: &C,
@@ -211,7 +199,12 @@ pub async fn list<C: GenericClient + Sync>(
             ));
         }
     }
-    let (after_at, after_id) = q.cursor.as_deref().map(decode_cursor).transpose()?.unzip();
+    let (after_at, after_id) = q
+        .cursor
+        .as_deref()
+        .map(super::decode_cursor)
+        .transpose()?
+        .unzip();
     let rows = c
         .query(
             &format!(
@@ -237,7 +230,9 @@ pub async fn list<C: GenericClient + Sync>(
     let mut items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        items.last().map(encode_cursor)
+        items
+            .last()
+            .map(|e| super::encode_cursor(e.created_at, e.id))
     } else {
         None
     };
@@ -553,8 +548,8 @@ mod tests {
     fn cursors_round_trip() {
         let at = DateTime::<Utc>::from_timestamp_micros(1_700_000_000_123_456).unwrap_or_default();
         let id = Uuid::new_v4();
-        let c = format!("{}_{}", at.timestamp_micros(), id);
-        assert_eq!(decode_cursor(&c).ok(), Some((at, id)));
-        assert!(decode_cursor("x_y").is_err());
+        let c = crate::store::encode_cursor(at, id);
+        assert_eq!(crate::store::decode_cursor(&c).ok(), Some((at, id)));
+        assert!(crate::store::decode_cursor("x_y").is_err());
     }
 }

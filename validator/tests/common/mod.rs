@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod hostile_values;
+pub mod keygen_clients;
 
 use std::net::SocketAddr;
 use std::time::Duration;
