@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::keygen_clients::{blocking, client_license};
+use common::keygen_clients::{blocking, client_license, Steps};
 use common::*;
 use keyward_shared::model::License;
 use keyward_shared::policy::DEFAULT_HEARTBEAT_SECS;
@@ -116,7 +116,7 @@ impl Client {
     }
 
     /// Runs one scenario of the program to its end.
-    async fn run(&self, scenario: &str, key: &str, fingerprint: &str) -> Run {
+    async fn run(&self, scenario: &str, key: &str, fingerprint: &str) -> Steps {
         let program = blocking(program).await;
         let mut cmd = Command::new(&program);
         cmd
@@ -137,71 +137,18 @@ impl Client {
         let out = blocking(move || cmd.output())
             .await
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        println!("keygen-rs {scenario}:\n{stdout}");
-        let lines = stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("the program printed {l:?}: {e}"))
-            })
-            .collect();
-        Run {
-            scenario: scenario.to_string(),
-            success: out.status.success(),
-            status: out.status.to_string(),
-            lines,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Steps::from_output("keygen-rs", scenario, &out)
     }
 }
 
-/// The program's report: one JSON object per step.
-struct Run {
-    scenario: String,
-    success: bool,
-    status: String,
-    lines: Vec<Value>,
-    stderr: String,
-}
-
-impl Run {
-    fn step(&self, name: &str) -> Option<&Value> {
-        self.lines
-            .iter()
-            .find(|l| l["step"] == name && l["ok"] == true)
-    }
-
-    /// The steps ran in this order, up to `done`; on a failure, where and why it stopped.
-    fn assert_completed(&self, expected: &[&str]) {
-        let passed: Vec<&str> = self
-            .lines
-            .iter()
-            .filter(|l| l["ok"] == true)
-            .map(|l| l["step"].as_str().unwrap_or("?"))
-            .collect();
-        if !self.success {
-            let failed = self.lines.iter().find(|l| l["ok"] == false);
-            panic!(
-                "keygen-rs scenario `{}` stopped ({}) after {passed:?}\nfailed step: {}\nstderr:\n{}",
-                self.scenario,
-                self.status,
-                failed.map_or_else(|| "(none reported)".to_string(), Value::to_string),
-                self.stderr
-            );
-        }
-        let names: Vec<&str> = self
-            .lines
-            .iter()
-            .map(|l| l["step"].as_str().unwrap_or("?"))
-            .collect();
-        let mut all = vec!["config"];
-        all.extend_from_slice(expected);
-        all.push("done");
-        assert_eq!(names, all, "scenario `{}`: {}", self.scenario, self.stderr);
-        let config = self.step("config").expect("config line");
-        assert_eq!(config["version"], KEYGEN_RS, "{config}");
-    }
+/// The program's steps ran in this order after its `config` line (which names the keygen-rs
+/// version it was built with), then `done`.
+fn assert_completed(run: &Steps, expected: &[&str]) {
+    let mut all = vec!["config"];
+    all.extend_from_slice(expected);
+    run.assert_completed(&all);
+    let config = run.step("config").expect("config line");
+    assert_eq!(config["version"], KEYGEN_RS, "{config}");
 }
 
 const ACTIVATE: &[&str] = &[
@@ -231,7 +178,7 @@ const DEACTIVATE: &[&str] = &[
 ];
 
 /// A validation line: the verdict, and the license and policy it names.
-fn assert_verdict(run: &Run, step: &str, l: &License, code: &str, detail: &str) {
+fn assert_verdict(run: &Steps, step: &str, l: &License, code: &str, detail: &str) {
     let Some(s) = run.step(step) else { return };
     assert_eq!(
         (&s["code"], &s["valid"], &s["detail"]),
@@ -328,7 +275,7 @@ async fn activate(
             );
         }
     }
-    run.assert_completed(ACTIVATE);
+    assert_completed(&run, ACTIVATE);
 
     // The store holds the machine keygen-rs described, as keygen-rs reported it.
     let activated = activated.expect("activate line");
@@ -387,7 +334,7 @@ async fn deactivate(c: &tokio_postgres::Client, client: &Client, l: &License, fi
             );
         }
     }
-    run.assert_completed(DEACTIVATE);
+    assert_completed(&run, DEACTIVATE);
     assert_eq!(machine_count(c, l.id).await, 0);
 }
 
@@ -464,7 +411,7 @@ async fn keygen_rs_refuses_bad_keys_suspensions_and_foreign_signatures() {
         ),
     ] {
         let run = client.run(scenario, key, fingerprint).await;
-        run.assert_completed(&["validate"]);
+        assert_completed(&run, &["validate"]);
         let s = run.step("validate").unwrap();
         assert_eq!(
             (&s["error"], &s["status"], &s["code"], &s["kind"]),
@@ -475,7 +422,7 @@ async fn keygen_rs_refuses_bad_keys_suspensions_and_foreign_signatures() {
 
     client.public_key = Ed25519Signer::generate().public_key_hex();
     let run = client.run("foreign-public-key", &l.key, fingerprint).await;
-    run.assert_completed(&["validate"]);
+    assert_completed(&run, &["validate"]);
     let s = run.step("validate").unwrap();
     assert_eq!(s["error"], "KeygenSignatureInvalid", "{s}");
     assert_eq!(

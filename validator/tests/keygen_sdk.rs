@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::keygen_clients::{blocking, client_license};
+use common::keygen_clients::{blocking, client_license, Steps};
 use common::*;
 use keyward_shared::model::License;
 use keyward_shared::policy::DEFAULT_HEARTBEAT_SECS;
@@ -22,7 +22,7 @@ use keyward_shared::store::{licenses, signing_keys};
 use keyward_shared::testing::TestDb;
 use keyward_shared::write::WriteTx;
 use keyward_validator::Running;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const SDK: &str = "keygen-sdk==1.0.0";
 const SDK_DIST_INFO: &str = "keygen_sdk-1.0.0.dist-info";
@@ -130,88 +130,26 @@ impl Sdk {
         let out = blocking(move || cmd.output())
             .await
             .unwrap_or_else(|e| panic!("cannot run python3 {SCRIPT}: {e}"));
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        println!("run.py {scenario}:\n{stdout}");
-        let lines = stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("run.py printed {l:?}: {e}"))
-            })
-            .collect();
-        Steps {
-            scenario: scenario.to_string(),
-            success: out.status.success(),
-            status: out.status.to_string(),
-            lines,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Steps::from_output("keygen-sdk", scenario, &out)
     }
 }
 
-/// run.py's report: one JSON object per step.
-struct Steps {
-    scenario: String,
-    success: bool,
-    status: String,
-    lines: Vec<Value>,
-    stderr: String,
-}
-
-impl Steps {
-    fn names(&self) -> Vec<&str> {
-        self.lines
-            .iter()
-            .map(|l| l["step"].as_str().unwrap_or("?"))
-            .collect()
-    }
-
-    fn step(&self, name: &str) -> Option<&Value> {
-        self.lines
-            .iter()
-            .find(|l| l["step"] == name && l["ok"] == true)
-    }
-
-    /// The HTTP exchanges of one step: `METHOD target status`.
-    fn calls(&self, name: &str) -> Vec<String> {
-        self.step(name)
-            .and_then(|l| l["calls"].as_array())
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                format!(
-                    "{} {} {}",
-                    c[0].as_str().unwrap_or("?"),
-                    c[1].as_str().unwrap_or("?"),
-                    c[2]
-                )
-            })
-            .collect()
-    }
-
-    /// The steps ran in this order, up to `done`; on a failure, where and why it stopped.
-    fn assert_completed(&self, expected: &[&str]) {
-        let names = self.names();
-        let passed: Vec<&str> = self
-            .lines
-            .iter()
-            .filter(|l| l["ok"] == true)
-            .map(|l| l["step"].as_str().unwrap_or("?"))
-            .collect();
-        if !self.success {
-            let failed = self.lines.iter().find(|l| l["ok"] == false);
-            panic!(
-                "keygen-sdk scenario `{}` stopped ({}) after {passed:?}\nfailed step: {}\nstderr:\n{}",
-                self.scenario,
-                self.status,
-                failed.map_or_else(|| "(none reported)".to_string(), Value::to_string),
-                self.stderr
-            );
-        }
-        let mut all = expected.to_vec();
-        all.push("done");
-        assert_eq!(names, all, "scenario `{}`: {}", self.scenario, self.stderr);
-    }
+/// The HTTP exchanges of one step: `METHOD target status`.
+fn calls(steps: &Steps, name: &str) -> Vec<String> {
+    steps
+        .step(name)
+        .and_then(|l| l["calls"].as_array())
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            format!(
+                "{} {} {}",
+                c[0].as_str().unwrap_or("?"),
+                c[1].as_str().unwrap_or("?"),
+                c[2]
+            )
+        })
+        .collect()
 }
 
 const LIFECYCLE: &[&str] = &[
@@ -243,7 +181,7 @@ fn assert_lifecycle(steps: &Steps, prefix: &str, l: &License, fingerprint: &str)
             "{s}"
         );
         assert_eq!(s["policy"], l.policy_id.to_string());
-        assert_eq!(steps.calls("me"), [format!("GET {prefix}/me 200")]);
+        assert_eq!(calls(steps, "me"), [format!("GET {prefix}/me 200")]);
     }
     for name in ["validate-unactivated", "validate-deactivated"] {
         if let Some(s) = steps.step(name) {
@@ -258,7 +196,7 @@ fn assert_lifecycle(steps: &Steps, prefix: &str, l: &License, fingerprint: &str)
             );
             assert_eq!(s["scope"]["fingerprint"], fingerprint);
             assert_eq!(
-                steps.calls(name),
+                calls(steps, name),
                 [
                     format!("GET {prefix}/me 200"),
                     format!("POST {prefix}/licenses/{id}/actions/validate 200"),
@@ -271,7 +209,7 @@ fn assert_lifecycle(steps: &Steps, prefix: &str, l: &License, fingerprint: &str)
         assert_eq!(s["license"], id);
         assert_eq!(s["heartbeat_status"], "NOT_STARTED");
         assert_eq!(
-            steps.calls("activate"),
+            calls(steps, "activate"),
             [format!("POST {prefix}/machines 201")]
         );
         s["id"].as_str().expect("machine id").to_string()
@@ -285,7 +223,7 @@ fn assert_lifecycle(steps: &Steps, prefix: &str, l: &License, fingerprint: &str)
     if let Some(s) = steps.step("machine") {
         assert_eq!(s["id"], json!(machine));
         assert_eq!(
-            steps.calls("machine"),
+            calls(steps, "machine"),
             [format!("GET {prefix}/machines/{fingerprint} 200")]
         );
     }
@@ -301,7 +239,7 @@ fn assert_lifecycle(steps: &Steps, prefix: &str, l: &License, fingerprint: &str)
         assert_eq!(s["heartbeat_duration"], DEFAULT_HEARTBEAT_SECS);
         let machine = machine.as_deref().unwrap_or("?");
         assert_eq!(
-            steps.calls("ping"),
+            calls(steps, "ping"),
             [format!("POST {prefix}/machines/{machine}/actions/ping 200")]
         );
     }
@@ -309,7 +247,7 @@ fn assert_lifecycle(steps: &Steps, prefix: &str, l: &License, fingerprint: &str)
         // Keygen's default TTL: one month.
         assert_eq!(s["ttl"], 2_629_746, "{s}");
         assert_eq!(
-            steps.calls("license-checkout"),
+            calls(steps, "license-checkout"),
             [format!(
                 "POST {prefix}/licenses/{id}/actions/check-out\
                  ?algorithm=aes-256-gcm%2Bed25519&encrypt=true&include=entitlements 200"
@@ -322,7 +260,7 @@ fn assert_lifecycle(steps: &Steps, prefix: &str, l: &License, fingerprint: &str)
     if steps.step("deactivate").is_some() {
         let machine = machine.as_deref().unwrap_or("?");
         assert_eq!(
-            steps.calls("deactivate"),
+            calls(steps, "deactivate"),
             [format!("DELETE {prefix}/machines/{machine} 204")]
         );
     }
@@ -396,7 +334,7 @@ async fn keygen_sdk_refuses_bad_keys_suspensions_and_foreign_signatures() {
         (&s["status"], &s["code"]),
         (&json!(401), &json!("LICENSE_INVALID"))
     );
-    assert_eq!(steps.calls("validate"), ["GET /keygen/v1/me 401"]);
+    assert_eq!(calls(&steps, "validate"), ["GET /keygen/v1/me 401"]);
 
     let steps = sdk.run("suspended", &banned.key, fingerprint).await;
     steps.assert_completed(&["sdk", "validate"]);
@@ -412,6 +350,6 @@ async fn keygen_sdk_refuses_bad_keys_suspensions_and_foreign_signatures() {
     steps.assert_completed(&["sdk", "validate"]);
     let s = steps.step("validate").unwrap();
     assert_eq!(s["outcome"], "ResponseSignatureInvalidError", "{s}");
-    assert_eq!(steps.calls("validate"), ["GET /keygen/v1/me 200"]);
+    assert_eq!(calls(&steps, "validate"), ["GET /keygen/v1/me 200"]);
     v.shutdown().await;
 }
