@@ -23,6 +23,16 @@ if ! python3 -m pip --version >/dev/null 2>&1; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-pip >&2
 fi
+# The Roblox key-system client tests run the real Lua libraries (validator/tests/roblox_clients/)
+# under Debian's Lua 5.1 with lua-cjson, their HTTP going through curl.
+if ! command -v lua5.1 >/dev/null 2>&1 || ! lua5.1 -e 'require "cjson"' >/dev/null 2>&1 \
+  || ! command -v curl >/dev/null 2>&1; then
+  echo "keyward: installing lua5.1, lua-cjson and curl for the Roblox client tests" >&2
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq lua5.1 lua-cjson curl >&2
+fi
 datadir=$(mktemp -d /tmp/keyward-test-pg.XXXXXX)
 chmod 755 "$datadir"
 cleanup() { pg_stop "$datadir"; rm -rf "$datadir"; }

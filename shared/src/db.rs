@@ -74,6 +74,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "account_users",
         include_str!("../migrations/0013_account_users.sql"),
     ),
+    (
+        14,
+        "key_systems",
+        include_str!("../migrations/0014_key_systems.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying Keyward's migration lock among advisory locks.

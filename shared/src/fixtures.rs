@@ -29,6 +29,7 @@ pub fn app() -> App {
         url: None,
         platforms: Vec::new(),
         metadata: serde_json::Map::new(),
+        key_system: Default::default(),
         created_at: Utc::now(),
         updated_at: Utc::now(),
     }
@@ -63,5 +64,9 @@ pub fn license(hwid: &str) -> License {
         max_uses: Some(1),
         uses: 0,
         used_by: None,
+        traits: crate::model::KeyTraits {
+            hwid_check: true,
+            ..Default::default()
+        },
     }
 }

@@ -28,6 +28,8 @@ pub enum Invalidation {
     Vars { app: Uuid },
     /// One client-API session changed (logged in, logged out, deleted).
     Session { app: Uuid, id: String },
+    /// One HWID's keyless entry of the app changed.
+    Keyless { app: Uuid, hwid: String },
     /// Drop everything.
     All,
 }

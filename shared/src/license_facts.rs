@@ -22,6 +22,10 @@ pub struct LicenseFacts {
     /// `i32::MAX` when there is no limit.
     pub max_uses: i32,
     pub uses: i32,
+    /// Key-system traits (`KeyTraits`): premium, HWIDs bound and checked at all, one-time use.
+    pub premium: bool,
+    pub hwid_check: bool,
+    pub one_time_use: bool,
     used_at: OptI64,
     expires_at: OptI64,
     duration_secs: OptI64,
@@ -53,6 +57,9 @@ impl From<&License> for LicenseFacts {
         facts.ip_limit = l.ip_limit;
         facts.max_uses = l.max_uses.unwrap_or(i32::MAX);
         facts.uses = l.uses;
+        facts.premium = l.traits.premium;
+        facts.hwid_check = l.traits.hwid_check;
+        facts.one_time_use = l.traits.one_time_use;
         facts
     }
 }
@@ -82,6 +89,9 @@ impl LicenseFacts {
             ip_limit: 0,
             max_uses: 0,
             uses: 0,
+            premium: false,
+            hwid_check: true,
+            one_time_use: false,
             used_at: OptI64::time(used_at),
             expires_at: OptI64::time(expires_at),
             duration_secs: OptI64::new(duration_secs),

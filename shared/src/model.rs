@@ -109,8 +109,47 @@ pub struct App {
     pub url: Option<String>,
     pub platforms: Vec<String>,
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// How the Roblox key systems address and run it (Panda's service, Junkie's service).
+    pub key_system: KeySystemSettings,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// An app as a key-system service: its public addresses, keyless mode, what its legacy loaders
+/// send as a HWID, its get-key page and its HWID-reset rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeySystemSettings {
+    /// Stable integer id (Junkie's `service_id`).
+    pub num_id: i64,
+    /// Globally unique public name (Panda's `service`), `[A-Za-z0-9_-]{1,64}`.
+    pub service_id: Option<String>,
+    /// Validations succeed without a key (Junkie's `KEYLESS`, Panda's `key=keyless`).
+    pub keyless_mode: bool,
+    /// Lifetime of a keyless entry made by a validation.
+    pub keyless_ttl_secs: i32,
+    /// `playerid`, `hwidplayer`, `hwidonly`, `fingerprint` or `iponly` (Panda's `getconfig`).
+    pub auth_mode: String,
+    /// Where end users get a key.
+    pub get_key_url: Option<String>,
+    /// Minimum time between two HWID resets of one key; 0: none.
+    pub hwid_reset_cooldown_secs: i32,
+    /// End users may reset their own key's HWIDs (within the cooldown).
+    pub self_hwid_reset: bool,
+}
+
+impl Default for KeySystemSettings {
+    fn default() -> Self {
+        KeySystemSettings {
+            num_id: 0,
+            service_id: None,
+            keyless_mode: false,
+            keyless_ttl_secs: 86_400,
+            auth_mode: "hwidonly".into(),
+            get_key_url: None,
+            hwid_reset_cooldown_secs: 0,
+            self_hwid_reset: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSql, FromSql)]
@@ -127,7 +166,7 @@ pub enum LicenseStatus {
 pub struct BoundHwid {
     pub hwid: String,
     pub bound_at: DateTime<Utc>,
-    /// `validate` (bound by a client's first use) or `admin`.
+    /// `validate` (bound by a client's first use), `admin`, `api` or `manual`.
     pub bound_by: String,
 }
 
@@ -202,6 +241,28 @@ pub struct License {
     pub uses: i32,
     /// The end user who redeemed it (KeyAuth's `used_by`).
     pub used_by: Option<String>,
+    /// What the Roblox key systems add to a key (Panda, Junkie).
+    pub traits: KeyTraits,
+}
+
+/// A license's key-system attributes: a stable integer id for integer-addressing APIs, premium,
+/// whether HWIDs are bound at all, one-time use, and who or what it was handed to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KeyTraits {
+    /// Stable integer id (Junkie's key `id`); unique across the deployment.
+    pub num_id: i64,
+    pub premium: bool,
+    /// False: no HWID is bound or checked (Junkie's `no_hwid`, Panda's `noHwidValidation`).
+    pub hwid_check: bool,
+    /// Consumed by its first successful validation (the license's own, else its policy's).
+    pub one_time_use: bool,
+    /// A days key: the first use replaces the provisional `expires_at` by now + `duration_secs`.
+    pub restart_expiry_on_first_use: bool,
+    pub discord_id: Option<String>,
+    /// The checkpoint provider that handed it out (`key_providers`).
+    pub provider_id: Option<i64>,
+    /// The last HWID reset (the per-app cooldown counts from it).
+    pub hwid_reset_at: Option<DateTime<Utc>>,
 }
 
 impl License {

@@ -31,10 +31,12 @@ pub enum Code {
     HwidMismatch,
     TooManyHwids,
     IpLimit,
+    /// A one-time key whose single use is spent.
+    AlreadyUsed,
 }
 
 impl Code {
-    pub const ALL: [Code; 10] = [
+    pub const ALL: [Code; 11] = [
         Code::Valid,
         Code::NotFound,
         Code::AppPaused,
@@ -45,6 +47,7 @@ impl Code {
         Code::HwidMismatch,
         Code::TooManyHwids,
         Code::IpLimit,
+        Code::AlreadyUsed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +62,7 @@ impl Code {
             Code::HwidMismatch => "HWID_MISMATCH",
             Code::TooManyHwids => "TOO_MANY_HWIDS",
             Code::IpLimit => "IP_LIMIT",
+            Code::AlreadyUsed => "ALREADY_USED",
         }
     }
 
@@ -124,6 +128,19 @@ pub fn decide(
     facts: RequestFacts<'_>,
     now: DateTime<Utc>,
 ) -> Decision {
+    decide_with(app, license, blacklist, facts, now, false)
+}
+
+/// `decide`, where `consumed_by_us` says this request's own activation was the license's first
+/// use (so a one-time key just spent by it is still valid for it).
+fn decide_with(
+    app: &App,
+    license: Option<&LicenseFacts>,
+    blacklist: &BlacklistView,
+    facts: RequestFacts<'_>,
+    now: DateTime<Utc>,
+    consumed_by_us: bool,
+) -> Decision {
     use Decision::Final;
 
     if app.paused {
@@ -155,12 +172,19 @@ pub fn decide(
         }
     }
 
+    if license.one_time_use && license.used_at().is_some() && !consumed_by_us {
+        return Final(Verdict::fail(
+            Code::AlreadyUsed,
+            "this one-time key has already been used",
+        ));
+    }
+
     let mut activation = Activation {
         first_use: license.used_at().is_none(),
         ..Activation::default()
     };
 
-    if app.hwid_lock {
+    if app.hwid_lock && license.hwid_check {
         let Some(hwid) = facts.hwid else {
             return Final(Verdict::fail(
                 Code::HwidRequired,
@@ -220,8 +244,9 @@ pub fn decide_after_activation(
     blacklist: &BlacklistView,
     facts: RequestFacts<'_>,
     now: DateTime<Utc>,
+    first_use_was_ours: bool,
 ) -> Verdict {
-    match decide(app, Some(license), blacklist, facts, now) {
+    match decide_with(app, Some(license), blacklist, facts, now, first_use_was_ours) {
         Decision::Final(v) => v,
         Decision::Activate(a) if a.bind_hwid.is_some() => {
             if license.hwid_limit == 1 {

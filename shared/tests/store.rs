@@ -280,7 +280,7 @@ async fn concurrent_activations_never_exceed_the_hwid_limit() {
                 .unwrap()
                 .unwrap();
             w.commit().await.unwrap();
-            fresh.has_hwid(&format!("HWID-{i}"))
+            fresh.license.has_hwid(&format!("HWID-{i}"))
         }));
     }
     let mut bound = 0;
@@ -317,7 +317,8 @@ async fn first_use_starts_expiry_once() {
         .unwrap()
         .unwrap();
     w.commit().await.unwrap();
-    let (used, exp) = (fresh.used_at.unwrap(), fresh.expires_at.unwrap());
+    assert!(fresh.first_use);
+    let (used, exp) = (fresh.license.used_at.unwrap(), fresh.license.expires_at.unwrap());
     assert_eq!((exp - used).num_seconds(), 3600);
 
     // A second activation does not move the clock.
@@ -327,7 +328,8 @@ async fn first_use_starts_expiry_once() {
         .unwrap()
         .unwrap();
     w.commit().await.unwrap();
-    assert_eq!(again.expires_at, Some(exp));
+    assert!(!again.first_use);
+    assert_eq!(again.license.expires_at, Some(exp));
 
     // Extending an expired license counts from now.
     c.execute(

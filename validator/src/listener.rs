@@ -209,6 +209,7 @@ fn kind(inv: &invalidation::Invalidation) -> &'static str {
         invalidation::Invalidation::User { .. } => "user",
         invalidation::Invalidation::Vars { .. } => "vars",
         invalidation::Invalidation::Session { .. } => "session",
+        invalidation::Invalidation::Keyless { .. } => "keyless",
         invalidation::Invalidation::All => "all",
     }
 }

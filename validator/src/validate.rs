@@ -13,7 +13,7 @@ use keyward_shared::write::{Actor, WriteTx};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::cache::CacheError;
+use crate::cache::{AppView, CacheError};
 use crate::error::ApiError;
 use crate::health::Freshness;
 use crate::timestamp::{Fraction, Rfc3339};
@@ -126,28 +126,47 @@ pub async fn validate(state: &State, v: Validation<'_>, ip: IpAddr) -> Result<Ve
             format!("no app with id {}", v.app),
         ));
     };
-    let license = state.caches.license(v.app, v.key).await?;
     let facts = RequestFacts {
         hwid: v.hwid,
         ip: Some(ip),
     };
     let now = Utc::now();
+    let (verdict, license) = run_rules(state, &app, v.key, facts, now).await?;
+    state.metrics.verdict(verdict.code);
+    if let Some(l) = &license {
+        state.usage.record(l.id, now);
+    }
+    Ok(render(&verdict, license.as_ref(), v.key, v.nonce, now))
+}
+
+/// The core's validation of `key` in `app` from the caches: the rules, and the atomic first-use
+/// write when they ask for one. Every facade that validates a key (native, Panda, Junkie) calls
+/// this and only translates the verdict.
+pub async fn run_rules(
+    state: &State,
+    app: &AppView,
+    key: &str,
+    facts: RequestFacts<'_>,
+    now: DateTime<Utc>,
+) -> Result<(Verdict, Option<LicenseFacts>), ApiError> {
+    let license = state.caches.license(app.app.id, key).await?;
     let decision = verdict::decide(&app.app, license.as_ref(), &app.blacklist, facts, now);
-    let (verdict, license) = match decision {
+    Ok(match decision {
         Decision::Final(verdict) => (verdict, license),
         Decision::Activate(activation) => {
             // `decide` only asks to activate an existing license.
             let Some(current) = license else {
                 return Err(ApiError::unavailable("license vanished during validation"));
             };
-            match activate(state, &app.app, &current, v.key, &activation).await? {
-                Some(fresh) => {
+            match activate(state, &app.app, &current, key, &activation).await? {
+                Some((fresh, first_use)) => {
                     let verdict = verdict::decide_after_activation(
                         &app.app,
                         &fresh,
                         &app.blacklist,
                         facts,
                         Utc::now(),
+                        first_use,
                     );
                     (verdict, Some(fresh))
                 }
@@ -162,12 +181,7 @@ pub async fn validate(state: &State, v: Validation<'_>, ip: IpAddr) -> Result<Ve
                 ),
             }
         }
-    };
-    state.metrics.verdict(verdict.code);
-    if let Some(l) = &license {
-        state.usage.record(l.id, now);
-    }
-    Ok(render(&verdict, license.as_ref(), v.key, v.nonce, now))
+    })
 }
 
 /// The atomic first-use write (limits re-checked under a row lock in SQL), committed with its
@@ -178,7 +192,7 @@ async fn activate(
     license: &LicenseFacts,
     key: &str,
     activation: &Activation,
-) -> Result<Option<LicenseFacts>, ApiError> {
+) -> Result<Option<(LicenseFacts, bool)>, ApiError> {
     if state.health.freshness() != Freshness::Live {
         return Err(CacheError::Unavailable.into());
     }
@@ -199,7 +213,7 @@ async fn activate(
     wtx.commit().await.map_err(store_err)?;
     state.metrics.activations.inc();
     state.caches.forget_license(app.id, key);
-    Ok(fresh.map(|l| l.facts()))
+    Ok(fresh.map(|a| (a.license.facts(), a.first_use)))
 }
 
 fn render(

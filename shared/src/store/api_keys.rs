@@ -26,6 +26,8 @@ pub const SCOPES: &[&str] = &[
     "api_keys:write",
     "webhooks:read",
     "webhooks:write",
+    // Junkie's REST API v2 (`/api/v2/keys`, services, providers).
+    "rest-api:*",
 ];
 
 const COLUMNS: &str = "id, name, prefix, scopes, created_at, last_used_at, revoked_at";
@@ -226,4 +228,117 @@ pub async fn authenticate_seller<C: GenericClient + Sync>(
         )
         .await?;
     Ok(row.map(|r| (r.get("account_id"), from_row(&r))))
+}
+
+/// Panda service keys (`apiKey`): one app's key for the Panda admin API and the execution
+/// counter. Stored hashed, shown once, revoked rather than deleted.
+pub async fn create_service_key(
+    wtx: &mut WriteTx<'_>,
+    app_id: Uuid,
+    name: &str,
+) -> StoreResult<(ApiKey, String)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(StoreError::Invalid(
+            "name must be 1 to 100 characters".into(),
+        ));
+    }
+    super::apps::owned(wtx, app_id).await?;
+    // Alphanumeric only: Panda's clients put it into URLs without encoding.
+    let plaintext = format!("pk{}", secrets::random_token(40));
+    let prefix: String = plaintext.chars().take(8).collect();
+    let row = wtx
+        .tx()
+        .query_one(
+            &format!(
+                "INSERT INTO api_keys (id, account_id, name, prefix, key_hash, scopes, kind, app_id)
+                 VALUES ($1, $2, $3, $4, $5, ARRAY['*'], 'service', $6) RETURNING {COLUMNS}"
+            ),
+            &[
+                &Uuid::new_v4(),
+                &wtx.account_id(),
+                &name,
+                &prefix,
+                &secrets::sha256(&plaintext),
+                &app_id,
+            ],
+        )
+        .await?;
+    let key = from_row(&row);
+    wtx.invalidate(crate::invalidation::Invalidation::App { app: app_id });
+    wtx.audit(
+        "service_key.create",
+        "app",
+        Some(app_id.to_string()),
+        json!({"id": key.id, "name": key.name, "prefix": key.prefix}),
+    );
+    Ok((key, plaintext))
+}
+
+pub async fn list_service_keys<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    app_id: Uuid,
+) -> StoreResult<Vec<ApiKey>> {
+    Ok(c
+        .query(
+            &format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = $1 AND app_id = $2 AND kind = 'service' ORDER BY created_at DESC"),
+            &[&account_id, &app_id],
+        )
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
+}
+
+/// Revokes a service key; validators drop their copy of its app's keys.
+pub async fn revoke_service_key(wtx: &mut WriteTx<'_>, app_id: Uuid, id: Uuid) -> StoreResult<ApiKey> {
+    let row = wtx
+        .tx()
+        .query_opt(
+            &format!(
+                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
+                 WHERE id = $1 AND account_id = $2 AND app_id = $3 AND kind = 'service' RETURNING {COLUMNS}"
+            ),
+            &[&id, &wtx.account_id(), &app_id],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("service key"))?;
+    let key = from_row(&row);
+    wtx.invalidate(crate::invalidation::Invalidation::App { app: app_id });
+    wtx.audit(
+        "service_key.revoke",
+        "app",
+        Some(app_id.to_string()),
+        json!({"id": key.id, "prefix": key.prefix}),
+    );
+    Ok(key)
+}
+
+/// What a service key opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceKey {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub app_id: Uuid,
+}
+
+/// Resolves a presented Panda `apiKey` (not revoked) to its app. A read only: the validator
+/// calls it on a cache miss of the execution counter, so it records no `last_used_at`.
+pub async fn find_service_key<C: GenericClient + Sync>(
+    c: &C,
+    plaintext: &str,
+) -> StoreResult<Option<ServiceKey>> {
+    Ok(c
+        .query_opt(
+            "SELECT id, account_id, app_id FROM api_keys
+              WHERE key_hash = $1 AND revoked_at IS NULL AND kind = 'service'",
+            &[&secrets::sha256(plaintext)],
+        )
+        .await?
+        .map(|r| ServiceKey {
+            id: r.get("id"),
+            account_id: r.get("account_id"),
+            app_id: r.get("app_id"),
+        }))
 }

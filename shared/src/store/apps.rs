@@ -7,14 +7,19 @@ use uuid::Uuid;
 
 use crate::error::{StoreError, StoreResult};
 use crate::invalidation::Invalidation;
-use crate::model::{present, App};
+use crate::model::{present, App, KeySystemSettings};
 use crate::write::WriteTx;
 use crate::{client_api, secrets};
 
 const COLUMNS: &str =
     "id, account_id, name, secret, version, paused, hwid_lock, anti_vpn, hash_check,
     download_url, force_hwid, min_hwid_len, session_secs, force_encryption, min_username_len,
-    program_hashes, messages, signing_key_id, code, url, platforms, metadata, created_at, updated_at";
+    program_hashes, messages, signing_key_id, code, url, platforms, metadata, created_at, updated_at,
+    num_id, service_id, keyless_mode, keyless_ttl_secs, auth_mode, get_key_url,
+    hwid_reset_cooldown_secs, self_hwid_reset";
+
+/// The key-system modes of Panda's `getconfig`.
+pub const AUTH_MODES: [&str; 5] = ["playerid", "hwidplayer", "hwidonly", "fingerprint", "iponly"];
 
 fn from_row(r: &Row) -> App {
     App {
@@ -49,6 +54,16 @@ fn from_row(r: &Row) -> App {
         metadata: match r.get::<_, serde_json::Value>("metadata") {
             serde_json::Value::Object(m) => m,
             _ => serde_json::Map::new(),
+        },
+        key_system: KeySystemSettings {
+            num_id: r.get("num_id"),
+            service_id: r.get("service_id"),
+            keyless_mode: r.get("keyless_mode"),
+            keyless_ttl_secs: r.get("keyless_ttl_secs"),
+            auth_mode: r.get("auth_mode"),
+            get_key_url: r.get("get_key_url"),
+            hwid_reset_cooldown_secs: r.get("hwid_reset_cooldown_secs"),
+            self_hwid_reset: r.get("self_hwid_reset"),
         },
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
@@ -86,6 +101,16 @@ pub struct AppPatch {
     pub url: Option<Option<String>>,
     pub platforms: Option<Vec<String>>,
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Key-system settings (`KeySystemSettings`); `null` clears the service id or get-key URL.
+    #[serde(default, deserialize_with = "present")]
+    pub service_id: Option<Option<String>>,
+    pub keyless_mode: Option<bool>,
+    pub keyless_ttl_secs: Option<i32>,
+    pub auth_mode: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub get_key_url: Option<Option<String>>,
+    pub hwid_reset_cooldown_secs: Option<i32>,
+    pub self_hwid_reset: Option<bool>,
 }
 
 /// Checks the client settings of a patch; returns the normalised download URL (`Some("")`
@@ -191,6 +216,9 @@ pub async fn create(wtx: &mut WriteTx<'_>, patch: &AppPatch) -> StoreResult<App>
     if let Some(updated) = set_product_details(wtx, app.id, patch).await? {
         app = updated;
     }
+    if let Some(updated) = set_key_system(wtx, app.id, patch).await? {
+        app = updated;
+    }
     // Every app starts with a tier, as KeyAuth's do, so users and keys always have one to get.
     wtx.tx()
         .execute(
@@ -236,6 +264,50 @@ pub async fn get<C: GenericClient + Sync>(c: &C, account_id: Uuid, id: Uuid) -> 
     .await?
     .map(|r| from_row(&r))
     .ok_or(StoreError::NotFound("app"))
+}
+
+/// The app behind a public service id (Panda's `service`), for the validator: unscoped,
+/// because the service id is unique across the deployment.
+pub async fn id_by_service<C: GenericClient + Sync>(
+    c: &C,
+    service_id: &str,
+) -> StoreResult<Option<Uuid>> {
+    Ok(c.query_opt("SELECT id FROM apps WHERE service_id = $1", &[&service_id])
+        .await?
+        .map(|r| r.get(0)))
+}
+
+/// An app of the account with this integer id or this exact name (Junkie's `service`, sent as
+/// either), given the account's integer id (Junkie's `identifier`).
+pub async fn id_by_account_service<C: GenericClient + Sync>(
+    c: &C,
+    account_num_id: i64,
+    service: &str,
+) -> StoreResult<Option<Uuid>> {
+    let num: Option<i64> = service.parse().ok();
+    Ok(c.query_opt(
+        "SELECT a.id FROM apps a JOIN accounts c ON c.id = a.account_id
+          WHERE c.num_id = $1 AND (a.num_id = $2 OR a.name = $3)
+          ORDER BY (a.num_id = $2) DESC NULLS LAST LIMIT 1",
+        &[&account_num_id, &num, &service],
+    )
+    .await?
+    .map(|r| r.get(0)))
+}
+
+/// An app of the account by its integer id (Junkie's `service_id`).
+pub async fn id_by_num<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    num_id: i64,
+) -> StoreResult<Uuid> {
+    c.query_opt(
+        "SELECT id FROM apps WHERE num_id = $1 AND account_id = $2",
+        &[&num_id, &account_id],
+    )
+    .await?
+    .map(|r| r.get(0))
+    .ok_or(StoreError::NotFound("service"))
 }
 
 /// Unscoped lookup for the validator, whose callers address apps by id.
@@ -284,6 +356,7 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &AppPatch) -> StoreR
         None => from_row(&row),
     };
     let row = set_product_details(wtx, id, patch).await?.unwrap_or(row);
+    let row = set_key_system(wtx, id, patch).await?.unwrap_or(row);
     wtx.invalidate(Invalidation::App { app: id });
     wtx.audit(
         "app.update",
@@ -295,9 +368,94 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &AppPatch) -> StoreR
                "min_hwid_len": patch.min_hwid_len, "session_secs": patch.session_secs,
                "force_encryption": patch.force_encryption, "min_username_len": patch.min_username_len,
                "program_hashes": patch.program_hashes, "messages": patch.messages,
-               "signing_key_id": patch.signing_key_id}),
+               "signing_key_id": patch.signing_key_id, "service_id": patch.service_id,
+               "keyless_mode": patch.keyless_mode, "keyless_ttl_secs": patch.keyless_ttl_secs,
+               "auth_mode": patch.auth_mode, "get_key_url": patch.get_key_url,
+               "hwid_reset_cooldown_secs": patch.hwid_reset_cooldown_secs,
+               "self_hwid_reset": patch.self_hwid_reset}),
     );
     Ok(row)
+}
+
+/// Writes the key-system settings a patch carries (checked here); `None` when it carries none.
+async fn set_key_system(
+    wtx: &mut WriteTx<'_>,
+    id: Uuid,
+    p: &AppPatch,
+) -> StoreResult<Option<App>> {
+    if p.service_id.is_none()
+        && p.keyless_mode.is_none()
+        && p.keyless_ttl_secs.is_none()
+        && p.auth_mode.is_none()
+        && p.get_key_url.is_none()
+        && p.hwid_reset_cooldown_secs.is_none()
+        && p.self_hwid_reset.is_none()
+    {
+        return Ok(None);
+    }
+    let invalid = |m: &str| Err(StoreError::Invalid(m.into()));
+    if let Some(Some(s)) = &p.service_id {
+        if s.is_empty()
+            || s.len() > 64
+            || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return invalid("service_id must be 1 to 64 letters, digits, '_' or '-'");
+        }
+    }
+    if p
+        .keyless_ttl_secs
+        .is_some_and(|t| !(60..=31_536_000).contains(&t))
+    {
+        return invalid("keyless_ttl_secs must be between 60 and 31536000 (a year)");
+    }
+    if let Some(mode) = &p.auth_mode {
+        if !AUTH_MODES.contains(&mode.as_str()) {
+            return Err(StoreError::Invalid(format!(
+                "auth_mode must be one of {}",
+                AUTH_MODES.join(", ")
+            )));
+        }
+    }
+    if let Some(Some(url)) = &p.get_key_url {
+        if url.len() > 2000 || !(url.starts_with("https://") || url.starts_with("http://")) {
+            return invalid("get_key_url must be an http(s) URL of at most 2000 characters");
+        }
+    }
+    if p.hwid_reset_cooldown_secs.is_some_and(|c| c < 0) {
+        return invalid("hwid_reset_cooldown_secs must be 0 or more");
+    }
+    let row = wtx
+        .tx()
+        .query_opt(
+            &format!(
+                "UPDATE apps SET service_id = CASE WHEN $3 THEN $4 ELSE service_id END,
+                        keyless_mode = coalesce($5, keyless_mode),
+                        keyless_ttl_secs = coalesce($6, keyless_ttl_secs),
+                        auth_mode = coalesce($7, auth_mode),
+                        get_key_url = CASE WHEN $8 THEN $9 ELSE get_key_url END,
+                        hwid_reset_cooldown_secs = coalesce($10, hwid_reset_cooldown_secs),
+                        self_hwid_reset = coalesce($11, self_hwid_reset),
+                        updated_at = now()
+                 WHERE id = $1 AND account_id = $2 RETURNING {COLUMNS}"
+            ),
+            &[
+                &id,
+                &wtx.account_id(),
+                &p.service_id.is_some(),
+                &p.service_id.clone().flatten(),
+                &p.keyless_mode,
+                &p.keyless_ttl_secs,
+                &p.auth_mode,
+                &p.get_key_url.is_some(),
+                &p.get_key_url.clone().flatten(),
+                &p.hwid_reset_cooldown_secs,
+                &p.self_hwid_reset,
+            ],
+        )
+        .await
+        .map_err(|e| StoreError::from(e).conflict_on_unique("this service_id is taken"))?
+        .ok_or(StoreError::NotFound("app"))?;
+    Ok(Some(from_row(&row)))
 }
 
 /// Writes the product details a patch carries (checked here); `None` when it carries none.

@@ -10,7 +10,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::invalidation::Invalidation;
 use crate::keygen::{Mask, DEFAULT_MASK};
 use crate::license_facts::LicenseFacts;
-use crate::model::{check_metadata, present, BoundHwid, License, LicenseStatus};
+use crate::model::{check_metadata, present, BoundHwid, KeyTraits, License, LicenseStatus};
 use crate::verdict::Activation;
 use crate::write::WriteTx;
 
@@ -23,6 +23,8 @@ pub(super) const SELECT: &str = concat!(
     limits!(),
     ", u.last_validated_at, coalesce(u.validation_count, 0) AS validation_count,
        coalesce(l.max_uses, p.max_uses) AS max_uses, l.uses, l.used_by,
+       l.num_id, l.premium, l.hwid_check, coalesce(l.one_time_use, p.one_time_use) AS one_time_use,
+       l.restart_expiry_on_first_use, l.discord_id, l.provider_id, l.hwid_reset_at,
        ARRAY(SELECT h.fingerprint FROM machines h WHERE h.license_id = l.id ORDER BY h.bound_at, h.fingerprint) AS hwids,
        ARRAY(SELECT h.bound_at FROM machines h WHERE h.license_id = l.id ORDER BY h.bound_at, h.fingerprint) AS hwid_bound_at,
        ARRAY(SELECT h.bound_by FROM machines h WHERE h.license_id = l.id ORDER BY h.bound_at, h.fingerprint) AS hwid_bound_by,
@@ -67,6 +69,16 @@ pub(super) fn from_row(r: &Row) -> License {
         max_uses: r.get("max_uses"),
         uses: r.get("uses"),
         used_by: r.get("used_by"),
+        traits: KeyTraits {
+            num_id: r.get("num_id"),
+            premium: r.get("premium"),
+            hwid_check: r.get("hwid_check"),
+            one_time_use: r.get("one_time_use"),
+            restart_expiry_on_first_use: r.get("restart_expiry_on_first_use"),
+            discord_id: r.get("discord_id"),
+            provider_id: r.get("provider_id"),
+            hwid_reset_at: r.get("hwid_reset_at"),
+        },
     }
 }
 
@@ -84,6 +96,7 @@ pub async fn facts_by_keys<C: crate::db::Hot>(
         limits!(),
         ", coalesce(l.max_uses, p.max_uses, 2147483647) AS max_uses,
        l.uses, l.used_at, l.expires_at, l.duration_secs, l.ban_reason,
+       l.premium, l.hwid_check, coalesce(l.one_time_use, p.one_time_use) AS one_time_use,
        ARRAY(SELECT h.fingerprint FROM machines h WHERE h.license_id = l.id ORDER BY h.fingerprint) AS hwids,
        ARRAY(SELECT i.ip FROM license_ips i WHERE i.license_id = l.id ORDER BY i.ip) AS ips
   FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS q(app_id, key, i)
@@ -120,6 +133,9 @@ pub async fn facts_by_keys<C: crate::db::Hot>(
         facts.ip_limit = r.try_get("ip_limit")?;
         facts.max_uses = r.try_get("max_uses")?;
         facts.uses = r.try_get("uses")?;
+        facts.premium = r.try_get("premium")?;
+        facts.hwid_check = r.try_get("hwid_check")?;
+        facts.one_time_use = r.try_get("one_time_use")?;
         *answer = Some(facts);
     }
     Ok(answers)
@@ -255,6 +271,21 @@ pub struct GenerateSpec {
     pub metadata: Option<Map<String, Value>>,
     /// The user of the account who owns it (Keygen's `owner`).
     pub owner_id: Option<Uuid>,
+    /// Key-system traits (`KeyTraits`).
+    #[serde(default)]
+    pub premium: bool,
+    /// False: no HWID is ever bound or checked.
+    pub hwid_check: Option<bool>,
+    /// Consumed by its first successful validation (default: the policy's).
+    pub one_time_use: Option<bool>,
+    pub discord_id: Option<String>,
+    /// The checkpoint provider handing it out; its `key_valid_minutes` is the default validity.
+    pub provider_id: Option<i64>,
+    /// HWIDs bound from the start (`bound_by` api).
+    pub hwids: Option<Vec<String>>,
+    /// A days key: with `expiry_on_first_use` and a duration, the expiry that holds until the
+    /// first use (Panda's `expire` date); the first use then sets now + duration.
+    pub expires_at_until_first_use: Option<DateTime<Utc>>,
 }
 
 const MAX_DURATION_SECS: i64 = 100 * 366 * 86_400;
@@ -272,6 +303,7 @@ struct Resolved {
     hwid_limit: Option<i32>,
     ip_limit: Option<i32>,
     max_uses: Option<i32>,
+    restart_expiry: bool,
 }
 
 fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
@@ -308,6 +340,22 @@ fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
         (Some(d), None, true) => (None, Some(d)),
         (Some(d), None, false) => (Some(now + Duration::seconds(d)), None),
     };
+    let (expires_at, restart_expiry) = match spec.expires_at_until_first_use {
+        None => (expires_at, false),
+        Some(_) if duration_secs.is_none() => {
+            return invalid("expires_at_until_first_use needs expiry_on_first_use and a duration")
+        }
+        Some(at) if at <= now => return invalid("expires_at_until_first_use must be in the future"),
+        Some(at) => (Some(at), true),
+    };
+    if let Some(d) = &spec.discord_id {
+        super::key_system::check_discord_id(d)?;
+    }
+    if let Some(h) = &spec.hwids {
+        if h.len() > 100 || h.iter().any(|h| h.is_empty() || h.len() > 256) {
+            return invalid("hwids must be at most 100 of 1 to 256 characters");
+        }
+    }
     let level = spec.level.unwrap_or(1);
     if !(0..=1_000_000).contains(&level) {
         return invalid("level must be between 0 and 1000000");
@@ -348,6 +396,7 @@ fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
         hwid_limit: spec.hwid_limit,
         ip_limit: spec.ip_limit,
         max_uses: spec.max_uses,
+        restart_expiry,
     })
 }
 
@@ -442,6 +491,12 @@ pub async fn generate(
         }
         r.keys = Some(pooled);
     }
+    if let Some(provider) = spec.provider_id {
+        let p = super::key_providers::get(wtx.tx(), wtx.account_id(), provider).await?;
+        if let (None, None, Some(m)) = (r.expires_at, r.duration_secs, p.key_valid_minutes) {
+            r.expires_at = Some(now + Duration::minutes(m.into()));
+        }
+    }
     if let (None, None, Some(d)) = (r.expires_at, r.duration_secs, policy_duration) {
         if from_creation {
             r.expires_at = Some(now + Duration::seconds(d));
@@ -471,8 +526,9 @@ pub async fn generate(
         let rows = wtx
             .tx()
             .query(
-                "INSERT INTO licenses (id, account_id, app_id, key, level, note, expires_at, duration_secs, hwid_limit, ip_limit, max_uses, policy_id, metadata, owner_id)
-                 SELECT u.id, $1, $2, u.key, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14
+                "INSERT INTO licenses (id, account_id, app_id, key, level, note, expires_at, duration_secs, hwid_limit, ip_limit, max_uses, policy_id, metadata, owner_id,
+                                       premium, hwid_check, one_time_use, discord_id, provider_id, restart_expiry_on_first_use)
+                 SELECT u.id, $1, $2, u.key, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17, $18, $19, $20
                    FROM unnest($3::uuid[], $4::text[]) AS u(id, key)
                  ON CONFLICT (app_id, key) DO NOTHING RETURNING id",
                 &[
@@ -480,6 +536,8 @@ pub async fn generate(
                     &r.duration_secs, &r.hwid_limit, &r.ip_limit, &r.max_uses, &policy_id,
                     &Value::Object(r.metadata.clone()),
                     &spec.owner_id,
+                    &spec.premium, &spec.hwid_check.unwrap_or(true), &spec.one_time_use,
+                    &spec.discord_id, &spec.provider_id, &r.restart_expiry,
                 ],
             )
             .await?;
@@ -489,6 +547,16 @@ pub async fn generate(
         return Err(StoreError::Conflict(
             "could not generate unique keys; use a longer mask".into(),
         ));
+    }
+    if let Some(hwids) = spec.hwids.as_ref().filter(|h| !h.is_empty()) {
+        wtx.tx()
+            .execute(
+                "INSERT INTO machines (license_id, fingerprint, bound_by)
+                 SELECT l, h, 'api' FROM unnest($1::uuid[]) AS l, unnest($2::text[]) AS h
+                 ON CONFLICT DO NOTHING",
+                &[&ids, hwids],
+            )
+            .await?;
     }
     let licenses: Vec<License> = wtx
         .tx()
@@ -520,7 +588,7 @@ pub async fn generate(
 
 /// Runs an UPDATE/DELETE on one of the caller's licenses that returns `app_id, key`, then
 /// invalidates and audits it.
-async fn mutate_one(
+pub(super) async fn mutate_one(
     wtx: &mut WriteTx<'_>,
     id: Uuid,
     sql: &str,
@@ -757,11 +825,19 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreR
 /// are re-checked against the committed rows before inserting. Concurrent activations on any
 /// number of validators therefore never exceed a limit. Returns the fresh license (None when it
 /// was deleted meanwhile).
+/// A license row fresh from [`activate`], and whether this activation was its first use (the
+/// one that consumes a one-time key).
+#[derive(Debug)]
+pub struct Activated {
+    pub license: License,
+    pub first_use: bool,
+}
+
 pub async fn activate(
     wtx: &mut WriteTx<'_>,
     license_id: Uuid,
     act: &Activation,
-) -> StoreResult<Option<License>> {
+) -> StoreResult<Option<Activated>> {
     // Statement 1 takes the lock; statement 2 runs on a new snapshot that sees every binding
     // committed before we got it (READ COMMITTED).
     let Some(locked) = wtx
@@ -782,6 +858,7 @@ pub async fn activate(
     let key: String = locked.get("key");
     let status: LicenseStatus = locked.get("status");
     let mut changed = Vec::new();
+    let mut first_use = false;
     if status == LicenseStatus::Active {
         if let Some(hwid) = &act.bind_hwid {
             let n = wtx
@@ -817,13 +894,15 @@ pub async fn activate(
             .tx()
             .execute(
                 "UPDATE licenses SET used_at = now(),
-                        expires_at = CASE WHEN expires_at IS NULL AND duration_secs IS NOT NULL
+                        expires_at = CASE WHEN duration_secs IS NOT NULL
+                                           AND (expires_at IS NULL OR restart_expiry_on_first_use)
                                           THEN now() + make_interval(secs => duration_secs) ELSE expires_at END
                   WHERE id = $1 AND used_at IS NULL",
                 &[&license_id],
             )
             .await?;
         if n > 0 {
+            first_use = true;
             changed.push(json!({"first_use": true}));
         }
     }
@@ -840,7 +919,10 @@ pub async fn activate(
         .tx()
         .query_opt(&format!("{SELECT} WHERE l.id = $1"), &[&license_id])
         .await?
-        .map(|r| from_row(&r));
+        .map(|r| Activated {
+            license: from_row(&r),
+            first_use,
+        });
     Ok(fresh)
 }
 

@@ -29,6 +29,10 @@ fn license() -> License {
         max_uses: Some(1),
         uses: 0,
         used_by: None,
+        traits: crate::model::KeyTraits {
+            hwid_check: true,
+            ..Default::default()
+        },
     }
 }
 
@@ -367,6 +371,7 @@ fn refused_activation_becomes_limit_verdict() {
         &empty(),
         facts(Some("H9"), None),
         Utc::now(),
+        false,
     );
     assert_eq!(v.code, Code::TooManyHwids);
     l.hwid_limit = 0;
@@ -378,6 +383,7 @@ fn refused_activation_becomes_limit_verdict() {
         &empty(),
         facts(Some("H1"), Some("192.0.2.7")),
         Utc::now(),
+        false,
     );
     assert_eq!(v.code, Code::IpLimit);
 }
@@ -440,4 +446,29 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_spent_one_time_key_is_refused_except_to_the_use_that_spent_it() {
+    let mut l = license();
+    l.traits.one_time_use = true;
+    let d = decide(&app(), Some(&l.facts()), &empty(), facts(Some("H1"), None), Utc::now());
+    assert_eq!(d, Decision::Final(Verdict::fail(Code::AlreadyUsed, "this one-time key has already been used")));
+    let v = decide_after_activation(&app(), &l.facts(), &empty(), facts(Some("H1"), None), Utc::now(), true);
+    assert!(v.valid, "{v:?}");
+    let v = decide_after_activation(&app(), &l.facts(), &empty(), facts(Some("H1"), None), Utc::now(), false);
+    assert_eq!(v.code, Code::AlreadyUsed);
+    l.used_at = None;
+    let d = decide(&app(), Some(&l.facts()), &empty(), facts(Some("H1"), None), Utc::now());
+    assert!(matches!(d, Decision::Activate(Activation { first_use: true, .. })));
+}
+
+#[test]
+fn a_key_without_hwid_check_neither_binds_nor_compares() {
+    let mut l = license();
+    l.traits.hwid_check = false;
+    let d = decide(&app(), Some(&l.facts()), &empty(), facts(Some("OTHER"), None), Utc::now());
+    assert_eq!(d, Decision::Final(Verdict::valid()));
+    let d = decide(&app(), Some(&l.facts()), &empty(), facts(None, None), Utc::now());
+    assert_eq!(d, Decision::Final(Verdict::valid()));
 }

@@ -68,7 +68,8 @@ impl ClientCaches {
             Invalidation::All => self.clear(),
             Invalidation::License { .. }
             | Invalidation::Policy { .. }
-            | Invalidation::Blacklist { .. } => {}
+            | Invalidation::Blacklist { .. }
+            | Invalidation::Keyless { .. } => {}
         }
     }
 

@@ -99,7 +99,8 @@ impl LicenseDetails {
             Invalidation::Blacklist { .. }
             | Invalidation::User { .. }
             | Invalidation::Vars { .. }
-            | Invalidation::Session { .. } => {}
+            | Invalidation::Session { .. }
+            | Invalidation::Keyless { .. } => {}
         }
     }
 

@@ -300,7 +300,8 @@ impl Caches {
             }
             Invalidation::User { .. }
             | Invalidation::Vars { .. }
-            | Invalidation::Session { .. } => {}
+            | Invalidation::Session { .. }
+            | Invalidation::Keyless { .. } => {}
             Invalidation::All => self.flush_all(),
         }
         self.details.apply(inv);

@@ -4,6 +4,8 @@
 
 pub mod hostile_values;
 pub mod keygen_clients;
+pub mod lua;
+pub mod panda_py;
 
 use std::net::SocketAddr;
 use std::time::Duration;
