@@ -27,6 +27,10 @@ struct Tenant {
     spare_app_name: String,
     license_key: String,
     username: String,
+    /// Panda: the app's service key (`apiKey`), its public service id, a revoked service key.
+    service_key: String,
+    service_id: String,
+    revoked_service_key: String,
     /// Ids, keys, names and secrets that must never appear in another tenant's answers.
     marks: Vec<String>,
 }
@@ -268,7 +272,13 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
     ids.insert("seller_key", field(&seller, &["id"]));
     ids.insert("webhook_endpoint", endpoint_id);
     ids.insert("webhook_event", event_id);
+    let panda = panda_resources(cp, j, &app, name).await;
+    ids.extend(panda.ids);
     let mut marks: Vec<String> = ids.values().cloned().collect();
+    marks.extend(panda.marks);
+    let junkie = junkie_resources(cp, &key, name).await;
+    marks.extend(junkie.marks);
+    ids.extend(junkie.ids);
     marks.extend([
         field(&token.body, &["data", "attributes", "token"]),
         format!("{name}-customer@example.com"),
@@ -294,6 +304,9 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
         jwt,
         api_key: field(&key, &["key"]),
         seller_key: field(&seller, &["key"]),
+        service_key: panda.service_key,
+        service_id: panda.service_id,
+        revoked_service_key: panda.revoked_service_key,
         account_id,
         ids,
         app_name,
@@ -301,6 +314,125 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
         license_key,
         username,
         marks,
+    }
+}
+
+/// Junkie REST v2 resources (`/api/v2`) of a tenant, made with its API key as a bot would:
+/// their integer ids, and their names and key value as marks.
+struct Junkie {
+    ids: BTreeMap<&'static str, String>,
+    marks: Vec<String>,
+}
+
+async fn junkie_resources(cp: &Cp, key: &Value, name: &str) -> Junkie {
+    let scopes = key["scopes"].as_array().expect("scopes");
+    assert!(
+        scopes.iter().any(|s| s == "*" || s == "rest-api:*"),
+        "the tenant's API key must allow rest-api:* to reach /api/v2: {key}"
+    );
+    let bearer = field(key, &["key"]);
+    let b = bearer.as_str();
+    let provider = cp
+        .ok(
+            Method::POST,
+            "/api/v2/providers",
+            b,
+            Some(json!({"name": format!("{name}-provider"), "key_valid_minutes": 60})),
+        )
+        .await;
+    let service = cp
+        .ok(
+            Method::POST,
+            "/api/v2/services",
+            b,
+            Some(json!({"name": format!("{name}-junkie-service")})),
+        )
+        .await;
+    let provider_id = provider["provider"]["id"].as_i64().expect("provider id");
+    let service_id = service["service"]["id"].as_i64().expect("service id");
+    let made = cp
+        .ok(
+            Method::POST,
+            "/api/v2/keys",
+            b,
+            Some(json!({"provider_id": provider_id, "service_id": service_id,
+                "key_name": format!("{name}-junkie-key"), "hwid": format!("{name}-junkie-hwid")})),
+        )
+        .await;
+    let mut ids = BTreeMap::new();
+    ids.insert(
+        "junkie_key",
+        made["key"]["id"].as_i64().expect("key id").to_string(),
+    );
+    ids.insert("junkie_service", service_id.to_string());
+    ids.insert("provider", provider_id.to_string());
+    Junkie {
+        ids,
+        marks: vec![
+            field(&made, &["key", "key_value"]),
+            format!("{name}-provider"),
+            format!("{name}-junkie-service"),
+            format!("{name}-junkie-key"),
+            format!("{name}-junkie-hwid"),
+        ],
+    }
+}
+
+/// Panda's resources of a tenant's app: a service id, a service key (and a revoked one), a
+/// keyless entry.
+struct Panda {
+    ids: BTreeMap<&'static str, String>,
+    marks: Vec<String>,
+    service_key: String,
+    service_id: String,
+    revoked_service_key: String,
+}
+
+async fn panda_resources(cp: &Cp, jwt: &str, app: &str, name: &str) -> Panda {
+    let service_id = format!("{name}-svc-{}", uuid::Uuid::new_v4().simple());
+    cp.ok(
+        Method::PATCH,
+        &format!("/v1/apps/{app}"),
+        jwt,
+        Some(json!({"service_id": service_id})),
+    )
+    .await;
+    let keys = format!("/v1/apps/{app}/service-keys");
+    let key = cp
+        .ok(Method::POST, &keys, jwt, Some(json!({"name": "bot"})))
+        .await;
+    let revoked = cp
+        .ok(Method::POST, &keys, jwt, Some(json!({"name": "old"})))
+        .await;
+    cp.ok(
+        Method::DELETE,
+        &format!("{keys}/{}", field(&revoked, &["id"])),
+        jwt,
+        None,
+    )
+    .await;
+    let hwid = format!("{name}-keyless-hwid");
+    cp.ok(
+        Method::PUT,
+        &format!("/v1/apps/{app}/keyless"),
+        jwt,
+        Some(json!({"hwid": hwid, "premium": true})),
+    )
+    .await;
+    let mut ids = BTreeMap::new();
+    ids.insert("service_key", field(&key, &["id"]));
+    ids.insert("keyless_hwid", hwid.clone());
+    Panda {
+        ids,
+        marks: vec![
+            field(&key, &["key"]),
+            field(&revoked, &["key"]),
+            service_id.clone(),
+            hwid,
+        ],
+        service_key: field(&key, &["key"]),
+        service_id,
+        revoked_service_key: field(&revoked, &["key"]),
     }
 }
 
@@ -321,6 +453,27 @@ impl Op {
 
     fn is_public(&self) -> bool {
         self.security.is_empty()
+    }
+
+    /// Panda's admin API: a service key as `apiKey`.
+    fn is_panda(&self) -> bool {
+        self.security.iter().any(|s| s.starts_with("pandaApiKey"))
+    }
+
+    /// A Panda operation that names one existing thing of the service (a key, a keyless
+    /// entry), so that another tenant's service key must be refused.
+    fn is_panda_lookup(&self) -> bool {
+        let names = |n: &str| {
+            self.query_params.iter().any(|(q, _)| q == n)
+                || self
+                    .body
+                    .as_ref()
+                    .is_some_and(|b| b["properties"].get(n).is_some())
+        };
+        self.is_panda()
+            && (names("keyValue")
+                || names("fetch")
+                || (names("hwid") && self.template != "/api/keyless/add"))
     }
 
     fn is_seller(&self) -> bool {
@@ -394,6 +547,12 @@ fn resource_of(template: &str, param: &str) -> &'static str {
         "webhookId" => return "webhook",
         "entryId" => return "dashboard_blacklist",
         "keyId" => return "seller_key",
+        "serviceKeyId" => return "service_key",
+        "hwid" => return "keyless_hwid",
+        // Junkie's `/api/v2` (integer ids; "keys" there is not Keygen's pooled keys).
+        "junkieKey" => return "junkie_key",
+        "serviceNum" => return "junkie_service",
+        "providerId" => return "provider",
         "varId" if template.contains("/global/") => return "global_var",
         "varId" => return "user_var",
         _ => {}
@@ -424,9 +583,25 @@ fn resource_of(template: &str, param: &str) -> &'static str {
     }
 }
 
+/// Points a Panda body at the tenant's key and keyless entry (not an addition's: another
+/// service may add an entry for the same HWID, which is then its own).
+fn aim_at(body: &mut Value, t: &Tenant) {
+    if let Some(b) = body.as_object_mut() {
+        if b.contains_key("keyValue") {
+            b.insert("keyValue".into(), json!(t.license_key));
+        }
+        if b.contains_key("hwid") {
+            b.insert("hwid".into(), json!(t.ids["keyless_hwid"]));
+        }
+    }
+}
+
 /// The tenant's real value for a query parameter that names one of its things.
 fn query_value(t: &Tenant, name: &str, op: &Op) -> Option<String> {
     Some(match name {
+        "fetch" if op.template.starts_with("/api/keyless/") => t.ids["keyless_hwid"].clone(),
+        "fetch" | "keyValue" if op.is_panda() => t.license_key.clone(),
+        "identifier" if op.is_panda() => t.service_id.clone(),
         "app_id" => t.ids["app"].clone(),
         "target_id" => t.ids["license"].clone(),
         "user_id" => t.ids["user"].clone(),
@@ -456,23 +631,34 @@ fn sample(name: &str, schema: &Value, t: &Tenant, n: usize) -> Value {
             let v = match name {
                 "session_secs" => 3600,
                 "count" | "amount" => 1,
+                "provider_id" => t.ids["provider"].parse().unwrap_or(1),
+                "service_id" => t.ids["junkie_service"].parse().unwrap_or(1),
                 _ => 1,
             };
             let v = schema["minimum"].as_i64().map_or(v, |m| v.max(m));
             let v = schema["maximum"].as_i64().map_or(v, |m| v.min(m));
             json!(v)
         }
-        "boolean" => json!(false),
+        // Panda's edits need `daysKey` to come with `expiresByDaysKey=true`.
+        "boolean" => json!(name == "expiresByDaysKey"),
         "array" => match name {
             "scopes" => json!(["*"]),
             "entitlement_ids" => json!([t.ids["entitlement"]]),
+            // Junkie's bulk delete by integer id: none of the tenant's, so that the sweep
+            // does not delete the keys later operations use.
+            "ids" => json!([0]),
             _ => json!([sample(name, &schema["items"], t, n)]),
         },
         "object" => {
             // Alternatives to another field, or ids that must name something real: left out of
             // the plausible body (each is still made hostile on its own).
-            const ALTERNATIVES: &[&str] =
-                &["signing_key_id", "duration_secs", "expires_at", "seconds"];
+            const ALTERNATIVES: &[&str] = &[
+                "signing_key_id",
+                "duration_secs",
+                "expires_at",
+                "seconds",
+                "expires_at_until_first_use",
+            ];
             let mut o = Map::new();
             for (k, s) in schema["properties"].as_object().into_iter().flatten() {
                 if ALTERNATIVES.contains(&k.as_str()) {
@@ -484,10 +670,14 @@ fn sample(name: &str, schema: &Value, t: &Tenant, n: usize) -> Value {
         }
         _ => json!(match (name, schema["format"].as_str()) {
             ("policy_id", _) => t.ids["policy"].clone(),
+            ("discord_id", _) => "123456789012345678".into(),
             ("app_id", _) => t.ids["app"].clone(),
             ("api_version", _) => "1.8".into(),
             (_, Some("uuid")) => t.ids["user"].clone(),
             (_, Some("date-time")) => "2031-01-01T00:00:00Z".into(),
+            (_, Some("date")) => "2031-01-01".into(),
+            ("service_id", _) => format!("svc-{n}"),
+            ("get_key_url", _) => "https://example.com/getkey".into(),
             ("url" | "download_url", _) => "https://example.com/hook".into(),
             ("email", _) => format!("u{n}@example.com"),
             ("password" | "current_password" | "new_password", _) => PASSWORD.to_string(),
@@ -590,6 +780,8 @@ fn hostile_url_values() -> Vec<(String, String, bool)> {
 
 #[derive(Clone, Copy)]
 enum Cred<'a> {
+    /// Panda's `apiKey` query parameter (unless the URL already carries one).
+    PandaQuery(&'a str),
     None,
     Bearer(&'a str),
     SellerHeader(&'a str),
@@ -611,10 +803,20 @@ impl Sweep<'_> {
     ) -> Resp {
         self.sent += 1;
         let mut headers: Vec<(&str, String)> = Vec::new();
+        let with_key;
+        let mut url = url;
         match cred {
             Cred::None => {}
             Cred::Bearer(t) => headers.push(("authorization", format!("Bearer {t}"))),
             Cred::SellerHeader(k) => headers.push(("x-api-key", k.to_string())),
+            Cred::PandaQuery(k) => {
+                // A hostile `apiKey` of the sweep itself stays the only one.
+                if !url.contains("?apiKey=") && !url.contains("&apiKey=") {
+                    let sep = if url.contains('?') { '&' } else { '?' };
+                    with_key = format!("{url}{sep}apiKey={}", encode(k));
+                    url = &with_key;
+                }
+            }
         }
         if body.is_some() {
             headers.push(("content-type", "application/json".into()));
@@ -777,10 +979,13 @@ impl Sweep<'_> {
     }
 }
 
-/// An error answer's message: `{success:false, message}` (native, KeyAux), or the `detail` of
-/// Keygen's `{errors:[…]}`.
+/// An error answer's message: `{success:false, message}` (native, KeyAux), Junkie's
+/// `{message, error}`, Panda's `{message}`, or the `detail` of Keygen's `{errors:[…]}`.
 fn error_message(body: &Value) -> Option<&str> {
-    let m = if body["success"] == false {
+    // Junkie's `{message, error}` (`/api/v2`) names its code in `error`.
+    // Panda's is `{message}` alone.
+    let panda = body.as_object().is_some_and(|o| o.len() == 1);
+    let m = if body["success"] == false || body["error"].is_string() || panda {
         body["message"].as_str()
     } else {
         body["errors"][0]["detail"].as_str()
@@ -821,11 +1026,23 @@ fn base_query(op: &Op, t: &Tenant, seller_type: Option<&str>) -> Vec<(String, St
         q.push(("type".into(), seller_type.unwrap_or("verify").to_string()));
         q.push(("appname".into(), encode(&t.spare_app_name)));
     }
+    if op.is_panda() {
+        // Plausible values of Panda's parameters (the service key comes with the credential).
+        for (name, schema) in op.query_params.iter().filter(|(n, _)| n != "apiKey") {
+            let v = match sample(name, schema, t, 0) {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            q.push((name.clone(), encode(&v)));
+        }
+    }
     q
 }
 
 fn credential<'a>(op: &Op, t: &'a Tenant) -> Cred<'a> {
-    if op.is_seller() {
+    if op.is_panda() {
+        Cred::PandaQuery(&t.service_key)
+    } else if op.is_seller() {
         Cred::SellerHeader(&t.seller_key)
     } else if op.is_public() {
         Cred::None
@@ -883,6 +1100,12 @@ async fn snapshot(cp: &Cp, t: &Tenant) -> Value {
         format!("/api/dashboard/blacklist/{app}"),
         "/api/dashboard/seller-keys".into(),
         "/v1/webhook-endpoints".into(),
+        format!("/v1/apps/{app}/service-keys"),
+        format!("/v1/apps/{app}/keyless"),
+        "/v1/providers".into(),
+        "/api/v2/keys?limit=100".into(),
+        "/api/v2/services".into(),
+        "/api/v2/providers".into(),
     ] {
         let mut v = cp.ok(Method::GET, &path, &t.jwt, None).await;
         strip_volatile(&mut v);
@@ -1022,6 +1245,21 @@ async fn every_documented_operation_survives_hostile_input() {
                 Cred::SellerHeader(&alice.api_key),
             ));
         }
+        if op.is_panda() {
+            // (70 kB ones would exceed the URI limit: a 414 before any key is read.)
+            for (label, c) in forged.iter().filter(|(_, c)| c.len() < 8_000) {
+                tries.push((format!("apiKey {label}"), Cred::PandaQuery(c)));
+            }
+            for (label, c) in [
+                ("a revoked service key", &alice.revoked_service_key),
+                ("an API key", &alice.api_key),
+                ("the seller key", &alice.seller_key),
+                ("a JWT", &alice.jwt),
+                ("the service id", &alice.service_id),
+            ] {
+                tries.push((format!("apiKey = {label}"), Cred::PandaQuery(c)));
+            }
+        }
         for (label, cred) in tries {
             let r = sweep.send(&op.method, &u, cred, body.clone()).await;
             let what = format!("{} with {label}", op.what());
@@ -1043,10 +1281,12 @@ async fn every_documented_operation_survives_hostile_input() {
             Cred::Bearer(&bob.jwt),
             Cred::Bearer(&bob.api_key),
             Cred::SellerHeader(&bob.seller_key),
+            Cred::PandaQuery(&bob.service_key),
         ] {
             let fits = match cred {
                 Cred::SellerHeader(_) => op.is_seller(),
-                _ => !op.is_seller(),
+                Cred::PandaQuery(_) => op.is_panda(),
+                _ => !op.is_seller() && !op.is_panda(),
             };
             if !fits || (op.is_public() && !matches!(cred, Cred::Bearer(t) if t == bob.jwt)) {
                 continue;
@@ -1067,16 +1307,25 @@ async fn every_documented_operation_survives_hostile_input() {
                     }
                 }
                 n += 1;
-                let body = op
-                    .body
-                    .as_ref()
-                    .map(|s| sample("", s, &alice, n).to_string().into_bytes());
+                let body = op.body.as_ref().map(|s| {
+                    let mut b = sample("", s, &alice, n);
+                    if op.is_panda_lookup() {
+                        aim_at(&mut b, &alice);
+                    }
+                    b.to_string().into_bytes()
+                });
                 let u = url(op, &path, &query);
                 let r = sweep.send(&op.method, &u, cred, body).await;
                 let what = format!("{} as Bob {ty}", op.what());
                 sweep.sane(&r, &what);
-                if !path.is_empty() || op.is_seller() {
+                if !path.is_empty() || op.is_seller() || op.is_panda_lookup() {
                     sweep.refused(&r, &format!("{what} with Alice's ids"));
+                }
+                if op.template == "/api/identifier-check" && r.body["exists"] != false {
+                    sweep.fail(format!(
+                        "{what}: Alice's service id exists for Bob: {}",
+                        r.body
+                    ));
                 }
                 // What the request itself carried may come back (Keygen's "The requested
                 // license 'X' was not found" echoes it); only what the server adds reveals.

@@ -1,13 +1,15 @@
 use axum::extract::State;
 use axum::http::StatusCode;
-use keyward_shared::model::License;
+use keyward_shared::model::{present, License};
+use keyward_shared::store::key_system::{self, TraitsPatch};
 use keyward_shared::store::licenses::{self, Extension, GenerateSpec, LicensePatch, ListQuery};
 use keyward_shared::write::WriteTx;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::auth::Auth;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::webhooks::emit;
 use crate::AppState;
@@ -84,15 +86,79 @@ macro_rules! license_write {
     }};
 }
 
+/// The key-system traits a PATCH may carry besides a `LicensePatch`'s fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraitsBody {
+    premium: Option<bool>,
+    hwid_check: Option<bool>,
+    one_time_use: Option<bool>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    discord_id: Option<Option<String>>,
+    /// `null`: no longer attributed to a provider.
+    #[serde(default, deserialize_with = "present")]
+    provider_id: Option<Option<i64>>,
+}
+
+const TRAITS: [&str; 5] = [
+    "premium",
+    "hwid_check",
+    "one_time_use",
+    "discord_id",
+    "provider_id",
+];
+
+/// Splits a PATCH body into the license's fields and its key-system traits, each refusing
+/// unknown fields.
+fn split_patch(
+    mut body: Map<String, Value>,
+) -> ApiResult<(Option<LicensePatch>, Option<TraitsBody>)> {
+    let traits: Map<String, Value> = TRAITS
+        .iter()
+        .filter_map(|k| body.remove(*k).map(|v| (k.to_string(), v)))
+        .collect();
+    fn parse<T: serde::de::DeserializeOwned>(m: Map<String, Value>) -> ApiResult<T> {
+        serde_json::from_value(Value::Object(m))
+            .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+    }
+    let traits: Option<TraitsBody> = (!traits.is_empty()).then(|| parse(traits)).transpose()?;
+    // An empty body still writes (and audits) an empty license patch, as it always did.
+    let license = (!body.is_empty() || traits.is_none())
+        .then(|| parse(body))
+        .transpose()?;
+    Ok((license, traits))
+}
+
 pub async fn update(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<Uuid>,
-    Json(patch): Json<LicensePatch>,
+    Json(body): Json<Map<String, Value>>,
 ) -> ApiResult<Json<License>> {
-    license_write!(state, auth, id, "license.updated", |w| licenses::update(
-        &mut w, id, &patch
-    ))
+    auth.require("licenses:write")?;
+    let (patch, traits) = split_patch(body)?;
+    let account = auth.account_id();
+    let mut client = state.client().await?;
+    // One transaction: both halves of the PATCH commit together or not at all.
+    let mut w = WriteTx::begin(&mut client, auth.actor).await?;
+    if let Some(patch) = &patch {
+        licenses::update(&mut w, id, patch).await?;
+    }
+    if let Some(t) = traits {
+        let p = TraitsPatch {
+            premium: t.premium,
+            hwid_check: t.hwid_check,
+            one_time_use: t.one_time_use,
+            discord_id: t.discord_id,
+            provider_id: t.provider_id,
+            ..TraitsPatch::default()
+        };
+        key_system::update_traits(&mut w, id, &p).await?;
+    }
+    emit::license(&mut w, "license.updated", id).await?;
+    w.commit().await?;
+    Ok(Json(licenses::get(&**client, account, id).await?))
 }
 
 pub async fn ban(

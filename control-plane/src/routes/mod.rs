@@ -7,17 +7,19 @@ mod audit;
 mod auth;
 mod blacklist;
 mod entitlements;
+mod key_system;
 mod licenses;
 mod machines;
 mod ops;
 mod policies;
+mod providers;
 mod signing_keys;
 mod webhooks;
 
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
@@ -41,6 +43,22 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(apps::get).patch(apps::update).delete(apps::delete),
         )
         .route("/v1/apps/{id}/reset-secret", post(apps::reset_secret))
+        .route(
+            "/v1/apps/{id}/service-keys",
+            post(key_system::create_service_key).get(key_system::list_service_keys),
+        )
+        .route(
+            "/v1/apps/{id}/service-keys/{serviceKeyId}",
+            delete(key_system::revoke_service_key),
+        )
+        .route(
+            "/v1/apps/{id}/keyless",
+            get(key_system::list_keyless).put(key_system::put_keyless),
+        )
+        .route(
+            "/v1/apps/{id}/keyless/{hwid}",
+            delete(key_system::delete_keyless),
+        )
         .route("/v1/apps/{id}/licenses", post(licenses::generate))
         .route(
             "/v1/apps/{id}/blacklist",
@@ -84,6 +102,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
                 .patch(policies::update)
                 .delete(policies::delete),
         )
+        .route("/v1/providers", post(providers::create).get(providers::list))
+        .route(
+            "/v1/providers/{providerId}",
+            get(providers::get).delete(providers::delete),
+        )
         .route("/v1/licenses", get(licenses::list))
         .route(
             "/v1/licenses/{id}",
@@ -125,6 +148,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/webhook-events/{id}/retry", post(webhooks::retry_event))
         .merge(crate::compat::keyaux::router())
         .merge(crate::compat::keygen::router())
+        .merge(crate::compat::panda::router())
+        .merge(crate::compat::junkie::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -151,15 +176,19 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::not_found("no such route")
+/// In the shape of the facade that owns the path, like every refusal made before a handler.
+async fn not_found(uri: Uri) -> Response {
+    reject(uri.path(), ApiError::not_found("no such route"))
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
-        "method not allowed on this route",
+async fn method_not_allowed(uri: Uri) -> Response {
+    reject(
+        uri.path(),
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "method not allowed on this route",
+        ),
     )
 }
 
@@ -170,6 +199,10 @@ pub fn reject(path: &str, e: ApiError) -> Response {
         crate::compat::keyaux::KaError(e).into_response()
     } else if crate::compat::keygen::owns(path) {
         crate::compat::keygen::reject(e)
+    } else if crate::compat::panda::owns(path) {
+        crate::compat::panda::reject(e)
+    } else if crate::compat::junkie::owns(path) {
+        crate::compat::junkie::reject(e)
     } else {
         e.into_response()
     }

@@ -80,6 +80,25 @@ pub async fn get<C: GenericClient + Sync>(c: &C, id: Uuid) -> StoreResult<Accoun
     .ok_or(StoreError::NotFound("account"))
 }
 
+/// The account's stable integer id (Junkie's `user_id` and `identifier`).
+pub async fn num_id<C: GenericClient + Sync>(c: &C, id: Uuid) -> StoreResult<i64> {
+    c.query_opt("SELECT num_id FROM accounts WHERE id = $1", &[&id])
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?
+        .ok_or(StoreError::NotFound("account"))
+}
+
+/// The account with this integer id (Junkie's `identifier`, sent by end users' scripts); `None`
+/// when there is none. Unscoped: the validator's read.
+pub async fn id_by_num<C: GenericClient + Sync>(c: &C, num_id: i64) -> StoreResult<Option<Uuid>> {
+    Ok(
+        c.query_opt("SELECT id FROM accounts WHERE num_id = $1", &[&num_id])
+            .await?
+            .map(|r| r.get(0)),
+    )
+}
+
 /// The account a URL names, by id or by public id (Keygen's account id or slug).
 pub async fn resolve<C: GenericClient + Sync>(c: &C, reference: &str) -> StoreResult<Option<Uuid>> {
     let by_id = reference.parse::<Uuid>().ok();

@@ -200,6 +200,52 @@ pub struct Expiry {
     pub restart_on_first_use: bool,
 }
 
+impl Expiry {
+    /// A validity (`None`: forever) given to an existing key: counted from its creation, or
+    /// from its first use (not started until then; from the recorded first use once it has).
+    pub fn validity(key: &License, secs: Option<i64>, from_first_use: bool) -> StoreResult<Expiry> {
+        let Some(secs) = secs else {
+            return Ok(Expiry::default());
+        };
+        if !(60..=MAX_EXPIRY_SECS).contains(&secs) {
+            return Err(StoreError::Invalid(
+                "validity must be between 1 minute and 999999 days".into(),
+            ));
+        }
+        let after = |t: DateTime<Utc>| t + chrono::Duration::seconds(secs);
+        Ok(if from_first_use {
+            Expiry {
+                expires_at: key.used_at.map(after),
+                duration_secs: Some(secs),
+                restart_on_first_use: false,
+            }
+        } else {
+            Expiry {
+                expires_at: Some(after(key.created_at)),
+                ..Expiry::default()
+            }
+        })
+    }
+}
+
+/// Whether a key's validity counts from its first use: it carries a duration (a fixed-time key
+/// carries only `expires_at`).
+pub fn expires_on_first_use(key: &License) -> bool {
+    key.duration_secs.is_some()
+}
+
+/// The validity a key was given, in seconds (`None`: forever): its duration when it counts from
+/// the first use, else the span from its creation to its expiry (to the nearest minute, as the
+/// expiry was computed a moment before the row's creation time).
+pub fn validity_secs(key: &License) -> Option<i64> {
+    if let Some(d) = key.duration_secs {
+        return Some(d);
+    }
+    let span = (key.expires_at? - key.created_at).num_seconds();
+    let minutes = (span + 30).div_euclid(60);
+    (minutes > 0).then_some(minutes * 60)
+}
+
 /// Key-system edits of one key; absent fields keep their value.
 #[derive(Debug, Clone, Default)]
 pub struct TraitsPatch {
@@ -217,7 +263,7 @@ pub struct TraitsPatch {
     pub expiry: Option<Expiry>,
 }
 
-const MAX_EXPIRY_SECS: i64 = 100 * 366 * 86_400;
+const MAX_EXPIRY_SECS: i64 = 999_999 * 86_400;
 
 /// Checks a Discord user id (a snowflake: 17 to 19 digits).
 pub fn check_discord_id(id: &str) -> StoreResult<()> {
@@ -249,7 +295,7 @@ pub async fn update_traits(wtx: &mut WriteTx<'_>, id: Uuid, p: &TraitsPatch) -> 
         if e.duration_secs
             .is_some_and(|d| !(60..=MAX_EXPIRY_SECS).contains(&d))
         {
-            return invalid("validity must be between 1 minute and 100 years");
+            return invalid("validity must be between 1 minute and 999999 days");
         }
         if e.restart_on_first_use && e.duration_secs.is_none() {
             return invalid("an expiry restarted on first use needs a validity");

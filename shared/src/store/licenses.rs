@@ -286,9 +286,15 @@ pub struct GenerateSpec {
     /// A days key: with `expiry_on_first_use` and a duration, the expiry that holds until the
     /// first use (Panda's `expire` date); the first use then sets now + duration.
     pub expires_at_until_first_use: Option<DateTime<Utc>>,
+    /// Never expires, whatever the provider's or the policy's default validity (Junkie's
+    /// `validity_minutes` sent as null or 0); no duration or `expires_at` may come with it.
+    #[serde(default)]
+    pub no_expiry: bool,
 }
 
-const MAX_DURATION_SECS: i64 = 100 * 366 * 86_400;
+/// Panda's `daysKey` and `days` go up to 999 999 days (≈ 2 738 years), which sellers use for
+/// "lifetime"; the dates stay well inside PostgreSQL's and the wire formats' four-digit years.
+const MAX_DURATION_SECS: i64 = 999_999 * 86_400;
 
 struct Resolved {
     count: i64,
@@ -324,7 +330,7 @@ fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
     };
     if let Some(d) = duration {
         if !(1..=MAX_DURATION_SECS).contains(&d) {
-            return invalid("duration must be positive and at most 100 years");
+            return invalid("duration must be positive and at most 999999 days");
         }
     }
     let (expires_at, duration_secs) = match (duration, spec.expires_at, spec.expiry_on_first_use) {
@@ -332,6 +338,11 @@ fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
         (None, Some(_), true) => {
             return invalid("expiry_on_first_use needs a duration, not expires_at")
         }
+        (Some(_), _, _) | (_, Some(_), _) if spec.no_expiry => {
+            return invalid("no_expiry excludes a duration and expires_at")
+        }
+        // The provider's default validity (or the policy's) becomes the duration, in `generate`.
+        (None, None, true) if spec.provider_id.is_some() || spec.no_expiry => (None, None),
         (None, None, true) => {
             return invalid("expiry_on_first_use needs duration_days or duration_secs")
         }
@@ -491,14 +502,20 @@ pub async fn generate(
         }
         r.keys = Some(pooled);
     }
+    let defaulted = !spec.no_expiry && r.expires_at.is_none() && r.duration_secs.is_none();
     if let Some(provider) = spec.provider_id {
         let p = super::key_providers::get(wtx.tx(), wtx.account_id(), provider).await?;
-        if let (None, None, Some(m)) = (r.expires_at, r.duration_secs, p.key_valid_minutes) {
-            r.expires_at = Some(now + Duration::minutes(m.into()));
+        if let (true, Some(m)) = (defaulted, p.key_valid_minutes) {
+            if spec.expiry_on_first_use {
+                r.duration_secs = Some(i64::from(m) * 60);
+            } else {
+                r.expires_at = Some(now + Duration::minutes(m.into()));
+            }
         }
     }
-    if let (None, None, Some(d)) = (r.expires_at, r.duration_secs, policy_duration) {
-        if from_creation {
+    let defaulted = !spec.no_expiry && r.expires_at.is_none() && r.duration_secs.is_none();
+    if let (true, Some(d)) = (defaulted, policy_duration) {
+        if from_creation && !spec.expiry_on_first_use {
             r.expires_at = Some(now + Duration::seconds(d));
         } else {
             // Every other basis (first validation, activation, download, use) starts the
@@ -698,7 +715,7 @@ pub async fn extend(wtx: &mut WriteTx<'_>, id: Uuid, ext: &Extension) -> StoreRe
     let secs = secs
         .filter(|s| (1..=MAX_DURATION_SECS).contains(s))
         .ok_or_else(|| {
-            StoreError::Invalid("extension must be positive and at most 100 years".into())
+            StoreError::Invalid("extension must be positive and at most 999999 days".into())
         })?;
     let current = get(wtx.tx(), wtx.account_id(), id).await?;
     if current.expires_at.is_none() && current.duration_secs.is_none() {
