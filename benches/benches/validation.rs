@@ -19,6 +19,7 @@ fn rules(c: &mut Criterion) {
     let facts = RequestFacts {
         hwid: Some("HWID-1"),
         ip: Some("203.0.113.9".parse().unwrap()),
+        hwid_optional: false,
     };
 
     let mut g = c.benchmark_group("decide");

@@ -7,7 +7,7 @@ ALTER TABLE accounts ADD COLUMN num_id bigint GENERATED ALWAYS AS IDENTITY (STAR
 
 ALTER TABLE apps
     ADD COLUMN num_id bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
-    ADD COLUMN service_id text UNIQUE CHECK (service_id ~ '^[A-Za-z0-9_-]{1,64}$'),
+    ADD COLUMN service_id text CHECK (service_id ~ '^[A-Za-z0-9_-]{1,64}$'),
     -- Keyless mode: validations succeed without a key (Junkie's KEYLESS, Panda's key=keyless).
     ADD COLUMN keyless_mode boolean NOT NULL DEFAULT false,
     ADD COLUMN keyless_ttl_secs integer NOT NULL DEFAULT 86400 CHECK (keyless_ttl_secs BETWEEN 60 AND 31536000),
@@ -20,6 +20,8 @@ ALTER TABLE apps
     -- users may reset their own key's HWIDs.
     ADD COLUMN hwid_reset_cooldown_secs integer NOT NULL DEFAULT 0 CHECK (hwid_reset_cooldown_secs >= 0),
     ADD COLUMN self_hwid_reset boolean NOT NULL DEFAULT false;
+-- Unique regardless of case: Panda's legacy loader lower-cases the service id in some calls.
+CREATE UNIQUE INDEX apps_service_id ON apps (lower(service_id));
 
 -- Execution counts (Panda's push-execution-count) are written behind by the validators, one
 -- row per app, so the app rows the validators cache are never rewritten by them.

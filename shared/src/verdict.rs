@@ -16,6 +16,7 @@ use crate::license_facts::LicenseFacts;
 use crate::model::{App, LicenseStatus};
 
 pub mod keygen;
+pub mod keyless;
 
 /// Stable verdict codes. Clients branch on these; never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -102,6 +103,10 @@ impl Verdict {
 pub struct RequestFacts<'a> {
     pub hwid: Option<&'a str>,
     pub ip: Option<IpAddr>,
+    /// The wire format may carry no HWID at all (Junkie's `verifyOpen`): a request without one
+    /// then skips the HWID rules (required, bind, mismatch) instead of failing `HwidRequired`.
+    /// A request that sends a HWID is checked and bound as usual.
+    pub hwid_optional: bool,
 }
 
 /// The atomic write needed before a license can be answered as valid.
@@ -184,7 +189,8 @@ fn decide_with(
         ..Activation::default()
     };
 
-    if app.hwid_lock && license.hwid_check {
+    let hwid_skipped = facts.hwid.is_none() && facts.hwid_optional;
+    if app.hwid_lock && license.hwid_check && !hwid_skipped {
         let Some(hwid) = facts.hwid else {
             return Final(Verdict::fail(
                 Code::HwidRequired,
@@ -246,7 +252,14 @@ pub fn decide_after_activation(
     now: DateTime<Utc>,
     first_use_was_ours: bool,
 ) -> Verdict {
-    match decide_with(app, Some(license), blacklist, facts, now, first_use_was_ours) {
+    match decide_with(
+        app,
+        Some(license),
+        blacklist,
+        facts,
+        now,
+        first_use_was_ours,
+    ) {
         Decision::Final(v) => v,
         Decision::Activate(a) if a.bind_hwid.is_some() => {
             if license.hwid_limit == 1 {

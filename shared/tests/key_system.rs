@@ -72,7 +72,10 @@ async fn a_one_time_key_is_consumed_by_exactly_one_of_racing_first_uses() {
                 first_use: true,
                 ..Default::default()
             };
-            let a = licenses::activate(&mut w, lic.id, &act).await.unwrap().unwrap();
+            let a = licenses::activate(&mut w, lic.id, &act)
+                .await
+                .unwrap()
+                .unwrap();
             w.commit().await.unwrap();
             a.first_use
         }));
@@ -107,10 +110,16 @@ async fn a_days_key_keeps_its_date_until_the_first_use_restarts_it() {
         first_use: true,
         ..Default::default()
     };
-    let a = licenses::activate(&mut w, lic.id, &act).await.unwrap().unwrap();
+    let a = licenses::activate(&mut w, lic.id, &act)
+        .await
+        .unwrap()
+        .unwrap();
     w.commit().await.unwrap();
     let used = a.license.used_at.unwrap();
-    assert_eq!((a.license.expires_at.unwrap() - used).num_seconds(), 3 * 86_400);
+    assert_eq!(
+        (a.license.expires_at.unwrap() - used).num_seconds(),
+        3 * 86_400
+    );
 }
 
 #[tokio::test]
@@ -140,12 +149,17 @@ async fn hwid_resets_wait_for_the_apps_cooldown_unless_forced() {
     let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
     match key_system::reset_hwids(&mut w, lic.id, true).await.unwrap() {
         HwidReset::TooSoon { retry_after_secs } => {
-            assert!((3590..=3600).contains(&retry_after_secs), "{retry_after_secs}")
+            assert!(
+                (3590..=3600).contains(&retry_after_secs),
+                "{retry_after_secs}"
+            )
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        key_system::reset_hwids(&mut w, lic.id, false).await.unwrap(),
+        key_system::reset_hwids(&mut w, lic.id, false)
+            .await
+            .unwrap(),
         HwidReset::Done
     );
     w.commit().await.unwrap();
@@ -206,11 +220,17 @@ async fn key_lists_filter_by_every_key_system_field_and_count_the_total() {
         edit(&mut f);
         f
     };
-    let (all, total) = key_system::list(&c, actor.account_id, &f(&|_| {})).await.unwrap();
-    assert_eq!((all.len(), total), (5, 5));
-    let (_, total) = key_system::list(&c, actor.account_id, &f(&|f| f.provider_id = Some(provider.id)))
+    let (all, total) = key_system::list(&c, actor.account_id, &f(&|_| {}))
         .await
         .unwrap();
+    assert_eq!((all.len(), total), (5, 5));
+    let (_, total) = key_system::list(
+        &c,
+        actor.account_id,
+        &f(&|f| f.provider_id = Some(provider.id)),
+    )
+    .await
+    .unwrap();
     assert_eq!(total, 3);
     let (_, total) = key_system::list(
         &c,
@@ -224,10 +244,14 @@ async fn key_lists_filter_by_every_key_system_field_and_count_the_total() {
         .await
         .unwrap();
     assert_eq!(total, 2);
-    let (page, total) = key_system::list(&c, actor.account_id, &f(&|f| {
-        f.page = 2;
-        f.limit = 2;
-    }))
+    let (page, total) = key_system::list(
+        &c,
+        actor.account_id,
+        &f(&|f| {
+            f.page = 2;
+            f.limit = 2;
+        }),
+    )
     .await
     .unwrap();
     assert_eq!((page.len(), total), (2, 5));
@@ -246,14 +270,22 @@ async fn key_lists_filter_by_every_key_system_field_and_count_the_total() {
     .await
     .unwrap();
     w.commit().await.unwrap();
-    let (inv, _) = key_system::list(&c, actor.account_id, &f(&|f| f.status = Some(KeyStatus::Invalidated)))
-        .await
-        .unwrap();
+    let (inv, _) = key_system::list(
+        &c,
+        actor.account_id,
+        &f(&|f| f.status = Some(KeyStatus::Invalidated)),
+    )
+    .await
+    .unwrap();
     assert_eq!(inv.len(), 1);
     assert!(inv[0].traits.premium);
-    let (_, active) = key_system::list(&c, actor.account_id, &f(&|f| f.status = Some(KeyStatus::Active)))
-        .await
-        .unwrap();
+    let (_, active) = key_system::list(
+        &c,
+        actor.account_id,
+        &f(&|f| f.status = Some(KeyStatus::Active)),
+    )
+    .await
+    .unwrap();
     assert_eq!(active, 4);
     // By integer id or by value, and not from another tenant.
     let by_num = key_system::find(&c, actor.account_id, None, KeyRef::Num(one.traits.num_id))
@@ -264,13 +296,19 @@ async fn key_lists_filter_by_every_key_system_field_and_count_the_total() {
         .unwrap();
     assert_eq!((by_num.id, by_value.id), (one.id, one.id));
     let (other, _) = tenant(&mut c, Default::default()).await;
-    assert!(key_system::find(&c, other.account_id, None, KeyRef::Num(one.traits.num_id))
-        .await
-        .is_err());
+    assert!(
+        key_system::find(&c, other.account_id, None, KeyRef::Num(one.traits.num_id))
+            .await
+            .is_err()
+    );
     let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
-    let n = key_system::delete_many(&mut w, &[one.traits.num_id], &[from_provider[1].key.clone()])
-        .await
-        .unwrap();
+    let n = key_system::delete_many(
+        &mut w,
+        &[one.traits.num_id],
+        &[from_provider[1].key.clone()],
+    )
+    .await
+    .unwrap();
     w.commit().await.unwrap();
     assert_eq!(n, 2);
 }
@@ -282,7 +320,10 @@ async fn keyless_entries_service_keys_and_execution_counts() {
     let (actor, app) = tenant(
         &mut c,
         apps::AppPatch {
-            service_id: Some(Some(format!("svc{}", keyward_shared::secrets::random_token(6)))),
+            service_id: Some(Some(format!(
+                "svc{}",
+                keyward_shared::secrets::random_token(6)
+            ))),
             keyless_mode: Some(true),
             keyless_ttl_secs: Some(600),
             ..Default::default()
@@ -290,7 +331,10 @@ async fn keyless_entries_service_keys_and_execution_counts() {
     )
     .await;
     let service = app.key_system.service_id.clone().unwrap();
-    assert_eq!(apps::id_by_service(&c, &service).await.unwrap(), Some(app.id));
+    assert_eq!(
+        apps::id_by_service(&c, &service).await.unwrap(),
+        Some(app.id)
+    );
     let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
     let made = keyless::refresh(&mut w, app.id, "HW1", app.key_system.keyless_ttl_secs)
         .await
@@ -306,16 +350,33 @@ async fn keyless_entries_service_keys_and_execution_counts() {
     assert!(keyless::find(&c, app.id, "HW1").await.unwrap().is_some());
 
     let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
-    let (key, plaintext) = api_keys::create_service_key(&mut w, app.id, "panda").await.unwrap();
+    let (key, plaintext) = api_keys::create_service_key(&mut w, app.id, "panda")
+        .await
+        .unwrap();
     w.commit().await.unwrap();
     assert!(plaintext.bytes().all(|b| b.is_ascii_alphanumeric()));
-    let found = api_keys::find_service_key(&c, &plaintext).await.unwrap().unwrap();
+    let found = api_keys::find_service_key(&c, &plaintext)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((found.app_id, found.account_id), (app.id, actor.account_id));
-    usage::record_executions(&c, &[app.id, app.id], &[3, 4]).await.unwrap_or(0);
+    usage::record_executions(&c, &[app.id, app.id], &[3, 4])
+        .await
+        .unwrap_or(0);
     usage::record_executions(&c, &[app.id], &[5]).await.unwrap();
-    assert!(usage::execution_count(&c, actor.account_id, app.id).await.unwrap() >= 5);
+    assert!(
+        usage::execution_count(&c, actor.account_id, app.id)
+            .await
+            .unwrap()
+            >= 5
+    );
     let mut w = WriteTx::begin(&mut c, actor.clone()).await.unwrap();
-    api_keys::revoke_service_key(&mut w, app.id, key.id).await.unwrap();
+    api_keys::revoke_service_key(&mut w, app.id, key.id)
+        .await
+        .unwrap();
     w.commit().await.unwrap();
-    assert!(api_keys::find_service_key(&c, &plaintext).await.unwrap().is_none());
+    assert!(api_keys::find_service_key(&c, &plaintext)
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -318,7 +318,10 @@ async fn first_use_starts_expiry_once() {
         .unwrap();
     w.commit().await.unwrap();
     assert!(fresh.first_use);
-    let (used, exp) = (fresh.license.used_at.unwrap(), fresh.license.expires_at.unwrap());
+    let (used, exp) = (
+        fresh.license.used_at.unwrap(),
+        fresh.license.expires_at.unwrap(),
+    );
     assert_eq!((exp - used).num_seconds(), 3600);
 
     // A second activation does not move the clock.

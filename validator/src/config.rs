@@ -160,6 +160,28 @@ pub struct Config {
     /// Base of the `customerPanelLink` in `init` answers (`<base>/<owner>/<app>/`); empty: none.
     #[arg(long, env = "KEYWARD_CUSTOMER_PANEL_URL", default_value = "")]
     pub customer_panel_url: String,
+
+    /// Request headers that carry an executor's fingerprint, in order of preference: where
+    /// Junkie's `verifyOpen` takes the HWID from when its body has none (comma-separated).
+    #[arg(
+        long,
+        env = "KEYWARD_JUNKIE_HWID_HEADERS",
+        value_delimiter = ',',
+        default_values_t = default_junkie_hwid_headers()
+    )]
+    pub junkie_hwid_headers: Vec<String>,
+}
+
+/// The fingerprint headers executors are seen to send (spec `roblox-key-systems.md` §2.2).
+pub fn default_junkie_hwid_headers() -> Vec<String> {
+    [
+        "Syn-Fingerprint",
+        "Exploit-Guid",
+        "Proto-User-Identifier",
+        "Sentinel-Fingerprint",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 impl Config {
@@ -198,6 +220,7 @@ impl Config {
             webhook_max_bytes: 256 * 1024,
             webhook_allow_private: false,
             customer_panel_url: String::new(),
+            junkie_hwid_headers: default_junkie_hwid_headers(),
         }
     }
 

@@ -9,13 +9,16 @@ mod client_ip;
 mod compat;
 pub mod config;
 mod error;
+mod executions;
 mod health;
+mod keyless;
 mod listener;
 mod metrics;
 #[cfg(feature = "bench-support")]
 pub mod offline;
 mod rate_limit;
 mod routes;
+mod self_reset;
 mod server;
 mod timestamp;
 mod usage;
@@ -50,6 +53,8 @@ pub(crate) struct State {
     health: Arc<Health>,
     limiter: ClientLimiter,
     usage: Usage,
+    /// Panda's execution counts, written behind with the usage counters.
+    executions: executions::Executions,
     /// Keygen's validation webhook events, written behind with the usage counters.
     validation_events: validation_events::ValidationEvents,
     metrics: Arc<Metrics>,
@@ -158,6 +163,7 @@ impl State {
             caches,
             health,
             usage: Usage::default(),
+            executions: Default::default(),
             validation_events: Default::default(),
             metrics,
         })
@@ -212,6 +218,9 @@ impl Running {
         {
             tracing::warn!(error = %e, "could not write usage counters at shutdown");
         }
+        if let Err(e) = self.state.executions.flush(&self.state.pool).await {
+            tracing::warn!(error = %e, "could not write execution counts at shutdown");
+        }
         if let Err(e) = self.state.validation_events.flush(&self.state.pool).await {
             tracing::warn!(error = %e, "could not write validation events at shutdown");
         }
@@ -236,6 +245,10 @@ async fn write_usage(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
             if let Err(e) = state.usage.flush(&state.pool, spread).await {
                 state.metrics.usage_flush_failures.inc();
                 tracing::warn!(error = %e, "could not write usage counters; will retry");
+            }
+            if let Err(e) = state.executions.flush(&state.pool).await {
+                state.metrics.usage_flush_failures.inc();
+                tracing::warn!(error = %e, "could not write execution counts; will retry");
             }
             if let Err(e) = state.validation_events.flush(&state.pool).await {
                 tracing::warn!(error = %e, "could not write validation events");

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub rate_limiter_tracked: Gauge,
     pub password_hashes: Gauge,
     pub usage_backlog: Gauge,
+    pub execution_backlog: Gauge,
 }
 
 impl Metrics {
@@ -130,7 +131,14 @@ impl Metrics {
             "Licenses whose validation counts are not yet written to the database",
             usage_backlog.clone(),
         );
+        let execution_backlog = Gauge::default();
+        registry.register(
+            "execution_backlog",
+            "Execution-count pushes (Panda) not yet written to the database",
+            execution_backlog.clone(),
+        );
         Metrics {
+            execution_backlog,
             password_hashes,
             usage_backlog,
             registry,

@@ -13,10 +13,10 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::body::{BodyError, RequestBody};
 use crate::client_ip::client_ip;
-use crate::compat::{keyauth, keygen};
+use crate::compat::{junkie, keyauth, keygen, panda};
 use crate::error::{json_response, ApiError};
 use crate::health::Readiness;
-use crate::{validate, State};
+use crate::{self_reset, validate, State};
 
 pub async fn handle(state: &State, peer: IpAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, incoming) = req.into_parts();
@@ -41,6 +41,8 @@ async fn route(
     let result = match (&parts.method, parts.uri.path()) {
         (&Method::POST, "/v1/validate") => validate_route(state, peer, parts, body).await,
         (_, "/v1/validate") => Err(ApiError::method_not_allowed("POST")),
+        (&Method::POST, "/v1/reset-hwid") => reset_hwid_route(state, peer, parts, body).await,
+        (_, "/v1/reset-hwid") => Err(ApiError::method_not_allowed("POST")),
         (&Method::GET | &Method::HEAD, "/healthz") => Ok(json_response(
             StatusCode::OK,
             br#"{"status":"ok"}"#.to_vec(),
@@ -50,6 +52,12 @@ async fn route(
         (_, "/healthz" | "/readyz" | "/metrics") => Err(ApiError::method_not_allowed("GET")),
         (_, path) if keygen::owns(path) => {
             return keygen::handle(state, peer, parts, body).await;
+        }
+        (_, path) if panda::owns(path) => {
+            return panda::handle(state, peer, parts, body).await;
+        }
+        (_, path) if junkie::owns(path) => {
+            return junkie::handle(state, peer, parts, body).await;
         }
         (&Method::GET | &Method::POST, _) if keyauth.is_some() => {
             let api = keyauth.unwrap_or(keyauth::Api::V1_2);
@@ -91,6 +99,20 @@ async fn validate_route(
     let parsed = validate::parse(&body)?;
     let validation = parsed.check()?;
     let out = validate::validate(state, validation, ip).await?;
+    Ok(json_response(StatusCode::OK, out))
+}
+
+/// The self-service HWID reset (`self_reset.rs`), per-IP limited like a validation.
+async fn reset_hwid_route(
+    state: &State,
+    peer: IpAddr,
+    parts: &Parts,
+    body: &mut RequestBody,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let ip = client_ip(peer, &parts.headers, &state.cfg.trusted_proxies);
+    state.limiter.check(ip).map_err(ApiError::rate_limited)?;
+    let body = body.read(state.cfg.max_body_bytes).await?;
+    let out = self_reset::native(state, &body).await?;
     Ok(json_response(StatusCode::OK, out))
 }
 
@@ -153,6 +175,10 @@ async fn metrics(state: &State) -> Response<Full<Bytes>> {
         .metrics
         .usage_backlog
         .set(state.usage.backlog() as i64);
+    state
+        .metrics
+        .execution_backlog
+        .set(state.executions.backlog());
     let mut resp = Response::new(Full::new(Bytes::from(state.metrics.render())));
     resp.headers_mut().insert(
         CONTENT_TYPE,

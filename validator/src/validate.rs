@@ -129,6 +129,7 @@ pub async fn validate(state: &State, v: Validation<'_>, ip: IpAddr) -> Result<Ve
     let facts = RequestFacts {
         hwid: v.hwid,
         ip: Some(ip),
+        hwid_optional: false,
     };
     let now = Utc::now();
     let (verdict, license) = run_rules(state, &app, v.key, facts, now).await?;

@@ -102,7 +102,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
                 .patch(policies::update)
                 .delete(policies::delete),
         )
-        .route("/v1/providers", post(providers::create).get(providers::list))
+        .route(
+            "/v1/providers",
+            post(providers::create).get(providers::list),
+        )
         .route(
             "/v1/providers/{providerId}",
             get(providers::get).delete(providers::delete),

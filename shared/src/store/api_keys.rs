@@ -292,7 +292,11 @@ pub async fn list_service_keys<C: GenericClient + Sync>(
 }
 
 /// Revokes a service key; validators drop their copy of its app's keys.
-pub async fn revoke_service_key(wtx: &mut WriteTx<'_>, app_id: Uuid, id: Uuid) -> StoreResult<ApiKey> {
+pub async fn revoke_service_key(
+    wtx: &mut WriteTx<'_>,
+    app_id: Uuid,
+    id: Uuid,
+) -> StoreResult<ApiKey> {
     let row = wtx
         .tx()
         .query_opt(
@@ -329,16 +333,15 @@ pub async fn find_service_key<C: GenericClient + Sync>(
     c: &C,
     plaintext: &str,
 ) -> StoreResult<Option<ServiceKey>> {
-    Ok(c
-        .query_opt(
-            "SELECT id, account_id, app_id FROM api_keys
+    Ok(c.query_opt(
+        "SELECT id, account_id, app_id FROM api_keys
               WHERE key_hash = $1 AND revoked_at IS NULL AND kind = 'service'",
-            &[&secrets::sha256(plaintext)],
-        )
-        .await?
-        .map(|r| ServiceKey {
-            id: r.get("id"),
-            account_id: r.get("account_id"),
-            app_id: r.get("app_id"),
-        }))
+        &[&secrets::sha256(plaintext)],
+    )
+    .await?
+    .map(|r| ServiceKey {
+        id: r.get("id"),
+        account_id: r.get("account_id"),
+        app_id: r.get("app_id"),
+    }))
 }

@@ -19,7 +19,13 @@ const COLUMNS: &str =
     hwid_reset_cooldown_secs, self_hwid_reset";
 
 /// The key-system modes of Panda's `getconfig`.
-pub const AUTH_MODES: [&str; 5] = ["playerid", "hwidplayer", "hwidonly", "fingerprint", "iponly"];
+pub const AUTH_MODES: [&str; 5] = [
+    "playerid",
+    "hwidplayer",
+    "hwidonly",
+    "fingerprint",
+    "iponly",
+];
 
 fn from_row(r: &Row) -> App {
     App {
@@ -267,14 +273,18 @@ pub async fn get<C: GenericClient + Sync>(c: &C, account_id: Uuid, id: Uuid) -> 
 }
 
 /// The app behind a public service id (Panda's `service`), for the validator: unscoped,
-/// because the service id is unique across the deployment.
+/// because the service id is unique across the deployment, and case-insensitive, because
+/// Panda's legacy loader lower-cases it in some calls.
 pub async fn id_by_service<C: GenericClient + Sync>(
     c: &C,
     service_id: &str,
 ) -> StoreResult<Option<Uuid>> {
-    Ok(c.query_opt("SELECT id FROM apps WHERE service_id = $1", &[&service_id])
-        .await?
-        .map(|r| r.get(0)))
+    Ok(c.query_opt(
+        "SELECT id FROM apps WHERE lower(service_id) = lower($1)",
+        &[&service_id],
+    )
+    .await?
+    .map(|r| r.get(0)))
 }
 
 /// An app of the account with this integer id or this exact name (Junkie's `service`, sent as
@@ -378,11 +388,7 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &AppPatch) -> StoreR
 }
 
 /// Writes the key-system settings a patch carries (checked here); `None` when it carries none.
-async fn set_key_system(
-    wtx: &mut WriteTx<'_>,
-    id: Uuid,
-    p: &AppPatch,
-) -> StoreResult<Option<App>> {
+async fn set_key_system(wtx: &mut WriteTx<'_>, id: Uuid, p: &AppPatch) -> StoreResult<Option<App>> {
     if p.service_id.is_none()
         && p.keyless_mode.is_none()
         && p.keyless_ttl_secs.is_none()
@@ -397,13 +403,14 @@ async fn set_key_system(
     if let Some(Some(s)) = &p.service_id {
         if s.is_empty()
             || s.len() > 64
-            || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
             return invalid("service_id must be 1 to 64 letters, digits, '_' or '-'");
         }
     }
-    if p
-        .keyless_ttl_secs
+    if p.keyless_ttl_secs
         .is_some_and(|t| !(60..=31_536_000).contains(&t))
     {
         return invalid("keyless_ttl_secs must be between 60 and 31536000 (a year)");

@@ -88,16 +88,18 @@ pub async fn create(wtx: &mut WriteTx<'_>, p: &NewProvider) -> StoreResult<KeyPr
     Ok(provider)
 }
 
-pub async fn list<C: GenericClient + Sync>(c: &C, account_id: Uuid) -> StoreResult<Vec<KeyProvider>> {
-    Ok(c
-        .query(
-            &format!("SELECT {COLUMNS} FROM key_providers WHERE account_id = $1 ORDER BY id"),
-            &[&account_id],
-        )
-        .await?
-        .iter()
-        .map(from_row)
-        .collect())
+pub async fn list<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+) -> StoreResult<Vec<KeyProvider>> {
+    Ok(c.query(
+        &format!("SELECT {COLUMNS} FROM key_providers WHERE account_id = $1 ORDER BY id"),
+        &[&account_id],
+    )
+    .await?
+    .iter()
+    .map(from_row)
+    .collect())
 }
 
 pub async fn get<C: GenericClient + Sync>(
@@ -143,13 +145,12 @@ pub async fn link_for<C: GenericClient + Sync>(
     provider: &str,
 ) -> StoreResult<Option<String>> {
     let num: Option<i64> = provider.parse().ok();
-    Ok(c
-        .query_opt(
-            "SELECT p.link_url FROM key_providers p JOIN accounts a ON a.id = p.account_id
+    Ok(c.query_opt(
+        "SELECT p.link_url FROM key_providers p JOIN accounts a ON a.id = p.account_id
               WHERE a.num_id = $1 AND p.is_active AND (p.id = $2 OR p.name = $3)
               ORDER BY (p.id = $2) DESC NULLS LAST LIMIT 1",
-            &[&account_num_id, &num, &provider],
-        )
-        .await?
-        .and_then(|r| r.get::<_, Option<String>>(0)))
+        &[&account_num_id, &num, &provider],
+    )
+    .await?
+    .and_then(|r| r.get::<_, Option<String>>(0)))
 }

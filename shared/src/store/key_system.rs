@@ -390,13 +390,19 @@ pub async fn replace_hwids(
 pub enum HwidReset {
     Done,
     /// The app's cooldown since the key's last reset has not passed.
-    TooSoon { retry_after_secs: i64 },
+    TooSoon {
+        retry_after_secs: i64,
+    },
 }
 
 /// Clears a key's HWIDs (the next validation binds again) and records when. With `cooldown`,
 /// refuses while the app's `hwid_reset_cooldown_secs` since the last reset has not passed; the
 /// check and the reset run under the row's lock, so two racing resets cannot both pass.
-pub async fn reset_hwids(wtx: &mut WriteTx<'_>, id: Uuid, cooldown: bool) -> StoreResult<HwidReset> {
+pub async fn reset_hwids(
+    wtx: &mut WriteTx<'_>,
+    id: Uuid,
+    cooldown: bool,
+) -> StoreResult<HwidReset> {
     let row = wtx
         .tx()
         .query_opt(

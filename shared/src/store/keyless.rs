@@ -37,7 +37,9 @@ fn from_row(r: &Row) -> KeylessEntry {
 
 fn check_hwid(hwid: &str) -> StoreResult<()> {
     if hwid.is_empty() || hwid.len() > 256 {
-        return Err(StoreError::Invalid("hwid must be 1 to 256 characters".into()));
+        return Err(StoreError::Invalid(
+            "hwid must be 1 to 256 characters".into(),
+        ));
     }
     Ok(())
 }
@@ -136,13 +138,12 @@ pub async fn find<C: GenericClient + Sync>(
     app_id: Uuid,
     hwid: &str,
 ) -> StoreResult<Option<KeylessEntry>> {
-    Ok(c
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM keyless_entries WHERE app_id = $1 AND hwid = $2"),
-            &[&app_id, &hwid],
-        )
-        .await?
-        .map(|r| from_row(&r)))
+    Ok(c.query_opt(
+        &format!("SELECT {COLUMNS} FROM keyless_entries WHERE app_id = $1 AND hwid = $2"),
+        &[&app_id, &hwid],
+    )
+    .await?
+    .map(|r| from_row(&r)))
 }
 
 /// A keyless validation's entry: made, or its expiry pushed to now + the app's TTL (never

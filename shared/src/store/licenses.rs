@@ -356,7 +356,9 @@ fn resolve(spec: &GenerateSpec, now: DateTime<Utc>) -> StoreResult<Resolved> {
         Some(_) if duration_secs.is_none() => {
             return invalid("expires_at_until_first_use needs expiry_on_first_use and a duration")
         }
-        Some(at) if at <= now => return invalid("expires_at_until_first_use must be in the future"),
+        Some(at) if at <= now => {
+            return invalid("expires_at_until_first_use must be in the future")
+        }
         Some(at) => (Some(at), true),
     };
     if let Some(d) = &spec.discord_id {

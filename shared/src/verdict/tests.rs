@@ -48,6 +48,7 @@ fn facts<'a>(hwid: Option<&'a str>, ip: Option<&str>) -> RequestFacts<'a> {
     RequestFacts {
         hwid,
         ip: ip.map(|s| s.parse().unwrap()),
+        hwid_optional: false,
     }
 }
 
@@ -428,7 +429,7 @@ proptest! {
         l.ips = (0..seen).map(|i| format!("192.0.2.{i}").parse().unwrap()).collect();
         let hwid = req_hwid.map(|i| format!("H{i}"));
         let ip = req_ip.map(|i| format!("192.0.2.{i}").parse().unwrap());
-        let f = RequestFacts { hwid: hwid.as_deref(), ip };
+        let f = RequestFacts { hwid: hwid.as_deref(), ip, hwid_optional: false };
         match decide(&a, Some(&l.facts()), &empty(), f, now) {
             Decision::Final(v) if v.valid => {
                 prop_assert!(!paused && !banned && expired != Some(true));
@@ -452,23 +453,129 @@ proptest! {
 fn a_spent_one_time_key_is_refused_except_to_the_use_that_spent_it() {
     let mut l = license();
     l.traits.one_time_use = true;
-    let d = decide(&app(), Some(&l.facts()), &empty(), facts(Some("H1"), None), Utc::now());
-    assert_eq!(d, Decision::Final(Verdict::fail(Code::AlreadyUsed, "this one-time key has already been used")));
-    let v = decide_after_activation(&app(), &l.facts(), &empty(), facts(Some("H1"), None), Utc::now(), true);
+    let d = decide(
+        &app(),
+        Some(&l.facts()),
+        &empty(),
+        facts(Some("H1"), None),
+        Utc::now(),
+    );
+    assert_eq!(
+        d,
+        Decision::Final(Verdict::fail(
+            Code::AlreadyUsed,
+            "this one-time key has already been used"
+        ))
+    );
+    let v = decide_after_activation(
+        &app(),
+        &l.facts(),
+        &empty(),
+        facts(Some("H1"), None),
+        Utc::now(),
+        true,
+    );
     assert!(v.valid, "{v:?}");
-    let v = decide_after_activation(&app(), &l.facts(), &empty(), facts(Some("H1"), None), Utc::now(), false);
+    let v = decide_after_activation(
+        &app(),
+        &l.facts(),
+        &empty(),
+        facts(Some("H1"), None),
+        Utc::now(),
+        false,
+    );
     assert_eq!(v.code, Code::AlreadyUsed);
     l.used_at = None;
-    let d = decide(&app(), Some(&l.facts()), &empty(), facts(Some("H1"), None), Utc::now());
-    assert!(matches!(d, Decision::Activate(Activation { first_use: true, .. })));
+    let d = decide(
+        &app(),
+        Some(&l.facts()),
+        &empty(),
+        facts(Some("H1"), None),
+        Utc::now(),
+    );
+    assert!(matches!(
+        d,
+        Decision::Activate(Activation {
+            first_use: true,
+            ..
+        })
+    ));
 }
 
 #[test]
 fn a_key_without_hwid_check_neither_binds_nor_compares() {
     let mut l = license();
     l.traits.hwid_check = false;
-    let d = decide(&app(), Some(&l.facts()), &empty(), facts(Some("OTHER"), None), Utc::now());
+    let d = decide(
+        &app(),
+        Some(&l.facts()),
+        &empty(),
+        facts(Some("OTHER"), None),
+        Utc::now(),
+    );
     assert_eq!(d, Decision::Final(Verdict::valid()));
-    let d = decide(&app(), Some(&l.facts()), &empty(), facts(None, None), Utc::now());
+    let d = decide(
+        &app(),
+        Some(&l.facts()),
+        &empty(),
+        facts(None, None),
+        Utc::now(),
+    );
     assert_eq!(d, Decision::Final(Verdict::valid()));
+}
+
+#[test]
+fn an_optional_hwid_left_out_skips_the_hwid_rules_but_one_sent_is_checked() {
+    let optional = |hwid| RequestFacts {
+        hwid,
+        ip: None,
+        hwid_optional: true,
+    };
+    // Bound to H1 with a limit of 1: no HWID passes without binding, H1 passes, H2 mismatches.
+    let l = license().facts();
+    let d = decide(&app(), Some(&l), &empty(), optional(None), Utc::now());
+    assert_eq!(d, Decision::Final(Verdict::valid()));
+    let d = decide(&app(), Some(&l), &empty(), optional(Some("H1")), Utc::now());
+    assert_eq!(d, Decision::Final(Verdict::valid()));
+    assert_eq!(
+        code(decide(
+            &app(),
+            Some(&l),
+            &empty(),
+            optional(Some("H2")),
+            Utc::now()
+        )),
+        Code::HwidMismatch
+    );
+    // A first use without a HWID activates (used_at) but binds nothing.
+    let mut fresh = license();
+    fresh.used_at = None;
+    fresh.hwids.clear();
+    match decide(
+        &app(),
+        Some(&fresh.facts()),
+        &empty(),
+        optional(None),
+        Utc::now(),
+    ) {
+        Decision::Activate(a) => assert_eq!(
+            a,
+            Activation {
+                first_use: true,
+                ..Activation::default()
+            }
+        ),
+        d => panic!("expected a first-use activation, got {d:?}"),
+    }
+    // Not optional: the same request still needs a HWID.
+    assert_eq!(
+        code(decide(
+            &app(),
+            Some(&l),
+            &empty(),
+            facts(None, None),
+            Utc::now()
+        )),
+        Code::HwidRequired
+    );
 }

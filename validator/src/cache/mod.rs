@@ -12,12 +12,14 @@
 mod client;
 mod details;
 mod guarded;
+mod key_system;
 mod licenses;
 mod loader;
 
 pub use client::ClientCaches;
 pub use details::LicenseDetails;
 pub use guarded::{Guarded, InApp, Named};
+pub use key_system::KeySystemCaches;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -108,6 +110,9 @@ pub struct Caches {
     pub client: ClientCaches,
     /// The Keygen facade's licenses, with policy, machines and entitlements, by key.
     pub details: LicenseDetails,
+    /// The Panda and Junkie facades' lookups (services, identifiers, keyless entries, service
+    /// keys, provider links).
+    pub key_system: KeySystemCaches,
     apps: quick_cache::sync::Cache<Uuid, Cached<Option<Arc<App>>>>,
     blacklists: DashMap<Uuid, Arc<BlacklistView>>,
     licenses: licenses::LicenseCache,
@@ -125,6 +130,7 @@ impl Caches {
         Caches {
             client: ClientCaches::new(cfg, health.clone()),
             details: LicenseDetails::new(cfg, pool.clone(), health.clone()),
+            key_system: KeySystemCaches::new(cfg, pool.clone(), health.clone()),
             apps: quick_cache::sync::Cache::new(
                 usize::try_from(cfg.app_cache_capacity)
                     .unwrap_or(usize::MAX)
@@ -304,6 +310,7 @@ impl Caches {
             | Invalidation::Keyless { .. } => {}
             Invalidation::All => self.flush_all(),
         }
+        self.key_system.apply(inv);
         self.details.apply(inv);
         self.client.apply(inv).await;
     }
@@ -311,6 +318,7 @@ impl Caches {
     pub fn flush_all(&self) {
         self.client.clear();
         self.details.clear();
+        self.key_system.clear();
         self.app_generation.fetch_add(1, Ordering::SeqCst);
         self.apps.clear();
         self.licenses.clear();

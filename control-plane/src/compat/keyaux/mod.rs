@@ -143,7 +143,9 @@ pub fn router() -> Router<AppState> {
 
 /// Whether a path belongs to this facade (its errors take KeyAux's shape).
 pub fn owns(path: &str) -> bool {
-    path.starts_with("/api/auth/") || path.starts_with("/api/dashboard/") || path.starts_with("/api/seller")
+    path.starts_with("/api/auth/")
+        || path.starts_with("/api/dashboard/")
+        || path.starts_with("/api/seller")
 }
 
 /// KeyAux's error shape: the status plus `{"success": false, "message": …}`.
