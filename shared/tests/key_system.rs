@@ -6,36 +6,18 @@
 use chrono::{Duration, Utc};
 use keyward_shared::model::{App, License};
 use keyward_shared::store::key_system::{self, HwidReset, KeyFilter, KeyRef, KeyStatus};
-use keyward_shared::store::{accounts, api_keys, apps, key_providers, keyless, licenses, usage};
-use keyward_shared::testing::TestDb;
+use keyward_shared::store::{api_keys, apps, key_providers, keyless, licenses, usage};
+use keyward_shared::testing::{self, TestDb};
 use keyward_shared::verdict::Activation;
 use keyward_shared::write::{Actor, WriteTx};
 
+/// A tenant whose app is patched with `patch`.
 async fn tenant(c: &mut tokio_postgres::Client, patch: apps::AppPatch) -> (Actor, App) {
-    let acct = accounts::create(
-        &*c,
-        &format!("t{}", keyward_shared::secrets::random_token(8)),
-        None,
-        "x",
-    )
-    .await
-    .unwrap();
-    let actor = Actor {
-        account_id: acct.id,
-        label: "test".into(),
-    };
-    let mut w = WriteTx::begin(c, actor.clone()).await.unwrap();
-    let app = apps::create(
-        &mut w,
-        &apps::AppPatch {
-            name: Some("svc".into()),
-            ..patch
-        },
-    )
-    .await
-    .unwrap();
+    let t = testing::tenant(c, true).await;
+    let mut w = WriteTx::begin(c, t.actor.clone()).await.unwrap();
+    let app = apps::update(&mut w, t.app.id, &patch).await.unwrap();
     w.commit().await.unwrap();
-    (actor, app)
+    (t.actor, app)
 }
 
 async fn generate(
@@ -44,10 +26,11 @@ async fn generate(
     app: &App,
     spec: licenses::GenerateSpec,
 ) -> Vec<License> {
-    let mut w = WriteTx::begin(c, actor.clone()).await.unwrap();
-    let made = licenses::generate(&mut w, app.id, &spec).await.unwrap();
-    w.commit().await.unwrap();
-    made
+    let t = testing::Tenant {
+        actor: actor.clone(),
+        app: app.clone(),
+    };
+    testing::generate(c, &t, spec).await
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -24,8 +24,6 @@ use keyward_shared::write::WriteTx;
 use keyward_validator::Running;
 use serde_json::json;
 
-const SDK: &str = "keygen-sdk==1.0.0";
-const SDK_DIST_INFO: &str = "keygen_sdk-1.0.0.dist-info";
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keygen_sdk/run.py");
 
 /// The directory holding keygen-sdk and its dependencies (`requests`, `cryptography`), for
@@ -37,50 +35,12 @@ fn sdk_dir() -> PathBuf {
 }
 
 fn install_sdk() -> PathBuf {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let dir = root.join("keygen-sdk-1.0.0");
-    if dir.join(SDK_DIST_INFO).is_dir() {
-        return dir;
-    }
-    let partial = root.join(format!("keygen-sdk-1.0.0.partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&partial);
-    let out = Command::new("python3")
-        // Debian's python3 is "externally managed"; installing into a directory of our own is
-        // what that rule allows (older pips ignore the variable).
-        .env("PIP_BREAK_SYSTEM_PACKAGES", "1")
-        .args(["-m", "pip", "install", "--quiet", "--no-input"])
-        .args(["--disable-pip-version-check", "--target"])
-        .arg(&partial)
-        .arg(SDK)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `python3 -m pip` to install {SDK}: {e}"));
-    if !out.status.success() {
-        let _ = std::fs::remove_dir_all(&partial);
-    }
-    assert!(
-        out.status.success(),
-        "`python3 -m pip install --target {} {SDK}` failed ({}): the acceptance test needs the \
-         real package from PyPI, so the registry must be reachable.\n{}{}",
-        partial.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        partial.join(SDK_DIST_INFO).is_dir() && partial.join("keygen/client.py").is_file(),
-        "pip reported success but {} holds no {SDK}",
-        partial.display()
-    );
-    if let Err(e) = std::fs::rename(&partial, &dir) {
-        // Another test process got there first; its install is as good as ours.
-        let _ = std::fs::remove_dir_all(&partial);
-        assert!(
-            dir.join(SDK_DIST_INFO).is_dir(),
-            "cannot move the keygen-sdk install into {}: {e}",
-            dir.display()
-        );
-    }
-    dir
+    common::pip::install(&common::pip::Package {
+        spec: "keygen-sdk==1.0.0",
+        dir: "keygen-sdk-1.0.0",
+        dist_info: "keygen_sdk-1.0.0.dist-info",
+        module: "keygen/client.py",
+    })
 }
 
 /// What run.py needs to reach one validator as one license's holder.

@@ -6,6 +6,7 @@ pub mod hostile_values;
 pub mod keygen_clients;
 pub mod lua;
 pub mod panda_py;
+pub mod pip;
 
 use std::net::SocketAddr;
 use std::time::Duration;

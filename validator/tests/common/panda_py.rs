@@ -8,14 +8,11 @@
 //! `keygen_sdk.rs` installs keygen-sdk; a registry that cannot be reached fails the tests rather
 //! than skipping them. Needs `super::lua` (the bounded runner).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use super::lua::{blocking, borrowed, owned, run_bounded, ClientRun, CLIENTS_DIR, TIMEOUT};
-
-const PACKAGE: &str = "PandaAuthPy==1.0.2";
-const DIST_INFO: &str = "pandaauthpy-1.0.2.dist-info";
 
 /// What PandaAuthPy sends as `hwid` when its public-IP lookup fails: sha256("BAD_REQUEST").
 pub const BAD_REQUEST_HWID: &str =
@@ -30,50 +27,12 @@ pub fn package_dir() -> PathBuf {
 }
 
 fn install() -> PathBuf {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let dir = root.join("pandaauthpy-1.0.2");
-    if dir.join(DIST_INFO).is_dir() {
-        return dir;
-    }
-    let partial = root.join(format!("pandaauthpy-1.0.2.partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&partial);
-    let out = Command::new("python3")
-        // Debian's python3 is "externally managed"; installing into a directory of our own is
-        // what that rule allows (older pips ignore the variable).
-        .env("PIP_BREAK_SYSTEM_PACKAGES", "1")
-        .args(["-m", "pip", "install", "--quiet", "--no-input"])
-        .args(["--disable-pip-version-check", "--target"])
-        .arg(&partial)
-        .arg(PACKAGE)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `python3 -m pip` to install {PACKAGE}: {e}"));
-    if !out.status.success() {
-        let _ = std::fs::remove_dir_all(&partial);
-    }
-    assert!(
-        out.status.success(),
-        "`python3 -m pip install --target {} {PACKAGE}` failed ({}): the test needs the real \
-         package from PyPI, so the registry must be reachable.\n{}{}",
-        partial.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        partial.join(DIST_INFO).is_dir() && partial.join("PandaAuthPy/auth.py").is_file(),
-        "pip reported success but {} holds no {PACKAGE}",
-        partial.display()
-    );
-    if let Err(e) = std::fs::rename(&partial, &dir) {
-        // Another test process got there first; its install is as good as ours.
-        let _ = std::fs::remove_dir_all(&partial);
-        assert!(
-            dir.join(DIST_INFO).is_dir(),
-            "cannot move the PandaAuthPy install into {}: {e}",
-            dir.display()
-        );
-    }
-    dir
+    super::pip::install(&super::pip::Package {
+        spec: "PandaAuthPy==1.0.2",
+        dir: "pandaauthpy-1.0.2",
+        dist_info: "pandaauthpy-1.0.2.dist-info",
+        module: "PandaAuthPy/auth.py",
+    })
 }
 
 /// Runs the driver: `steps` from `validate_key`, `validate_premium_key`, `get_key`, `hwid`. Each
