@@ -12,6 +12,10 @@
 --   KEYWARD_USER_NAME     Players.LocalPlayer.Name (default "KeywardTester")
 --   KEYWARD_EXTRA_HOSTS   more comma-separated host names to send to the server under test
 --   KEYWARD_HTTP_TIMEOUT  seconds per HTTP exchange (default 20)
+--   KEYWARD_FINGERPRINT_HEADER  a header name, e.g. "Syn-Fingerprint": every request() then carries
+--                         it with KEYWARD_HWID as its value, as real executors add their fingerprint
+--                         to every request (unless the library sets that header itself); recorded
+--                         per exchange as `executor_headers`. Unset: no such header
 --   KEYWARD_CLIENTS_DIR   where the vendored libraries are (default: this file's directory)
 --
 -- Network rule: URLs on pandadevelopment.net, {new,utility,auth}.pandadevelopment.net,
@@ -302,6 +306,20 @@ local function write_file(path, data)
 end
 
 local TIMEOUT = tonumber(env("KEYWARD_HTTP_TIMEOUT", "20")) or 20
+local FINGERPRINT_HEADER = env("KEYWARD_FINGERPRINT_HEADER")
+
+-- The headers an executor adds to a library's own (its fingerprint, when asked for), or nil.
+local function executor_headers(headers)
+    if not FINGERPRINT_HEADER then
+        return nil
+    end
+    for k in pairs(headers) do
+        if tostring(k):lower() == FINGERPRINT_HEADER:lower() then
+            return nil
+        end
+    end
+    return { [FINGERPRINT_HEADER] = env("KEYWARD_HWID", "keyward-stand-in-hwid") }
+end
 
 -- Header names as the server sent them, lower-cased; the last response of a redirect-free
 -- exchange (a 100 Continue block is skipped).
@@ -388,6 +406,18 @@ function KEYWARD.request(opts)
     local entry = { method = method, url = tostring(url), headers = {}, body = body }
     for k, v in pairs(headers) do
         entry.headers[tostring(k)] = tostring(v)
+    end
+    local extra = executor_headers(headers)
+    if extra then
+        entry.executor_headers = extra
+        local merged = {}
+        for k, v in pairs(headers) do
+            merged[k] = v
+        end
+        for k, v in pairs(extra) do
+            merged[k] = v
+        end
+        headers = merged
     end
     local target, why = KEYWARD.route(url)
     local resp

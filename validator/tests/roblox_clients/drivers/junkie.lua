@@ -11,7 +11,7 @@
 --   KEYWARD_STEPS       comma-separated, from: check_key, get_key_link, load_script
 --                       (default "check_key")
 -- check_key returns [table]: the decoded 200 body as is, or {valid = false, error = "http N"};
--- get_key_link returns [link, null] or [null, "RATE_LIMITTED" | body].
+-- get_key_link returns [link] (a trailing nil is not printed) or [null, "RATE_LIMITTED" | body].
 local env = KEYWARD.env
 local Junkie = KEYWARD.load_client("junkie/library.lua")
 Junkie.service = env("KEYWARD_SERVICE") or error("KEYWARD_SERVICE is not set")
