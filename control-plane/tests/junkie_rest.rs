@@ -186,6 +186,10 @@ async fn create_answers_201_with_every_key_field() {
         assert!(k["hwids"][0].get(*f).is_some(), "hwids[0] lacks {f}: {k}");
     }
     assert!(k["id"].is_i64() && k["user_id"].is_i64(), "{k}");
+    // The owner's integer id is the account's, which the native API tells its admin (the
+    // `identifier` Junkie's SDK sends).
+    let me = cp.ok(Method::GET, "/v1/account", &t.jwt, None).await;
+    assert_eq!(me["num_id"], k["user_id"], "{me}");
     assert!(k["key_value"].as_str().is_some_and(|v| v.len() >= 8));
     assert_eq!(k["service_id"], s);
     assert_eq!(k["service_name"], "Hub");

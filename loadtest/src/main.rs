@@ -1,4 +1,5 @@
-//! `keyward-loadtest`: Keyward's load generator (native, KeyAuth and Keygen scenarios, closed
+//! `keyward-loadtest`: Keyward's load generator (native, KeyAuth, Keygen, Panda and Junkie
+//! scenarios, closed
 //! and open loop, per-step hdrhistograms, JSON and SVG reports), a bare hyper `baseline-server`
 //! to compare with, and `compare` (A/B interleaved runs with the ratio of each pair).
 
@@ -132,8 +133,8 @@ enum Cmd {
         /// How the suite was started (recorded in the report).
         #[arg(long, default_value = "deploy/bench.sh")]
         command: String,
-        /// Run only these rows (comma-separated): ceiling, native, keyauth, keygen, open-loop,
-        /// propagation, cold, memory, limiter. Default: all.
+        /// Run only these rows (comma-separated): ceiling, native, keyauth, keygen, panda, junkie,
+        /// executions, open-loop, propagation, cold, memory, limiter. Default: all.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Criterion's output directory, where the Keygen row finds what signing an answer costs
@@ -224,6 +225,15 @@ enum ScenarioKind {
     /// Keygen-Signature of one answer in --verify-every checked (--public-key) and its
     /// meta.code VALID.
     KeygenValidateKey,
+    /// Panda: GET /v2_validation?key&service&hwid (--service, --hwid), the query unencoded; one
+    /// answer in --verify-every must say V2_Authentication "success".
+    PandaV2Validation,
+    /// Junkie: POST /api/v1/whitelist/verifyOpen {key, service, identifier, hwid} (--service,
+    /// --identifier, --hwid); one answer in --verify-every must say valid, KEY_VALID.
+    JunkieVerifyOpen,
+    /// Panda: POST /api/push-execution-count?apiKey=… (--service-key); every answer must say
+    /// success. Needs no license key.
+    PandaPushExecution,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -266,6 +276,15 @@ struct ScenarioArgs {
     /// KeyAuth 1.3, Keygen: the deployment's Ed25519 public key (hex).
     #[arg(long)]
     public_key: Option<String>,
+    /// Panda: the service id; Junkie: the service's name or integer id.
+    #[arg(long)]
+    service: Option<String>,
+    /// Junkie: the account's integer id (`num_id` of GET /v1/account).
+    #[arg(long)]
+    identifier: Option<String>,
+    /// Panda: a service key (`apiKey`, POST /v1/apps/{id}/service-keys).
+    #[arg(long)]
+    service_key: Option<String>,
     /// KeyAuth: which step the flow repeats.
     #[arg(long, value_enum, default_value = "flow")]
     repeat: RepeatArg,
@@ -274,7 +293,7 @@ struct ScenarioArgs {
     spoof_addresses: bool,
     /// KeyAuth, Keygen: verify the signature of one answer in N (1: all). Verifying Ed25519
     /// costs the generator more than signing costs the server; sample when 1.3 or Keygen would
-    /// be generator-bound.
+    /// be generator-bound. Panda, Junkie validations: parse one answer in N.
     #[arg(long, default_value_t = 1)]
     verify_every: u32,
 }
@@ -292,7 +311,7 @@ impl ScenarioArgs {
                     .map(str::to_string),
             );
         }
-        if keys.is_empty() {
+        if keys.is_empty() && !matches!(self.scenario, ScenarioKind::PandaPushExecution) {
             anyhow::bail!("give at least one --key or a --keys-file");
         }
         let keys = Arc::new(keys);
@@ -371,6 +390,28 @@ impl ScenarioArgs {
                     verify_every: self.verify_every.max(1),
                 }
             }
+            ScenarioKind::PandaV2Validation => Scenario::PandaV2Validation {
+                service: need(&self.service, "service")?,
+                keys,
+                hwid: self
+                    .hwid
+                    .clone()
+                    .unwrap_or_else(|| "keyward-loadtest-machine-0001".into()),
+                verify_every: self.verify_every.max(1),
+            },
+            ScenarioKind::JunkieVerifyOpen => Scenario::JunkieVerifyOpen {
+                service: need(&self.service, "service")?,
+                identifier: need(&self.identifier, "identifier")?,
+                keys,
+                hwid: self
+                    .hwid
+                    .clone()
+                    .unwrap_or_else(|| "keyward-loadtest-machine-0001".into()),
+                verify_every: self.verify_every.max(1),
+            },
+            ScenarioKind::PandaPushExecution => Scenario::PandaPushExecution {
+                api_key: need(&self.service_key, "service-key")?,
+            },
         })
     }
 }

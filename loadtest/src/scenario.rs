@@ -1,6 +1,7 @@
 //! What the virtual clients send: native validations (one key, keys drawn uniformly, or a mixed
-//! fleet), KeyAuth flows (init → license → check on 1.2 or 1.3, answers verified) and Keygen's
-//! signed `validate-key` (a sample of answers verified). Each
+//! fleet), KeyAuth flows (init → license → check on 1.2 or 1.3, answers verified), Keygen's
+//! signed `validate-key` (a sample of answers verified), Panda's legacy `v2_validation` and
+//! execution pushes, and Junkie's `verifyOpen`. Each
 //! connection drives its own [`Client`], which writes the next request, whole, into a buffer it
 //! reuses (no allocation per request; a fixed request is built once) and judges its answer.
 
@@ -87,7 +88,32 @@ pub enum Scenario {
         public_key: String,
         verify_every: u32,
     },
+    /// Panda Auth's legacy `GET /v2_validation?key=K&service=S&hwid=H`, the query concatenated
+    /// unencoded as Panda's clients send it, keys drawn uniformly. One answer in `verify_every`
+    /// is parsed: anything but `"V2_Authentication":"success"` is a `refused` error.
+    PandaV2Validation {
+        service: String,
+        keys: Arc<Vec<String>>,
+        hwid: String,
+        verify_every: u32,
+    },
+    /// Junkie's `POST /api/v1/whitelist/verifyOpen` `{key, service, identifier, hwid}` (the
+    /// `identifier`, the account's integer id, as its SDK sends it: a string), keys drawn
+    /// uniformly. One answer in `verify_every` must say `"valid":true` and `"KEY_VALID"`.
+    JunkieVerifyOpen {
+        service: String,
+        identifier: String,
+        keys: Arc<Vec<String>>,
+        hwid: String,
+        verify_every: u32,
+    },
+    /// Panda's `POST /api/push-execution-count?apiKey=K` (no body): every answer must say
+    /// `"success":true`.
+    PandaPushExecution { api_key: String },
 }
+
+/// Junkie's open verification, under the validator's root.
+pub const JUNKIE_VERIFY_OPEN: &str = "/api/v1/whitelist/verifyOpen";
 
 /// The request target of Keygen's validate-key under the validator's `/keygen` base URL: what
 /// the answer's signature covers, with the `Host` as sent.
@@ -118,6 +144,7 @@ impl Scenario {
             validate_head: head("/v1/validate", "application/json"),
             keyauth_head: head(keyauth_path, "application/x-www-form-urlencoded"),
             keygen_head,
+            junkie_head: head(JUNKIE_VERIFY_OPEN, "application/json"),
             authority: authority.to_string(),
             request: Vec::with_capacity(512),
             body: Vec::with_capacity(256),
@@ -145,6 +172,7 @@ pub struct Client {
     validate_head: Vec<u8>,
     keyauth_head: Vec<u8>,
     keygen_head: Vec<u8>,
+    junkie_head: Vec<u8>,
     /// The `Host` sent (a Keygen signature covers it).
     authority: String,
     /// The request last written, whole; with `fixed`, the one every request repeats.
@@ -205,6 +233,35 @@ fn keygen_validate_key_body(out: &mut Vec<u8>, key: &str) {
     out.extend_from_slice(b"}}");
 }
 
+/// `{"key":…,"service":…,"identifier":…,"hwid":…}` into `out`.
+fn junkie_verify_body(out: &mut Vec<u8>, key: &str, service: &str, identifier: &str, hwid: &str) {
+    out.clear();
+    out.extend_from_slice(b"{\"key\":");
+    json_str(out, key);
+    out.extend_from_slice(b",\"service\":");
+    json_str(out, service);
+    out.extend_from_slice(b",\"identifier\":");
+    json_str(out, identifier);
+    out.extend_from_slice(b",\"hwid\":");
+    json_str(out, hwid);
+    out.push(b'}');
+}
+
+/// What Panda's legacy validation says (the rest is skipped unparsed).
+#[derive(serde::Deserialize)]
+struct PandaLegacy<'a> {
+    #[serde(borrow, rename = "V2_Authentication")]
+    v2_authentication: Cow<'a, str>,
+}
+
+/// What Junkie's `verifyOpen` says.
+#[derive(serde::Deserialize)]
+struct JunkieVerdict<'a> {
+    valid: bool,
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+}
+
 /// What a Keygen validation says (`meta` only; `data`, the license, is skipped unparsed).
 #[derive(serde::Deserialize)]
 struct KeygenAnswer<'a> {
@@ -256,6 +313,12 @@ struct Verdict<'a> {
 }
 
 impl Client {
+    /// Counts an answer; whether it is one of the 1 in `every` that are checked.
+    fn sampled(&mut self, every: u32) -> bool {
+        self.answers += 1;
+        self.answers.is_multiple_of(u64::from(every.max(1)))
+    }
+
     /// Head (and an `X-Forwarded-For`) and `body` as one request in `request`.
     fn assemble(
         request: &mut Vec<u8>,
@@ -379,6 +442,55 @@ impl Client {
                 self.fixed = keys.len() == 1;
                 "validate-key"
             }
+            Scenario::PandaV2Validation {
+                service,
+                keys,
+                hwid,
+                ..
+            } => {
+                if self.fixed {
+                    return ("v2_validation", &self.request);
+                }
+                let key = pick(&mut self.rng, keys);
+                self.request.clear();
+                // Unencoded, as Panda's clients concatenate it.
+                let _ = write!(
+                    self.request,
+                    "GET /v2_validation?key={key}&service={service}&hwid={hwid} HTTP/1.1\r\nhost: {}\r\n\r\n",
+                    self.authority
+                );
+                self.fixed = keys.len() == 1;
+                "v2_validation"
+            }
+            Scenario::JunkieVerifyOpen {
+                service,
+                identifier,
+                keys,
+                hwid,
+                ..
+            } => {
+                if self.fixed {
+                    return ("verifyOpen", &self.request);
+                }
+                let key = pick(&mut self.rng, keys);
+                junkie_verify_body(&mut self.body, key, service, identifier, hwid);
+                Self::assemble(&mut self.request, &self.junkie_head, None, &self.body);
+                self.fixed = keys.len() == 1;
+                "verifyOpen"
+            }
+            Scenario::PandaPushExecution { api_key } => {
+                if self.fixed {
+                    return ("push-execution-count", &self.request);
+                }
+                self.request.clear();
+                let _ = write!(
+                    self.request,
+                    "POST /api/push-execution-count?apiKey={api_key} HTTP/1.1\r\nhost: {}\r\ncontent-length: 0\r\n\r\n",
+                    self.authority
+                );
+                self.fixed = true;
+                "push-execution-count"
+            }
         };
         (name, &self.request)
     }
@@ -386,6 +498,39 @@ impl Client {
     /// Judges an answer (status already 2xx) and advances the flow; `Ok(true)` when its
     /// signature was verified, `Ok(false)` when it was not sampled or is not signed.
     pub fn check(&mut self, answer: &Answer<'_>) -> Result<bool, ErrorKind> {
+        match &self.scenario {
+            Scenario::PandaV2Validation { verify_every, .. } => {
+                if !self.sampled(*verify_every) {
+                    return Ok(false);
+                }
+                let doc: PandaLegacy =
+                    serde_json::from_slice(answer.body).map_err(|_| ErrorKind::Protocol)?;
+                if doc.v2_authentication != "success" {
+                    return Err(ErrorKind::Refused);
+                }
+                return Ok(true);
+            }
+            Scenario::JunkieVerifyOpen { verify_every, .. } => {
+                if !self.sampled(*verify_every) {
+                    return Ok(false);
+                }
+                let doc: JunkieVerdict =
+                    serde_json::from_slice(answer.body).map_err(|_| ErrorKind::Protocol)?;
+                if !doc.valid || doc.message != "KEY_VALID" {
+                    return Err(ErrorKind::Refused);
+                }
+                return Ok(true);
+            }
+            Scenario::PandaPushExecution { .. } => {
+                let doc: Verdict =
+                    serde_json::from_slice(answer.body).map_err(|_| ErrorKind::Protocol)?;
+                if doc.success != Some(true) {
+                    return Err(ErrorKind::Refused);
+                }
+                return Ok(true);
+            }
+            _ => {}
+        }
         if let Scenario::KeygenValidateKey {
             public_key,
             verify_every,
@@ -726,6 +871,112 @@ mod tests {
             let answer = Answer::from_parts(200, buf.as_bytes(), &headers, body);
             assert_eq!(c.check(&answer), Err(ErrorKind::Refused));
         }
+    }
+
+    /// The request's line and head of a request without a body.
+    fn head_only(c: &mut Client) -> (&'static str, String) {
+        let (name, req) = c.next_request();
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut r = httparse::Request::new(&mut headers);
+        let httparse::Status::Complete(len) = r.parse(req).unwrap() else {
+            panic!("incomplete head")
+        };
+        assert_eq!(len, req.len(), "nothing after the head");
+        (name, String::from_utf8(req.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn panda_v2_validation_sends_the_query_unencoded_and_checks_a_sample() {
+        let s = Scenario::PandaV2Validation {
+            service: "my-svc".into(),
+            keys: Arc::new(vec!["KEY_1-a".into()]),
+            hwid: "hw+id/1==".into(),
+            verify_every: 2,
+        };
+        let mut c = s.client(1, "h:1");
+        let (name, req) = head_only(&mut c);
+        assert_eq!(name, "v2_validation");
+        assert_eq!(
+            req,
+            "GET /v2_validation?key=KEY_1-a&service=my-svc&hwid=hw+id/1== HTTP/1.1\r\nhost: h:1\r\n\r\n"
+        );
+        // One key: the same request every time, built once.
+        assert_eq!(head_only(&mut c).1, req);
+        let good: &[u8] = br#"{"OwnerSecretID":"x","Registered_ServiceID":"my-svc","Authentication":"success","V2_Authentication":"success","Key_Information":{}}"#;
+        let bad: &[u8] = br#"{"OwnerSecretID":"","Registered_ServiceID":"my-svc","Authentication":"failed","V2_Authentication":"failed","Key_Information":{}}"#;
+        let answer = |body| Answer::from_parts(200, b"", &[], body);
+        // 1 in 2 parsed: the first is not looked at, the second is.
+        assert_eq!(c.check(&answer(bad)), Ok(false));
+        assert_eq!(c.check(&answer(bad)), Err(ErrorKind::Refused));
+        assert_eq!(c.check(&answer(good)), Ok(false));
+        assert_eq!(c.check(&answer(good)), Ok(true));
+        // The bare baseline's body is no Panda answer.
+        c.check(&answer(br#"{"a":"xx"}"#)).unwrap();
+        assert_eq!(c.check(&answer(br#"{"a":"xx"}"#)), Err(ErrorKind::Protocol));
+    }
+
+    #[test]
+    fn junkie_verify_open_posts_its_four_fields_and_wants_key_valid() {
+        let s = Scenario::JunkieVerifyOpen {
+            service: "bench \"svc\"".into(),
+            identifier: "42".into(),
+            keys: Arc::new(vec!["K1".into(), "K2".into()]),
+            hwid: "m".into(),
+            verify_every: 1,
+        };
+        let mut c = s.client(3, "h:1");
+        for _ in 0..10 {
+            let (name, body) = parse(&mut c);
+            assert_eq!(name, "verifyOpen");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert!(v["key"] == "K1" || v["key"] == "K2", "{v}");
+            assert_eq!(v["service"], "bench \"svc\"");
+            assert_eq!(v["identifier"], "42");
+            assert_eq!(v["hwid"], "m");
+            assert_eq!(v.as_object().unwrap().len(), 4, "{v}");
+        }
+        let req = String::from_utf8(c.next_request().1.to_vec()).unwrap();
+        assert!(
+            req.starts_with(&format!("POST {JUNKIE_VERIFY_OPEN} HTTP/1.1\r\n"))
+                && req.contains("content-type: application/json\r\n"),
+            "{req}"
+        );
+        let answer = |body| Answer::from_parts(200, b"", &[], body);
+        let valid: &[u8] =
+            br#"{"valid":true,"message":"KEY_VALID","is_premium":false,"expires_at":null}"#;
+        assert_eq!(c.check(&answer(valid)), Ok(true));
+        for refused in [
+            &br#"{"valid":false,"message":"KEY_INVALID","is_premium":false,"expires_at":null}"#[..],
+            &br#"{"valid":true,"message":"KEYLESS","is_premium":false,"expires_at":null}"#[..],
+        ] {
+            assert_eq!(c.check(&answer(refused)), Err(ErrorKind::Refused));
+        }
+        assert_eq!(c.check(&answer(b"{}")), Err(ErrorKind::Protocol));
+    }
+
+    #[test]
+    fn execution_pushes_carry_the_key_in_the_query_and_must_succeed() {
+        let s = Scenario::PandaPushExecution {
+            api_key: "pkABC123".into(),
+        };
+        let mut c = s.client(1, "h:1");
+        let (name, req) = head_only(&mut c);
+        assert_eq!(name, "push-execution-count");
+        assert_eq!(
+            req,
+            "POST /api/push-execution-count?apiKey=pkABC123 HTTP/1.1\r\nhost: h:1\r\ncontent-length: 0\r\n\r\n"
+        );
+        assert_eq!(head_only(&mut c).1, req);
+        let answer = |body| Answer::from_parts(200, b"", &[], body);
+        let ok: &[u8] = br#"{"success":true,"message":"Execution count incremented successfully"}"#;
+        // Every answer is checked.
+        assert_eq!(c.check(&answer(ok)), Ok(true));
+        assert_eq!(c.check(&answer(ok)), Ok(true));
+        assert_eq!(
+            c.check(&answer(br#"{"success":false}"#)),
+            Err(ErrorKind::Refused)
+        );
+        assert_eq!(c.check(&answer(br#"{"a":"xx"}"#)), Err(ErrorKind::Refused));
     }
 
     #[test]

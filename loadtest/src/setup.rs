@@ -1,7 +1,8 @@
 //! `setup`: a reproducible load-test tenant. The app is found or created through the
 //! control-plane's REST API; its licenses are generated there (500 per call) or, for millions,
 //! inserted by PostgreSQL itself (`--database-url`). Writes the keys to a file (one per line) and
-//! prints a JSON description the other subcommands and scripts can use.
+//! prints a JSON description the other subcommands and scripts can use. [`key_systems`] seeds
+//! the Panda and Junkie rows' tenant the same way.
 
 use std::io::Write;
 use std::path::Path;
@@ -192,4 +193,99 @@ async fn seed_in_database(
         eprintln!("note: no CHECKPOINT after seeding ({e}); the first minutes may be noisier");
     }
     Ok(())
+}
+
+/// What the Panda and Junkie rows send: one app that is both a Panda service (`service_id`)
+/// and a Junkie service (its name, under the account's integer id), a Panda service key, and
+/// one key for each, bound to one HWID by their first validation.
+pub struct KeySystems {
+    /// Panda's `service`.
+    pub service_id: String,
+    /// Junkie's `service` (the app's name).
+    pub service_name: String,
+    /// Junkie's `identifier`: the account's integer id.
+    pub identifier: String,
+    /// Panda's `apiKey`.
+    pub service_key: String,
+    pub panda_key: String,
+    pub junkie_key: String,
+}
+
+/// Finds or creates the app `app_name` (HWID lock on), gives it `service_id`, a service key and
+/// two native licenses of one HWID each, and reads the account's integer id.
+pub async fn key_systems(
+    control_plane: &str,
+    token: &str,
+    app_name: &str,
+    service_id: &str,
+) -> anyhow::Result<KeySystems> {
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: control_plane.trim_end_matches('/').to_string(),
+        token: token.to_string(),
+    };
+    let account = api.call(reqwest::Method::GET, "/v1/account", None).await?;
+    let identifier = account["num_id"]
+        .as_i64()
+        .with_context(|| format!("GET /v1/account has no num_id: {account}"))?
+        .to_string();
+    let apps = api.call(reqwest::Method::GET, "/v1/apps", None).await?;
+    let existing = apps["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == app_name).cloned());
+    let app = match existing {
+        Some(app) => app,
+        None => {
+            api.call(
+                reqwest::Method::POST,
+                "/v1/apps",
+                Some(json!({"name": app_name, "hwid_lock": true})),
+            )
+            .await?
+        }
+    };
+    let app_id = app["id"].as_str().context("app id")?;
+    api.call(
+        reqwest::Method::PATCH,
+        &format!("/v1/apps/{app_id}"),
+        Some(json!({"service_id": service_id, "hwid_lock": true})),
+    )
+    .await?;
+    let service_key = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/apps/{app_id}/service-keys"),
+            Some(json!({"name": "bench"})),
+        )
+        .await?;
+    let made = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/apps/{app_id}/licenses"),
+            Some(json!({"count": 2, "hwid_limit": 1, "ip_limit": 0, "note": "load test"})),
+        )
+        .await?;
+    let keys: Vec<&str> = made["licenses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["key"].as_str())
+        .collect();
+    let [panda_key, junkie_key] = keys[..] else {
+        bail!(
+            "POST /v1/apps/{app_id}/licenses made {} keys, not 2",
+            keys.len()
+        );
+    };
+    Ok(KeySystems {
+        service_id: service_id.to_string(),
+        service_name: app_name.to_string(),
+        identifier,
+        service_key: service_key["key"]
+            .as_str()
+            .context("service key plaintext")?
+            .to_string(),
+        panda_key: panda_key.to_string(),
+        junkie_key: junkie_key.to_string(),
+    })
 }

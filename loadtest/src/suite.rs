@@ -49,6 +49,9 @@ pub const ROWS: &[&str] = &[
     "native",
     "keyauth",
     "keygen",
+    "panda",
+    "junkie",
+    "executions",
     "open-loop",
     "propagation",
     "cold",
@@ -511,6 +514,307 @@ async fn keygen_row(
     })
 }
 
+/// The size of the answer `url` gives to the request `scenario` repeats at `step` (what the bare
+/// baseline of an A/B row must answer).
+async fn answer_size(url: &str, scenario: &Scenario, step: &str) -> anyhow::Result<usize> {
+    let request = crate::wrk::steady_request(url, scenario, step).await?;
+    let target = engine::Target::parse(url)?;
+    let mut conn = crate::http1::Connection::open(&target.authority, Duration::from_secs(5))
+        .await
+        .map_err(|f| anyhow::anyhow!("connecting to {url}: {f:?}"))?;
+    let answer = conn
+        .exchange(&request)
+        .await
+        .map_err(|f| anyhow::anyhow!("{step} at {url}: {f:?}"))?;
+    if !(200..300).contains(&answer.status) {
+        bail!("{step} at {url}: status {}", answer.status);
+    }
+    Ok(answer.body.len())
+}
+
+/// Answers of the Panda and Junkie validation rows parsed and checked by the generator: a parse
+/// is cheap next to a signature check, but each µs of the generator's is headroom taken off the
+/// ratio, so they are sampled as the signed rows' are.
+const CHECK_PLAIN_EVERY: u32 = 16;
+
+/// The target of the Panda and Junkie validation rows: neither publishes a figure, so KeyAuth
+/// 1.2's (a comparable unsigned JSON answer over one cached key).
+const KEY_SYSTEM_TARGET: f64 = 0.7;
+
+/// What a Panda or Junkie validation row takes from the run.
+struct ValidationRow<'a> {
+    label: &'a str,
+    /// The step the scenario repeats (its name in the histograms and the wrk script's).
+    step: &'static str,
+    /// What the answers are checked for.
+    checked: &'a str,
+    /// The scenario, checking one answer in the given number.
+    scenario: &'a dyn Fn(u32) -> Scenario,
+    v1: &'a str,
+    v1_pid: Option<u32>,
+    pairs: usize,
+    wrk: bool,
+    dir: &'a std::path::Path,
+    quota_note: &'a str,
+}
+
+/// A key system's validation on one key (a cache hit, its HWID bound by the warm-up, as the
+/// native, KeyAuth and Keygen rows): A/B against a baseline-server answering a body of the
+/// answer's size, both under the quota; a sample of answers checked; a wrk cross-check; and
+/// what a request cost each server in CPU.
+async fn validation_row(
+    cfg: &SuiteConfig,
+    k: &ValidationRow<'_>,
+    under_quota: &mut dyn FnMut(u32),
+) -> anyhow::Result<Row> {
+    let label = k.label;
+    // Every answer of the warm-up checked; its first request binds the key's HWID.
+    let probe = measure(
+        k.v1,
+        &(k.scenario)(1),
+        &LoadConfig {
+            max_requests: Some(30),
+            connections: 1,
+            ..cfg.load(5.0, Mode::Closed)
+        },
+        "warm-up",
+    )
+    .await?;
+    if probe.stats.error_count() > 0 || probe.stats.verified != probe.requests() {
+        bail!("{label}: the answers fail: {:?}", probe.stats.errors);
+    }
+    let scenario = (k.scenario)(CHECK_PLAIN_EVERY);
+    let size = answer_size(k.v1, &scenario, k.step).await?;
+    let base = start_baseline(cfg.server_cpus.as_deref(), size)?;
+    under_quota(base.child.id());
+    let load = cfg.load(6.0, Mode::Closed);
+    let cpu = |pid: Option<u32>| pid.and_then(crate::cpu::process_time);
+    let before = (cpu(k.v1_pid), cpu(Some(base.child.id())));
+    let cmp = compare::run(k.v1, &base.url, &scenario, &load, k.pairs, label, false).await?;
+    let after = (cpu(k.v1_pid), cpu(Some(base.child.id())));
+    let cross = if k.wrk {
+        let script = write_wrk_script(k.dir, k.step, k.v1, &scenario, k.step).await?;
+        Some(wrk_pair(k.v1, &base.url, &script, &load).await?)
+    } else {
+        None
+    };
+    drop(base);
+    let r = cmp
+        .pairs
+        .last()
+        .map(|p| &p.a)
+        .context("no pairs were run")?;
+    // CPU per request of each server over its runs of the pairs (the other side idles then).
+    let per_request_us =
+        |before: Option<Duration>, after: Option<Duration>, side: fn(&compare::Pair) -> &Report| {
+            let n: u64 = cmp.pairs.iter().map(|p| side(p).requests()).sum();
+            let used = after?.checked_sub(before?)?;
+            (n > 0).then(|| used.as_secs_f64() * 1e6 / n as f64)
+        };
+    let cost = match (
+        per_request_us(before.0, after.0, |p| &p.a),
+        per_request_us(before.1, after.1, |p| &p.b),
+    ) {
+        (Some(v), Some(b)) => {
+            format!("; CPU per request: validator {v:.1} µs, bare baseline {b:.1} µs")
+        }
+        _ => String::new(),
+    };
+    let p99 = r
+        .stats
+        .steps
+        .get(k.step)
+        .map_or(0.0, |h| h.value_at_quantile(0.99) as f64 / 1000.0);
+    let median = cmp.median_ratio();
+    Ok(Row {
+        what: format!(
+            "{label}, one key (cache hit, HWID bound), A/B vs baseline-server (~{size} B){}",
+            k.quota_note
+        ),
+        target: format!(
+            "≥ {KEY_SYSTEM_TARGET} × baseline (KeyAuth 1.2's target: no peer publishes a figure)"
+        ),
+        measured: format!(
+            "{:.0} {}/s (p99 {p99:.2} ms, closed loop under the quota); {}{}; {} checked on 1 answer in {CHECK_PLAIN_EVERY} ({} in the last run){cost}",
+            r.throughput(),
+            k.step,
+            cmp.summary(),
+            cross.map(|c| c.summary()).unwrap_or_default(),
+            k.checked,
+            r.stats.verified,
+        ),
+        met: Some(median >= KEY_SYSTEM_TARGET),
+        bound: cmp.generator_bound(),
+    })
+}
+
+/// Pushes in the execution-count burst.
+const EXECUTION_BURST: u64 = 100_000;
+
+/// A Panda service's execution count, as the control-plane reads it.
+async fn execution_count(
+    http: &reqwest::Client,
+    cp: &str,
+    service_key: &str,
+) -> anyhow::Result<i64> {
+    let resp = http
+        .get(format!("{cp}/api/execution-count"))
+        .query(&[("apiKey", service_key)])
+        .send()
+        .await?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    match body["executionCount"].as_i64() {
+        Some(n) if status.is_success() => Ok(n),
+        _ => bail!("GET /api/execution-count: {status} {body}"),
+    }
+}
+
+/// Every validator's execution backlog (unwritten pushes).
+async fn execution_backlogs(http: &reqwest::Client, validators: &[String]) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for v in validators {
+        total += metric(http, v, "execution_backlog").await?;
+    }
+    Ok(total)
+}
+
+/// Panda's execution counter under a burst: [`EXECUTION_BURST`] pushes spread over every
+/// validator as fast as the generator goes (a closed loop per validator, bounded by count, all
+/// at once), then polled until every validator reports its backlog written and the
+/// control-plane's count is the starting count plus every push answered. The second value is
+/// what was lost, when anything was: the suite fails on it once the report is written.
+async fn executions_row(
+    cfg: &SuiteConfig,
+    http: &reqwest::Client,
+    cp: &str,
+    service_key: &str,
+) -> anyhow::Result<(Row, Option<String>)> {
+    let validators = &cfg.validators;
+    let scenario = Scenario::PandaPushExecution {
+        api_key: service_key.to_string(),
+    };
+    // Every validator answers (and has the service key cached) before the burst; what the
+    // warm-up pushed is written before the starting count is read.
+    for v in validators {
+        let probe = measure(
+            v,
+            &scenario,
+            &LoadConfig {
+                max_requests: Some(10),
+                connections: 1,
+                ..cfg.load(5.0, Mode::Closed)
+            },
+            "warm-up",
+        )
+        .await?;
+        if probe.stats.error_count() > 0 || probe.stats.verified != 10 {
+            bail!("push-execution-count at {v}: {:?}", probe.stats.errors);
+        }
+    }
+    let settle = Instant::now() + Duration::from_secs(30);
+    while execution_backlogs(http, validators).await? > 0.0 {
+        if Instant::now() >= settle {
+            bail!("the validators did not write the warm-up's execution counts within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let start = execution_count(http, cp, service_key).await?;
+
+    let n = validators.len().max(1) as u64;
+    let connections = (cfg.connections / validators.len().max(1)).max(1);
+    let runs = validators.iter().enumerate().map(|(i, v)| {
+        let share = EXECUTION_BURST / n + u64::from((i as u64) < EXECUTION_BURST % n);
+        let load = LoadConfig {
+            connections,
+            max_requests: Some(share),
+            duration: Duration::from_secs(600),
+            ..cfg.load(1.0, Mode::Closed)
+        };
+        let scenario = scenario.clone();
+        let label = format!("execution burst → validator {}", i + 1);
+        async move { compare::measure(v, &scenario, &load, &label, false).await }
+    });
+    let reports = futures_util::future::try_join_all(runs).await?;
+    let last_answer = Instant::now();
+    let mut latency = crate::stats::histogram();
+    let mut errors = std::collections::BTreeMap::<String, u64>::new();
+    let (mut answered, mut generator_cpu, mut elapsed) = (0u64, Duration::ZERO, Duration::ZERO);
+    for r in &reports {
+        eprint!("{}", r.human());
+        latency.add(r.stats.total())?;
+        for (kind, count) in &r.stats.errors {
+            *errors.entry(kind.clone()).or_default() += count;
+        }
+        answered += r.requests();
+        generator_cpu += r.generator.map_or(Duration::ZERO, |g| g.cpu);
+        elapsed = elapsed.max(r.elapsed);
+    }
+    if !errors.is_empty() || answered != EXECUTION_BURST {
+        bail!(
+            "execution burst: {answered} of {EXECUTION_BURST} pushes answered, errors {errors:?}"
+        );
+    }
+    let expected = start + EXECUTION_BURST as i64;
+
+    // All written: every backlog at zero and the count complete, polled until a deadline.
+    let deadline = Duration::from_secs(60);
+    let (written, end) = loop {
+        let backlog = execution_backlogs(http, validators).await?;
+        let count = execution_count(http, cp, service_key).await?;
+        if (backlog == 0.0 && count == expected) || count > expected {
+            break (Some(last_answer.elapsed()), count);
+        }
+        if last_answer.elapsed() >= deadline {
+            break (None, count);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let lost = expected - end;
+    let rate = answered as f64 / elapsed.as_secs_f64().max(1e-9);
+    // The runs share the generator's cores: their CPU over the cores it may use.
+    let share = generator_cpu.as_secs_f64()
+        / (elapsed.as_secs_f64() * engine::default_threads() as f64).max(1e-9);
+    let bound_note = if share >= crate::cpu::BOUND_SHARE {
+        " — generator-bound: the pushes/s is the generator's limit, not the validators'"
+    } else {
+        ""
+    };
+    let outcome = if lost == 0 {
+        "**nothing lost**".to_string()
+    } else if lost > 0 {
+        format!("**{lost} pushes LOST**")
+    } else {
+        format!("**{} pushes counted twice**", -lost)
+    };
+    let failure = (lost != 0).then(|| {
+        format!(
+            "executions: the count went {start} → {end} for {EXECUTION_BURST} answered pushes ({outcome})"
+        )
+    });
+    let row = Row {
+        what: format!(
+            "Panda `push-execution-count`: a burst of {EXECUTION_BURST} pushes over {} validators ({connections} connections each, closed loop bounded by count), then until every validator's execution backlog is 0 and the control-plane's `GET /api/execution-count` shows them all",
+            validators.len()
+        ),
+        target: "nothing lost; pushes/s, p99 and the write-behind's lag reported".into(),
+        measured: format!(
+            "{rate:.0} pushes/s (p99 {:.2} ms; generator at {:.0} % of its {} core(s){bound_note}); last answer → all written: {}; count {start} → {end} (+{}): {outcome}",
+            latency.value_at_quantile(0.99) as f64 / 1000.0,
+            share * 100.0,
+            engine::default_threads(),
+            match written {
+                Some(t) => format!("{:.2} s (the validators write counts behind every 5 s, KEYWARD_USAGE_FLUSH_MS's default)", t.as_secs_f64()),
+                None => format!("not within {} s", deadline.as_secs()),
+            },
+            end - start,
+        ),
+        met: Some(lost == 0 && written.is_some()),
+        bound: false,
+    };
+    Ok((row, failure))
+}
+
 pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let cp = cfg.control_plane.trim_end_matches('/').to_string();
@@ -742,6 +1046,12 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
         .try_into()
         .map_err(|_| anyhow::anyhow!("public key length"))?;
     let public = ed25519_dalek::VerifyingKey::from_bytes(&public)?;
+    // Panda's and Junkie's tenant: one app that is both services, seeded through REST.
+    let key_systems = if cfg.runs("panda") || cfg.runs("junkie") || cfg.runs("executions") {
+        Some(crate::setup::key_systems(&cp, &token, "bench-keysys", "keyward-bench").await?)
+    } else {
+        None
+    };
     // Verifying an Ed25519 signature costs the generator ≈ 2 × what signing costs the server:
     // checking every 1.3 answer would measure the generator. One in 16 is verified (and a bad
     // one fails the run); HMACs (1.2) are cheap and all checked.
@@ -892,6 +1202,59 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
         .await?;
         rows.push(row);
     }
+    if let (Some(ks), true) = (&key_systems, cfg.runs("panda")) {
+        let scenario = |verify_every| Scenario::PandaV2Validation {
+            service: ks.service_id.clone(),
+            keys: Arc::new(vec![ks.panda_key.clone()]),
+            hwid: "bench-machine-0000000002".into(),
+            verify_every,
+        };
+        let row = validation_row(
+            cfg,
+            &ValidationRow {
+                label: "Panda `GET /v2_validation` (legacy, query unencoded)",
+                step: "v2_validation",
+                checked: "`V2_Authentication` \"success\"",
+                scenario: &scenario,
+                v1: &v1,
+                v1_pid,
+                pairs,
+                wrk,
+                dir: &dir,
+                quota_note: &quota_note,
+            },
+            &mut |pid| under_quota(&mut throttle, pid),
+        )
+        .await?;
+        rows.push(row);
+    }
+    if let (Some(ks), true) = (&key_systems, cfg.runs("junkie")) {
+        let scenario = |verify_every| Scenario::JunkieVerifyOpen {
+            service: ks.service_name.clone(),
+            identifier: ks.identifier.clone(),
+            keys: Arc::new(vec![ks.junkie_key.clone()]),
+            hwid: "bench-machine-0000000003".into(),
+            verify_every,
+        };
+        let row = validation_row(
+            cfg,
+            &ValidationRow {
+                label: "Junkie `POST /api/v1/whitelist/verifyOpen`",
+                step: "verifyOpen",
+                checked: "`valid` true and `message` KEY_VALID",
+                scenario: &scenario,
+                v1: &v1,
+                v1_pid,
+                pairs,
+                wrk,
+                dir: &dir,
+                quota_note: &quota_note,
+            },
+            &mut |pid| under_quota(&mut throttle, pid),
+        )
+        .await?;
+        rows.push(row);
+    }
     // The rest runs the validator on its full core again.
     drop(throttle);
     if let (Some(c12), Some(c13)) = (keyauth_rps.first(), keyauth_rps.get(2)) {
@@ -903,6 +1266,13 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
             met: None,
             bound: false,
         });
+    }
+    // Execution counts under a burst, on full cores: written behind, none lost.
+    let mut lost = None;
+    if let (Some(ks), true) = (&key_systems, cfg.runs("executions")) {
+        let (row, failure) = executions_row(cfg, &http, &cp, &ks.service_key).await?;
+        rows.push(row);
+        lost = failure;
     }
 
     // 3. Open loop at half the measured maximum, and the bare baseline at the same rate: what
@@ -1223,6 +1593,9 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
         cfg.out.with_file_name("benchmarks-open-loop.svg"),
     );
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(lost) = lost {
+        bail!("{lost}; the report is in {}", cfg.out.display());
+    }
     Ok(())
 }
 

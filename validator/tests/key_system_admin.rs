@@ -117,11 +117,9 @@ async fn a_key_deleted_through_pandas_admin_api_is_refused_by_two_validators_at_
         (status, &deleted),
         (200, &json!({"message": "Key deleted successfully ✅"}))
     );
-    let took = seen_by_both(addrs, answered, |addr| {
-        async move {
-            let r = validate(addr).await;
-            r["Authenticated_Status"] == "Failed" && r["Note"] == "Key not found"
-        }
+    let took = seen_by_both(addrs, answered, |addr| async move {
+        let r = validate(addr).await;
+        r["Authenticated_Status"] == "Failed" && r["Note"] == "Key not found"
     })
     .await;
     println!(
@@ -217,11 +215,9 @@ async fn a_key_invalidated_then_deleted_through_junkies_rest_api_is_refused_by_t
     let answered = Instant::now();
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["key"]["is_invalidated"], true);
-    let refused = |addr: SocketAddr| {
-        async move {
-            let r = verify(addr).await;
-            r["valid"] == false && r["message"] == "KEY_INVALID"
-        }
+    let refused = |addr: SocketAddr| async move {
+        let r = verify(addr).await;
+        r["valid"] == false && r["message"] == "KEY_INVALID"
     };
     let took = seen_by_both(addrs, answered, refused).await;
     println!(

@@ -63,7 +63,18 @@ pub async fn login(
     }))
 }
 
-pub async fn account(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Account>> {
+/// `GET /v1/account`: the account, and its integer id (what Junkie's end users send as
+/// `identifier`, and its REST answers show as `user_id`).
+#[derive(Serialize)]
+pub struct AccountView {
+    #[serde(flatten)]
+    account: Account,
+    num_id: i64,
+}
+
+pub async fn account(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<AccountView>> {
     let client = state.client().await?;
-    Ok(Json(accounts::get(&**client, auth.account_id()).await?))
+    let account = accounts::get(&**client, auth.account_id()).await?;
+    let num_id = accounts::num_id(&**client, account.id).await?;
+    Ok(Json(AccountView { account, num_id }))
 }
