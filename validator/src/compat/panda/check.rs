@@ -165,6 +165,27 @@ fn refusal(app: &AppView, code: Code, hwid: Option<&str>) -> &'static str {
 /// An opaque, stable, non-secret id derived from an internal one (`OwnerSecretID`, `dev_id`):
 /// 32 hex digits of a SHA-256 under a label, revealing nothing of the id or any secret.
 pub fn opaque_id(label: &str, id: Uuid) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = keyward_shared::secrets::sha256(&format!("keyward:panda:{label}:{id}"));
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    // Every validation answer carries one: hex without an allocation per byte.
+    let mut out = String::with_capacity(32);
+    for b in digest.iter().take(16) {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0x0f)] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opaque_ids_are_the_first_half_of_a_labelled_sha256_in_hex() {
+        let id = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        let digest = keyward_shared::secrets::sha256(&format!("keyward:panda:service:{id}"));
+        let expected: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(opaque_id("service", id), expected);
+        assert_ne!(opaque_id("developer", id), expected);
+    }
 }
