@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use keyward_shared::store::api_keys;
-use keyward_shared::write::Actor;
+use keyward_shared::write::{Actor, Origin};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -99,6 +99,19 @@ impl Auth {
     }
 }
 
+/// The request's peer address and user agent, for the audit entries its writes make.
+pub fn origin(parts: &Parts) -> Origin {
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let user_agent = parts
+        .headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    Origin::new(peer, user_agent)
+}
+
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
@@ -126,6 +139,7 @@ impl FromRequestParts<AppState> for Auth {
                 .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?;
             return Ok(Auth {
                 actor: Actor {
+                    origin: origin(parts),
                     account_id,
                     label: format!("api_key:{}", key.prefix),
                 },
@@ -138,6 +152,7 @@ impl FromRequestParts<AppState> for Auth {
             .ok_or_else(|| ApiError::unauthorized("invalid or expired token; log in again"))?;
         Ok(Auth {
             actor: Actor {
+                origin: origin(parts),
                 account_id: claims.sub,
                 label: format!("admin:{}", claims.username),
             },

@@ -86,6 +86,7 @@ pub async fn create(database_url: &str) -> anyhow::Result<Demo> {
         None => accounts::create(&c, USERNAME, None, &hash).await?,
     };
     let actor = Actor {
+        origin: Default::default(),
         account_id: account.id,
         label: "demo".into(),
     };

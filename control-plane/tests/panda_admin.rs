@@ -142,6 +142,7 @@ async fn redeem(cp: &Cp, s: &Service, value: &str, hwid: &str) {
     let mut w = WriteTx::begin(
         &mut c,
         Actor {
+            origin: Default::default(),
             account_id: account,
             label: "validator".into(),
         },

@@ -154,6 +154,7 @@ async fn seed_in_database(
     let cfg = keyward_shared::db::pg_config(url, "keyward-loadtest-setup")?;
     let mut client = keyward_shared::db::connect(&cfg).await?;
     let actor = keyward_shared::write::Actor {
+        origin: Default::default(),
         account_id: account_id.parse()?,
         label: "loadtest-setup".into(),
     };

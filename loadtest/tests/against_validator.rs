@@ -18,6 +18,7 @@ async fn native_and_keyauth_scenarios_run_clean_against_a_validator() {
         .await
         .unwrap();
     let actor = Actor {
+        origin: Default::default(),
         account_id: account.id,
         label: "test".into(),
     };

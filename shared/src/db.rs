@@ -79,6 +79,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "key_systems",
         include_str!("../migrations/0014_key_systems.sql"),
     ),
+    (
+        15,
+        "cyberlicense",
+        include_str!("../migrations/0015_cyberlicense.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying Keyward's migration lock among advisory locks.

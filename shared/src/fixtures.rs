@@ -68,5 +68,7 @@ pub fn license(hwid: &str) -> License {
             hwid_check: true,
             ..Default::default()
         },
+        license_type: crate::model::LicenseType::Fixed,
+        owner_id: None,
     }
 }

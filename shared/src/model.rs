@@ -160,6 +160,58 @@ pub enum LicenseStatus {
     Active,
     #[postgres(name = "banned")]
     Banned,
+    /// Refused for good; the key stays known (CyberLicense's "revoked").
+    #[postgres(name = "revoked")]
+    Revoked,
+    /// Switched off by an admin, reversible (CyberLicense's "not active").
+    #[postgres(name = "disabled")]
+    Disabled,
+}
+
+impl LicenseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LicenseStatus::Active => "active",
+            LicenseStatus::Banned => "banned",
+            LicenseStatus::Revoked => "revoked",
+            LicenseStatus::Disabled => "disabled",
+        }
+    }
+}
+
+/// A license's commercial type (CyberLicense's `licenseType`). Only `consumption` changes a rule:
+/// each successful CyberLicense validation spends one of its `max_uses` credits. A `trial` must
+/// have an expiry; `fixed` and `enterprise` are labels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LicenseType {
+    #[default]
+    Fixed,
+    Trial,
+    Consumption,
+    Enterprise,
+}
+
+impl LicenseType {
+    pub const ALL: [LicenseType; 4] = [
+        LicenseType::Fixed,
+        LicenseType::Trial,
+        LicenseType::Consumption,
+        LicenseType::Enterprise,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LicenseType::Fixed => "fixed",
+            LicenseType::Trial => "trial",
+            LicenseType::Consumption => "consumption",
+            LicenseType::Enterprise => "enterprise",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LicenseType> {
+        LicenseType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -243,6 +295,9 @@ pub struct License {
     pub used_by: Option<String>,
     /// What the Roblox key systems add to a key (Panda, Junkie).
     pub traits: KeyTraits,
+    pub license_type: LicenseType,
+    /// The account user (customer) who owns it.
+    pub owner_id: Option<Uuid>,
 }
 
 /// A license's key-system attributes: a stable integer id for integer-addressing APIs, premium,

@@ -250,6 +250,7 @@ pub async fn tenant(c: &mut tokio_postgres::Client, hwid_lock: bool) -> Tenant {
     .await
     .expect("account");
     let actor = Actor {
+        origin: Default::default(),
         account_id: account.id,
         label: "test".into(),
     };

@@ -34,10 +34,14 @@ pub enum Code {
     IpLimit,
     /// A one-time key whose single use is spent.
     AlreadyUsed,
+    /// Refused for good by an admin.
+    Revoked,
+    /// Switched off by an admin (reversible).
+    Disabled,
 }
 
 impl Code {
-    pub const ALL: [Code; 11] = [
+    pub const ALL: [Code; 13] = [
         Code::Valid,
         Code::NotFound,
         Code::AppPaused,
@@ -49,6 +53,8 @@ impl Code {
         Code::TooManyHwids,
         Code::IpLimit,
         Code::AlreadyUsed,
+        Code::Revoked,
+        Code::Disabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +70,8 @@ impl Code {
             Code::TooManyHwids => "TOO_MANY_HWIDS",
             Code::IpLimit => "IP_LIMIT",
             Code::AlreadyUsed => "ALREADY_USED",
+            Code::Revoked => "REVOKED",
+            Code::Disabled => "DISABLED",
         }
     }
 
@@ -170,6 +178,15 @@ fn decide_with(
             _ => "license is banned".into(),
         };
         return Final(Verdict::fail(Code::Banned, detail));
+    }
+    match license.status {
+        LicenseStatus::Revoked => {
+            return Final(Verdict::fail(Code::Revoked, "license has been revoked"))
+        }
+        LicenseStatus::Disabled => {
+            return Final(Verdict::fail(Code::Disabled, "license is not active"))
+        }
+        LicenseStatus::Active | LicenseStatus::Banned => {}
     }
     if let Some(expires_at) = license.expires_at() {
         if expires_at <= now {

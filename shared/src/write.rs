@@ -23,6 +23,29 @@ pub struct Actor {
     pub account_id: Uuid,
     /// e.g. `admin:alice`, `api_key:kw_AbCd`, `validator`.
     pub label: String,
+    /// Where the request came from, recorded with every audit entry it writes.
+    pub origin: Origin,
+}
+
+/// The client address and user agent of the request behind a write (none for background work).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub ip: Option<std::net::IpAddr>,
+    /// At most 512 characters (longer ones are cut at a character boundary).
+    pub user_agent: Option<String>,
+}
+
+impl Origin {
+    pub fn new(ip: Option<std::net::IpAddr>, user_agent: Option<&str>) -> Origin {
+        let user_agent = user_agent.map(|ua| {
+            let mut end = ua.len().min(512);
+            while !ua.is_char_boundary(end) {
+                end -= 1;
+            }
+            ua[..end].to_string()
+        });
+        Origin { ip, user_agent }
+    }
 }
 
 struct PendingAudit {
@@ -152,8 +175,9 @@ impl<'a> WriteTx<'a> {
         } = self;
         for a in &audits {
             tx.execute(
-                "INSERT INTO audit_log (account_id, actor, action, target_type, target_id, details)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO audit_log (account_id, actor, action, target_type, target_id, details,
+                                        ip, user_agent)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 &[
                     &actor.account_id,
                     &actor.label,
@@ -161,6 +185,8 @@ impl<'a> WriteTx<'a> {
                     &a.target_type,
                     &a.target_id,
                     &a.details,
+                    &actor.origin.ip,
+                    &actor.origin.user_agent,
                 ],
             )
             .await?;

@@ -25,6 +25,7 @@ async fn tenant(c: &mut tokio_postgres::Client) -> (Actor, App) {
     .await
     .unwrap();
     let actor = Actor {
+        origin: Default::default(),
         account_id: acct.id,
         label: "test".into(),
     };
@@ -264,6 +265,7 @@ async fn concurrent_activations_never_exceed_the_hwid_limit() {
             let mut w = WriteTx::begin(
                 &mut c,
                 Actor {
+                    origin: Default::default(),
                     account_id,
                     label: "validator".into(),
                 },

@@ -51,6 +51,7 @@ pub async fn run_keyless(
 async fn refresh(state: &State, app: &App, hwid: &str) -> Result<KeylessEntry, StoreError> {
     let mut client = keyward_shared::db::checkout(&state.pool).await?;
     let actor = Actor {
+        origin: Default::default(),
         account_id: app.account_id,
         label: "validator".into(),
     };

@@ -43,6 +43,7 @@ pub async fn reset(state: &State, app: &AppView, key: &str) -> Result<SelfReset,
         .await
         .map_err(store_err)?;
     let actor = Actor {
+        origin: Default::default(),
         account_id: app.app.account_id,
         label: "end-user".into(),
     };

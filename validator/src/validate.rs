@@ -202,6 +202,7 @@ async fn activate(
         .await
         .map_err(store_err)?;
     let actor = Actor {
+        origin: Default::default(),
         account_id: app.account_id,
         label: "validator".into(),
     };

@@ -153,6 +153,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(crate::compat::keygen::router())
         .merge(crate::compat::panda::router())
         .merge(crate::compat::junkie::router())
+        .merge(crate::compat::cyberlicense::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -206,6 +207,8 @@ pub fn reject(path: &str, e: ApiError) -> Response {
         crate::compat::panda::reject(e)
     } else if crate::compat::junkie::owns(path) {
         crate::compat::junkie::reject(e)
+    } else if crate::compat::cyberlicense::owns(path) {
+        crate::compat::cyberlicense::reject(e)
     } else {
         e.into_response()
     }

@@ -28,6 +28,8 @@ pub const SCOPES: &[&str] = &[
     "webhooks:write",
     // Junkie's REST API v2 (`/api/v2/keys`, services, providers).
     "rest-api:*",
+    // CyberLicense's admin routes (`/api/license/rotate|clear`, products, audit, exports).
+    "cyberlicense:admin",
 ];
 
 const COLUMNS: &str = "id, name, prefix, scopes, created_at, last_used_at, revoked_at";

@@ -256,9 +256,10 @@ impl DisplayStatus {
 }
 
 impl LicenseDetail {
-    /// Suspended is the core's (reversible) ban.
+    /// Suspended is the core's (reversible) ban; Keygen has no other refused state, so a
+    /// revoked or disabled license shows as suspended too.
     pub fn suspended(&self) -> bool {
-        self.license.status == crate::model::LicenseStatus::Banned
+        self.license.status != crate::model::LicenseStatus::Active
     }
 
     /// When the next check-in is due, for a policy that requires them (counted from the last

@@ -10,7 +10,9 @@ use crate::error::{StoreError, StoreResult};
 use crate::invalidation::Invalidation;
 use crate::keygen::{Mask, DEFAULT_MASK};
 use crate::license_facts::LicenseFacts;
-use crate::model::{check_metadata, present, BoundHwid, KeyTraits, License, LicenseStatus};
+use crate::model::{
+    check_metadata, present, BoundHwid, KeyTraits, License, LicenseStatus, LicenseType,
+};
 use crate::verdict::Activation;
 use crate::write::WriteTx;
 
@@ -25,6 +27,7 @@ pub(super) const SELECT: &str = concat!(
        coalesce(l.max_uses, p.max_uses) AS max_uses, l.uses, l.used_by,
        l.num_id, l.premium, l.hwid_check, coalesce(l.one_time_use, p.one_time_use) AS one_time_use,
        l.restart_expiry_on_first_use, l.discord_id, l.provider_id, l.hwid_reset_at,
+       l.license_type, l.owner_id,
        ARRAY(SELECT h.fingerprint FROM machines h WHERE h.license_id = l.id ORDER BY h.bound_at, h.fingerprint) AS hwids,
        ARRAY(SELECT h.bound_at FROM machines h WHERE h.license_id = l.id ORDER BY h.bound_at, h.fingerprint) AS hwid_bound_at,
        ARRAY(SELECT h.bound_by FROM machines h WHERE h.license_id = l.id ORDER BY h.bound_at, h.fingerprint) AS hwid_bound_by,
@@ -79,7 +82,14 @@ pub(super) fn from_row(r: &Row) -> License {
             provider_id: r.get("provider_id"),
             hwid_reset_at: r.get("hwid_reset_at"),
         },
+        license_type: license_type(r.get("license_type")),
+        owner_id: r.get("owner_id"),
     }
+}
+
+/// The column's text; its CHECK admits only the four names.
+pub(super) fn license_type(text: &str) -> LicenseType {
+    LicenseType::parse(text).unwrap_or_default()
 }
 
 /// What validators cache of licenses, looked up by app and key, several at once: answer `i` is

@@ -539,6 +539,7 @@ pub async fn cull_dead(
     let mut culled = 0;
     for (account, machines) in due {
         let actor = crate::write::Actor {
+            origin: Default::default(),
             account_id: account,
             label: "janitor:heartbeat-cull".into(),
         };

@@ -156,6 +156,7 @@ pub async fn for_account<C: GenericClient + Sync>(
 /// affected tenant by [`promote`].
 fn operator() -> Actor {
     Actor {
+        origin: Default::default(),
         account_id: Uuid::nil(),
         label: OPERATOR.into(),
     }

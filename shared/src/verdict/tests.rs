@@ -33,6 +33,8 @@ fn license() -> License {
             hwid_check: true,
             ..Default::default()
         },
+        license_type: crate::model::LicenseType::Fixed,
+        owner_id: None,
     }
 }
 

@@ -52,7 +52,7 @@ impl Names {
             "expires_at": l.expires_at.map(time),
             "used_at": l.used_at.map(time),
             "is_premium": l.traits.premium,
-            "is_invalidated": l.status == LicenseStatus::Banned,
+            "is_invalidated": l.status != LicenseStatus::Active,
             "one_time_use": l.traits.one_time_use,
             "expiry_on_first_use": key_system::expires_on_first_use(l),
             "no_hwid": !l.traits.hwid_check,

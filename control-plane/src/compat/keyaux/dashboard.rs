@@ -84,6 +84,7 @@ pub async fn register(
     let password_hash = hash(req.password).await?;
     let id = Uuid::new_v4();
     let actor = Actor {
+        origin: Default::default(),
         account_id: id,
         label: format!("admin:{username}"),
     };

@@ -40,7 +40,7 @@ pub fn app(a: &App) -> Value {
 }
 
 pub fn license_status(l: &License) -> &'static str {
-    if l.status == LicenseStatus::Banned {
+    if l.status != LicenseStatus::Active {
         "banned"
     } else if l.used_at.is_some() || l.uses > 0 {
         "used"
@@ -60,7 +60,7 @@ pub fn license(l: &License) -> Value {
         "uses": l.uses,
         "note": l.note,
         "used_by": l.used_by,
-        "banned": flag(l.status == LicenseStatus::Banned),
+        "banned": flag(l.status != LicenseStatus::Active),
         "ban_reason": l.ban_reason,
         "hwids": l.hwids.iter().map(|h| &h.hwid).collect::<Vec<_>>(),
         "created_at": l.created_at,

@@ -84,6 +84,7 @@ pub async fn handle(
             .ok_or_else(|| KaError::unauthorized("Invalid seller key"))?
     };
     let actor = Actor {
+        origin: Default::default(),
         account_id,
         label: format!("seller_key:{}", key.prefix),
     };

@@ -183,6 +183,7 @@ impl Ctx<'_> {
             Bearer::User { token, .. } => format!("keygen:user-token:{token}"),
         };
         Actor {
+            origin: Default::default(),
             account_id: self.account,
             label,
         }

@@ -188,6 +188,7 @@ pub async fn create(
         .await
         .map_err(|e| fail(super::api_error(e)))?;
     let actor = Actor {
+        origin: Default::default(),
         account_id: account.id,
         label: format!("admin:{}", account.username),
     };
@@ -252,6 +253,7 @@ async fn user_token(
         .await
         .map_err(|e| (super::api_error(e), account))?;
     let actor = Actor {
+        origin: Default::default(),
         account_id: user.account_id,
         label: format!("user:{}", user.email),
     };

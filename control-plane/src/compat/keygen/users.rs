@@ -249,6 +249,7 @@ async fn update_password(ctx: &Ctx<'_>, raw: &str) -> Handled {
 /// Who acts for a request without a credential, in the audit log.
 fn anonymous(account: Uuid) -> Actor {
     Actor {
+        origin: Default::default(),
         account_id: account,
         label: "keygen:password-reset".into(),
     }

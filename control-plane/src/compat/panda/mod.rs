@@ -186,6 +186,7 @@ pub struct Caller {
 impl Caller {
     pub fn actor(&self) -> Actor {
         Actor {
+            origin: Default::default(),
             account_id: self.account_id,
             label: self.label.clone(),
         }

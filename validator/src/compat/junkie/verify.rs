@@ -92,7 +92,9 @@ pub fn rate_limited() -> Response<Full<Bytes>> {
 pub fn message(code: Code) -> &'static str {
     match code {
         Code::Valid => "KEY_VALID",
-        Code::NotFound | Code::Banned | Code::AppPaused => "KEY_INVALID",
+        Code::NotFound | Code::Banned | Code::Revoked | Code::Disabled | Code::AppPaused => {
+            "KEY_INVALID"
+        }
         Code::Expired => "KEY_EXPIRED",
         // A device limit, whether counted in HWIDs or addresses.
         Code::HwidMismatch | Code::TooManyHwids | Code::HwidRequired | Code::IpLimit => {

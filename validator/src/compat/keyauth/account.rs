@@ -206,7 +206,8 @@ async fn redeemable(ctx: &Ctx<'_>, key: &str) -> Result<Result<Redeemable, Reply
     let Some(license) = ctx.state.caches.license(app, key).await? else {
         return Ok(Err(ctx.fail(Why::KeyNotFound, "keynotfound")));
     };
-    if license.status == LicenseStatus::Banned {
+    // KeyAuth knows one refused state: revoked and disabled keys answer as banned.
+    if license.status != LicenseStatus::Active {
         let msg = with_reason(ctx.message("keybanned"), license.ban_reason());
         return Ok(Err(Reply::fail(Why::KeyBanned, msg)));
     }

@@ -154,6 +154,7 @@ impl Ctx<'_> {
 
     pub fn actor(&self) -> keyward_shared::write::Actor {
         keyward_shared::write::Actor {
+            origin: Default::default(),
             account_id: self.app().account_id,
             label: "client-api".into(),
         }

@@ -25,6 +25,7 @@ pub(super) async fn write<T>(
         .await
         .map_err(unavailable)?;
     let actor = Actor {
+        origin: Default::default(),
         account_id: license.license.account_id,
         label: "keygen license".into(),
     };

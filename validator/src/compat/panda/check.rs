@@ -71,6 +71,8 @@ pub fn note(code: Code, hwid_blacklisted: bool) -> &'static str {
         Code::HwidMismatch | Code::TooManyHwids => "HWID mismatch",
         Code::AlreadyUsed => "Key already used",
         Code::Banned => "Key banned",
+        Code::Revoked => "Key revoked",
+        Code::Disabled => "Key disabled",
         Code::Blacklisted if hwid_blacklisted => "HWID blacklisted",
         Code::Blacklisted => "IP blacklisted",
         Code::AppPaused => "Service paused",

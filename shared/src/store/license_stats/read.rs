@@ -1,0 +1,1 @@
+//! Reads of the statistics for the customer API.

@@ -1,0 +1,1 @@
+//! Purchases a vendor records (CyberLicense's transactions).
