@@ -33,6 +33,14 @@ if ! command -v lua5.1 >/dev/null 2>&1 || ! lua5.1 -e 'require "cjson"' >/dev/nu
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq lua5.1 lua-cjson curl >&2
 fi
+# The CyberLicense export test reads the PDF back with poppler's pdftotext.
+if ! command -v pdftotext >/dev/null 2>&1; then
+  echo "keyward: installing poppler-utils for the PDF export tests" >&2
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq poppler-utils >&2
+fi
 datadir=$(mktemp -d /tmp/keyward-test-pg.XXXXXX)
 chmod 755 "$datadir"
 cleanup() { pg_stop "$datadir"; rm -rf "$datadir"; }

@@ -49,9 +49,116 @@ pub struct Config {
     #[arg(long, env = "KEYWARD_JANITOR_MS", default_value_t = 30_000)]
     pub janitor_ms: u64,
 
+    /// Days of per-license usage statistics kept (CyberLicense's usage and daily stats: the
+    /// requests, daily counts and IPs/HWIDs seen); the janitor drops older ones.
+    #[arg(
+        long,
+        env = "KEYWARD_USAGE_RETENTION_DAYS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u32).range(1..=3650)
+    )]
+    pub usage_retention_days: u32,
+
     /// Event webhooks: targets allowed, delivery worker, retries.
     #[command(flatten)]
     pub webhooks: WebhookOptions,
+
+    /// Discord OAuth2 login of the admin and customer portals (off unless configured). Boxed:
+    /// it would make `Config` a large enum variant of the CLI's commands.
+    #[command(flatten)]
+    pub discord: Box<DiscordOptions>,
+}
+
+/// Discord OAuth2 login (`/v1/auth/discord`): the application's credentials and redirect URL
+/// (all three, or none: the login is then off), Discord's endpoints (a stand-in's in tests or
+/// behind an egress proxy; operator-set, so they may be private or loopback addresses), and
+/// how long the session it opens lasts.
+#[derive(Clone, clap::Args)]
+pub struct DiscordOptions {
+    /// The Discord application's client id.
+    #[arg(long = "discord-client-id", env = "KEYWARD_DISCORD_CLIENT_ID")]
+    pub client_id: Option<String>,
+
+    /// The Discord application's client secret.
+    #[arg(
+        long = "discord-client-secret",
+        env = "KEYWARD_DISCORD_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub client_secret: Option<String>,
+
+    /// The redirect URL registered with Discord: the portal's page that receives `code` and
+    /// `state` and hands them to `GET /v1/auth/discord/callback`.
+    #[arg(long = "discord-redirect-url", env = "KEYWARD_DISCORD_REDIRECT_URL")]
+    pub redirect_url: Option<String>,
+
+    /// Discord's API base: the token endpoint is `{base}/oauth2/token`, the user `{base}/users/@me`.
+    #[arg(
+        long = "discord-api-base",
+        env = "KEYWARD_DISCORD_API_BASE",
+        default_value = "https://discord.com/api/v10"
+    )]
+    pub api_base: String,
+
+    /// Discord's authorization page.
+    #[arg(
+        long = "discord-authorize-url",
+        env = "KEYWARD_DISCORD_AUTHORIZE_URL",
+        default_value = "https://discord.com/oauth2/authorize"
+    )]
+    pub authorize_url: String,
+
+    /// Lifetime of the session a Discord login opens (the admin JWT or the customer token).
+    #[arg(
+        long = "discord-session-secs",
+        env = "KEYWARD_DISCORD_SESSION_SECS",
+        default_value_t = 86_400
+    )]
+    pub session_secs: u64,
+
+    /// Deadline of each call to Discord.
+    #[arg(
+        // Its own id: the webhooks' `timeout_ms` has the same field name, and clap cannot tell
+        // two arguments of one id apart (the service would refuse to start).
+        id = "discord_timeout_ms",
+        value_name = "TIMEOUT_MS",
+        long = "discord-timeout-ms",
+        env = "KEYWARD_DISCORD_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub timeout_ms: u64,
+}
+
+/// Without the client secret: a logged configuration must not carry it.
+impl std::fmt::Debug for DiscordOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordOptions")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<hidden>"),
+            )
+            .field("redirect_url", &self.redirect_url)
+            .field("api_base", &self.api_base)
+            .field("authorize_url", &self.authorize_url)
+            .field("session_secs", &self.session_secs)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+impl Default for DiscordOptions {
+    fn default() -> Self {
+        DiscordOptions {
+            client_id: None,
+            client_secret: None,
+            redirect_url: None,
+            api_base: "https://discord.com/api/v10".into(),
+            authorize_url: "https://discord.com/oauth2/authorize".into(),
+            session_secs: 86_400,
+            timeout_ms: 10_000,
+        }
+    }
 }
 
 /// Event webhooks (`/v1/webhook-endpoints`): which URLs tenants may register and how the
@@ -152,7 +259,9 @@ impl Config {
             login_rate_per_minute: 10,
             signing_key_seed: None,
             janitor_ms: 30_000,
+            usage_retention_days: 30,
             webhooks: WebhookOptions::default(),
+            discord: Box::default(),
         }
     }
 }

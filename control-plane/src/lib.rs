@@ -7,7 +7,9 @@ mod auth;
 mod compat;
 pub mod config;
 pub mod demo;
+mod discord;
 mod error;
+mod export;
 mod extract;
 mod input;
 mod metrics;
@@ -49,6 +51,10 @@ struct Inner {
     signers: keyward_shared::signers::Signers,
     /// Which webhook URLs tenants may register.
     webhook_urls: store::webhook_endpoints::UrlPolicy,
+    /// The Discord OAuth2 login, when configured.
+    discord: Option<discord::Discord>,
+    /// How long usage statistics are kept: the window of a license's distinct IPs and HWIDs.
+    usage_retention: chrono::Duration,
 }
 
 impl AppState {
@@ -70,6 +76,14 @@ impl AppState {
 
     pub(crate) fn jwt(&self) -> &JwtKeys {
         &self.0.jwt
+    }
+
+    pub(crate) fn discord(&self) -> Option<&discord::Discord> {
+        self.0.discord.as_ref()
+    }
+
+    pub(crate) fn usage_retention(&self) -> chrono::Duration {
+        self.0.usage_retention
     }
 
     fn metrics(&self) -> &Metrics {
@@ -145,6 +159,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             db::server_secret(&c, "jwt", 32).await?
         }
     };
+    let discord = discord::Discord::new(&cfg.discord, &secret).context("Discord login")?;
     let webhook_worker = cfg
         .webhooks
         .worker
@@ -163,6 +178,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             allow_http: cfg.webhooks.allow_http,
             allow_private: cfg.webhooks.allow_private,
         },
+        discord,
+        usage_retention: chrono::Duration::days(i64::from(cfg.usage_retention_days)),
     }));
     let app = routes::router(state.clone(), cfg.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -182,6 +199,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let janitor = tokio::spawn(janitor(
         state,
         Duration::from_millis(cfg.janitor_ms.max(10)),
+        chrono::Duration::days(i64::from(cfg.usage_retention_days)),
     ));
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, "control-plane listening");
@@ -197,8 +215,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
 
 /// Periodic housekeeping: login-limiter state of idle addresses dropped (so it stays bounded),
 /// dead machines deactivated (their slots freed), signing keys re-read (a rotation made with
-/// the operator CLI reaches this process's Keygen signatures).
-async fn janitor(state: AppState, every: Duration) {
+/// the operator CLI reaches this process's Keygen signatures), usage statistics past their
+/// retention pruned.
+async fn janitor(state: AppState, every: Duration, usage_retention: chrono::Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -211,6 +230,11 @@ async fn janitor(state: AppState, every: Duration) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(machines = n, "deactivated dead machines"),
                     Err(e) => tracing::warn!(error = %e, "could not deactivate dead machines"),
+                }
+                match store::license_stats::write::prune(&**client, usage_retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(rows = n, "pruned usage statistics"),
+                    Err(e) => tracing::warn!(error = %e, "could not prune usage statistics"),
                 }
             }
             Err(e) => tracing::warn!(error = %e.message, "janitor: no database connection"),

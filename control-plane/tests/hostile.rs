@@ -19,6 +19,8 @@ struct Tenant {
     jwt: String,
     api_key: String,
     seller_key: String,
+    /// A customer's token (CyberLicense's customer API); the customer owns `license_key`.
+    customer_token: String,
     account_id: String,
     /// Resource kind → a real id of this tenant.
     ids: BTreeMap<&'static str, String>,
@@ -252,8 +254,24 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
                 "password": "customer password"}}})),
         )
         .await;
+    let customer_id = field(&account_user, &["data", "id"]);
+    let customer_token = cp
+        .ok(
+            Method::POST,
+            &format!("/v1/customers/{customer_id}/tokens"),
+            j,
+            None,
+        )
+        .await;
+    cp.ok(
+        Method::PATCH,
+        &format!("/v1/licenses/{}", field(&lic, &["id"])),
+        j,
+        Some(json!({"owner_id": customer_id})),
+    )
+    .await;
     let mut ids = BTreeMap::new();
-    ids.insert("keygen_user", field(&account_user, &["data", "id"]));
+    ids.insert("keygen_user", customer_id.clone());
     ids.insert("keygen_token", field(&token.body, &["data", "id"]));
     ids.insert("pooled_key", field(&pooled, &["data", "id"]));
     ids.insert("app", app.clone());
@@ -272,6 +290,18 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
     ids.insert("seller_key", field(&seller, &["id"]));
     ids.insert("webhook_endpoint", endpoint_id);
     ids.insert("webhook_event", event_id);
+    let transaction = cp
+        .ok(
+            Method::POST,
+            "/v1/transactions",
+            j,
+            Some(
+                json!({"amount_minor": 1999, "currency": "USD", "license_id": field(&lic, &["id"]),
+                "reference": format!("{name}-order")}),
+            ),
+        )
+        .await;
+    ids.insert("transaction", field(&transaction, &["id"]));
     let panda = panda_resources(cp, j, &app, name).await;
     ids.extend(panda.ids);
     let mut marks: Vec<String> = ids.values().cloned().collect();
@@ -279,8 +309,13 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
     let junkie = junkie_resources(cp, &key, name).await;
     marks.extend(junkie.marks);
     ids.extend(junkie.ids);
+    // An audit entry (an integer id: not a mark, it would match any number).
+    let audit = cp.ok(Method::GET, "/v1/audit-log?limit=1", j, None).await;
+    let audit_id = audit["items"][0]["id"].as_i64().expect("an audit entry");
+    ids.insert("audit_entry", audit_id.to_string());
     marks.extend([
         field(&token.body, &["data", "attributes", "token"]),
+        field(&customer_token, &["token"]),
         format!("{name}-customer@example.com"),
         format!("{name}-POOLED-KEY"),
         account_id.clone(),
@@ -299,11 +334,13 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
         format!("{name}-host"),
         format!("{name}-feature"),
         format!("{name}-FEATURE"),
+        format!("{name}-order"),
     ]);
     Tenant {
         jwt,
         api_key: field(&key, &["key"]),
         seller_key: field(&seller, &["key"]),
+        customer_token: field(&customer_token, &["token"]),
         service_key: panda.service_key,
         service_id: panda.service_id,
         revoked_service_key: panda.revoked_service_key,
@@ -476,6 +513,11 @@ impl Op {
                 || (names("hwid") && self.template != "/api/keyless/add"))
     }
 
+    /// CyberLicense's customer API: a customer's token.
+    fn is_customer(&self) -> bool {
+        self.security.iter().any(|s| s == "customerBearer")
+    }
+
     fn is_seller(&self) -> bool {
         self.security.iter().any(|s| s.starts_with("sellerKey"))
     }
@@ -572,6 +614,11 @@ fn resource_of(template: &str, param: &str) -> &'static str {
         "entitlements" => "entitlement",
         "webhook-endpoints" => "webhook_endpoint",
         "webhook-events" => "webhook_event",
+        "transactions" => "transaction",
+        // Customers are the account's users (Keygen's users).
+        "customers" => "keygen_user",
+        // CyberLicense's `/api/audit/{id}`.
+        "audit" => "audit_entry",
         // Keygen's admin API (`/keygen/v1/…`).
         "products" => "app",
         "tokens" => "keygen_token",
@@ -983,10 +1030,15 @@ impl Sweep<'_> {
 /// `{message, error}`, Panda's `{message}`, or the `detail` of Keygen's `{errors:[…]}`.
 fn error_message(body: &Value) -> Option<&str> {
     // Junkie's `{message, error}` (`/api/v2`) names its code in `error`.
-    // Panda's is `{message}` alone.
+    // Panda's is `{message}` alone. CyberLicense's is `{success: false, error}`.
     let panda = body.as_object().is_some_and(|o| o.len() == 1);
     let m = if body["success"] == false || body["error"].is_string() || panda {
-        body["message"].as_str()
+        body["message"].as_str().or_else(|| {
+            let o = body.as_object()?;
+            (o.len() == 2 && body["success"] == false)
+                .then(|| body["error"].as_str())
+                .flatten()
+        })
     } else {
         body["errors"][0]["detail"].as_str()
     };
@@ -1046,6 +1098,8 @@ fn credential<'a>(op: &Op, t: &'a Tenant) -> Cred<'a> {
         Cred::SellerHeader(&t.seller_key)
     } else if op.is_public() {
         Cred::None
+    } else if op.is_customer() {
+        Cred::Bearer(&t.customer_token)
     } else {
         Cred::Bearer(&t.jwt)
     }
@@ -1245,6 +1299,17 @@ async fn every_documented_operation_survives_hostile_input() {
                 Cred::SellerHeader(&alice.api_key),
             ));
         }
+        // Admin and customer credentials do not cross (Keygen's user tokens are meant for its
+        // admin API: they reach their own licenses there).
+        if op.is_customer() {
+            tries.push(("her admin JWT".into(), Cred::Bearer(&alice.jwt)));
+            tries.push(("her API key".into(), Cred::Bearer(&alice.api_key)));
+        } else if !op.is_panda() && !op.is_seller() && !op.template.starts_with("/keygen/") {
+            tries.push((
+                "her customer token".into(),
+                Cred::Bearer(&alice.customer_token),
+            ));
+        }
         if op.is_panda() {
             // (70 kB ones would exceed the URI limit: a 414 before any key is read.)
             for (label, c) in forged.iter().filter(|(_, c)| c.len() < 8_000) {
@@ -1280,6 +1345,7 @@ async fn every_documented_operation_survives_hostile_input() {
         for cred in [
             Cred::Bearer(&bob.jwt),
             Cred::Bearer(&bob.api_key),
+            Cred::Bearer(&bob.customer_token),
             Cred::SellerHeader(&bob.seller_key),
             Cred::PandaQuery(&bob.service_key),
         ] {
@@ -1329,7 +1395,21 @@ async fn every_documented_operation_survives_hostile_input() {
                 }
                 // What the request itself carried may come back (Keygen's "The requested
                 // license 'X' was not found" echoes it); only what the server adds reveals.
-                let mut text = r.body.to_string();
+                // The audit log replays what Bob's own earlier requests carried (the names and
+                // filters he sent): there, only its entries' own fields can reveal.
+                let mut shown = r.body.clone();
+                if matches!(op.template.as_str(), "/api/audit" | "/v1/audit-log") {
+                    for list in ["auditLogs", "items"] {
+                        let entries = shown.get_mut(list).and_then(Value::as_array_mut);
+                        for e in entries.into_iter().flatten() {
+                            if let Some(e) = e.as_object_mut() {
+                                e.remove("changes");
+                                e.remove("details");
+                            }
+                        }
+                    }
+                }
+                let mut text = shown.to_string();
                 for sent in path.values() {
                     text = text.replace(&format!("'{sent}'"), "'…'");
                 }

@@ -47,6 +47,11 @@ async fn every_documented_operation_is_routed() {
                 r.body["message"], "no such route",
                 "{method} {path} is documented but not routed"
             );
+            // CyberLicense's shape for the router's own 404.
+            assert_ne!(
+                r.body["error"], "Not found",
+                "{method} {path} is documented but not routed"
+            );
             assert!(r.status < 500, "{method} {path} → {}", r.status);
             checked += 1;
         }

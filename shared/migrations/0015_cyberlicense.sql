@@ -109,3 +109,9 @@ $$;
 CREATE TRIGGER license_stats_gone AFTER DELETE ON licenses
     REFERENCING OLD TABLE AS gone
     FOR EACH STATEMENT EXECUTE FUNCTION license_stats_gone();
+
+-- (license_stats prune) The janitor drops statistics past the retention by age: these let it
+-- find them without reading the tables whole every run. `day` never changes, so the daily
+-- rows' updates stay HOT; a sighting's update rewrites its index entry, once per flush.
+CREATE INDEX license_daily_usage_day ON license_daily_usage (day);
+CREATE INDEX license_seen_last ON license_seen (last_seen_at);

@@ -30,6 +30,8 @@ pub fn app() -> App {
         platforms: Vec::new(),
         metadata: serde_json::Map::new(),
         key_system: Default::default(),
+        description: None,
+        license_prefix: "LIC".into(),
         created_at: Utc::now(),
         updated_at: Utc::now(),
     }

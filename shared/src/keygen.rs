@@ -95,6 +95,15 @@ impl Mask {
     }
 }
 
+/// The random part of a prefixed key (CyberLicense's `LIC-ABC123-XYZ789`).
+pub const PREFIXED_MASK: &str = "XXXXXX-XXXXXX";
+
+/// A key `<prefix>-XXXXXX-XXXXXX` (upper-case letters and digits from the CSPRNG): what a
+/// rotation gives a license, `prefix` being its app's `license_prefix`.
+pub fn prefixed_key(prefix: &str) -> Result<String, MaskError> {
+    Ok(Mask::parse(PREFIXED_MASK, Some(&format!("{prefix}-")))?.generate())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +137,22 @@ mod tests {
             Mask::parse(&"X".repeat(200), None),
             Err(MaskError::TooLong(200))
         ));
+    }
+
+    #[test]
+    fn prefixed_keys() {
+        let k = prefixed_key("LIC").unwrap();
+        let (prefix, rest) = k.split_once('-').unwrap();
+        assert_eq!(prefix, "LIC");
+        let parts: Vec<&str> = rest.split('-').collect();
+        assert_eq!(parts.len(), 2, "{k}");
+        for p in parts {
+            assert_eq!(p.len(), 6, "{k}");
+            assert!(p.bytes().all(|b| UPPER.contains(&b)), "{k}");
+        }
+        // An `X` in the prefix stays literal.
+        assert!(prefixed_key("XYZ9").unwrap().starts_with("XYZ9-"));
+        assert_ne!(prefixed_key("A").unwrap(), prefixed_key("A").unwrap());
     }
 
     #[test]

@@ -111,6 +111,10 @@ pub struct App {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// How the Roblox key systems address and run it (Panda's service, Junkie's service).
     pub key_system: KeySystemSettings,
+    /// What CyberLicense shows of it as a product: a description, and the prefix of the keys its
+    /// licenses get when rotated (`<prefix>-XXXXXX-XXXXXX`, default `LIC`).
+    pub description: Option<String>,
+    pub license_prefix: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -372,6 +376,11 @@ pub struct AuditEntry {
     pub target_type: String,
     pub target_id: Option<String>,
     pub details: serde_json::Value,
+    /// Where the request behind it came from (none for background work).
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    /// False for a refused attempt that is recorded anyway (a failed login).
+    pub success: bool,
     pub created_at: DateTime<Utc>,
 }
 

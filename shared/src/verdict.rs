@@ -15,6 +15,7 @@ use crate::blacklist::BlacklistView;
 use crate::license_facts::LicenseFacts;
 use crate::model::{App, LicenseStatus};
 
+pub mod cyberlicense;
 pub mod keygen;
 pub mod keyless;
 

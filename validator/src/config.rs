@@ -170,6 +170,19 @@ pub struct Config {
         default_values_t = default_junkie_hwid_headers()
     )]
     pub junkie_hwid_headers: Vec<String>,
+
+    /// CyberLicense validations (`POST /api/license/validate`) allowed per client IP (IPv6 per
+    /// /64) in each `--cyberlicense-rate-window-secs`; 0 disables. CyberLicense's own default.
+    #[arg(long, env = "KEYWARD_CYBERLICENSE_RATE_LIMIT", default_value_t = 200)]
+    pub cyberlicense_rate_limit: u32,
+
+    /// The window of `--cyberlicense-rate-limit`, in seconds (15 minutes by default).
+    #[arg(
+        long,
+        env = "KEYWARD_CYBERLICENSE_RATE_WINDOW_SECS",
+        default_value_t = 900
+    )]
+    pub cyberlicense_rate_window_secs: u64,
 }
 
 /// The fingerprint headers executors are seen to send (spec `roblox-key-systems.md` §2.2).
@@ -221,6 +234,8 @@ impl Config {
             webhook_allow_private: false,
             customer_panel_url: String::new(),
             junkie_hwid_headers: default_junkie_hwid_headers(),
+            cyberlicense_rate_limit: 200,
+            cyberlicense_rate_window_secs: 900,
         }
     }
 

@@ -12,6 +12,7 @@ mod error;
 mod executions;
 mod health;
 mod keyless;
+mod license_stats;
 mod listener;
 mod metrics;
 #[cfg(feature = "bench-support")]
@@ -52,11 +53,15 @@ pub(crate) struct State {
     caches: Caches,
     health: Arc<Health>,
     limiter: ClientLimiter,
+    /// CyberLicense's validate limit (per client IP and window, with its standard headers).
+    cyberlicense_limit: compat::cyberlicense::RateLimit,
     usage: Usage,
     /// Panda's execution counts, written behind with the usage counters.
     executions: executions::Executions,
     /// Keygen's validation webhook events, written behind with the usage counters.
     validation_events: validation_events::ValidationEvents,
+    /// CyberLicense's per-license usage statistics, written behind by a task of their own.
+    license_stats: license_stats::LicenseStats,
     metrics: Arc<Metrics>,
     client: compat::keyauth::ClientApi,
 }
@@ -83,6 +88,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         tokio::spawn(listener::run(state.clone(), shutdown_rx.clone())),
         tokio::spawn(maintain(state.clone(), shutdown_rx.clone())),
         tokio::spawn(write_usage(state.clone(), shutdown_rx.clone())),
+        tokio::spawn(write_license_stats(state.clone(), shutdown_rx.clone())),
     ];
     if let Some(tls) = &tls {
         let mut stop = shutdown_rx.clone();
@@ -158,6 +164,11 @@ impl State {
                 cfg.rate_limit_burst,
                 cfg.rate_limit_max_tracked,
             ),
+            cyberlicense_limit: compat::cyberlicense::RateLimit::new(
+                cfg.cyberlicense_rate_limit,
+                Duration::from_secs(cfg.cyberlicense_rate_window_secs),
+                cfg.rate_limit_max_tracked,
+            ),
             cfg,
             pool,
             caches,
@@ -165,6 +176,7 @@ impl State {
             usage: Usage::default(),
             executions: Default::default(),
             validation_events: Default::default(),
+            license_stats: license_stats::LicenseStats::new(metrics.clone()),
             metrics,
         })
     }
@@ -206,6 +218,7 @@ impl Running {
             tokio::time::sleep(delay).await;
         }
         self.state.usage.hurry();
+        self.state.license_stats.hurry();
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
@@ -223,6 +236,14 @@ impl Running {
         }
         if let Err(e) = self.state.validation_events.flush(&self.state.pool).await {
             tracing::warn!(error = %e, "could not write validation events at shutdown");
+        }
+        if let Err(e) = self
+            .state
+            .license_stats
+            .flush(&self.state.pool, Duration::ZERO)
+            .await
+        {
+            tracing::warn!(error = %e, "could not write usage statistics at shutdown");
         }
         tracing::info!("validator stopped");
     }
@@ -257,6 +278,25 @@ async fn write_usage(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// CyberLicense's usage statistics, written behind like the usage counters (same interval,
+/// paced over half of it) by a task of their own, so neither write waits for the other.
+async fn write_license_stats(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    let period = Duration::from_millis(state.cfg.usage_flush_ms.max(10));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        // Outside the select: a flush is never dropped half-written (shutdown hurries it instead).
+        if state.health.is_connected() {
+            if let Err(e) = state.license_stats.flush(&state.pool, period / 2).await {
+                tracing::warn!(error = %e, "could not write usage statistics; dropped");
+            }
+        }
+    }
+}
+
 /// Rate-limiter purging, expired sessions and signing-key reloads.
 async fn maintain(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     let mut purge_tick = tokio::time::interval(Duration::from_secs(1));
@@ -271,6 +311,9 @@ async fn maintain(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
                 }
                 if seconds.is_multiple_of(10) || state.client.app_limiter.over_bound() {
                     state.client.app_limiter.purge_idle();
+                }
+                if seconds.is_multiple_of(10) || state.cyberlicense_limit.over_bound() {
+                    state.cyberlicense_limit.purge_idle();
                 }
             }
             _ = session_tick.tick() => {

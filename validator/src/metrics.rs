@@ -22,12 +22,15 @@ pub struct Metrics {
     pub activations: Counter,
     pub license_lookups: Counter,
     pub usage_flush_failures: Counter,
+    pub license_stats_dropped: Counter,
+    pub license_stats_write_failures: Counter,
     pub listener_connected: Gauge,
     pub license_cache_entries: Gauge,
     pub rate_limiter_tracked: Gauge,
     pub password_hashes: Gauge,
     pub usage_backlog: Gauge,
     pub execution_backlog: Gauge,
+    pub license_stats_backlog: Gauge,
 }
 
 impl Metrics {
@@ -137,7 +140,28 @@ impl Metrics {
             "Execution-count pushes (Panda) not yet written to the database",
             execution_backlog.clone(),
         );
+        let license_stats_dropped = Counter::default();
+        registry.register(
+            "license_stats_dropped",
+            "Validations whose usage statistics were dropped, at least in part: the buffer was full",
+            license_stats_dropped.clone(),
+        );
+        let license_stats_write_failures = Counter::default();
+        registry.register(
+            "license_stats_write_failures",
+            "Failed writes of the buffered usage statistics (the rest of that flush is dropped)",
+            license_stats_write_failures.clone(),
+        );
+        let license_stats_backlog = Gauge::default();
+        registry.register(
+            "license_stats_backlog",
+            "Usage-statistics entries (licenses, days, IPs/HWIDs, requests) not yet written",
+            license_stats_backlog.clone(),
+        );
         Metrics {
+            license_stats_dropped,
+            license_stats_write_failures,
+            license_stats_backlog,
             execution_backlog,
             password_hashes,
             usage_backlog,

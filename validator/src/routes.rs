@@ -13,7 +13,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::body::{BodyError, RequestBody};
 use crate::client_ip::client_ip;
-use crate::compat::{junkie, keyauth, keygen, panda};
+use crate::compat::{cyberlicense, junkie, keyauth, keygen, panda};
 use crate::error::{json_response, ApiError};
 use crate::health::Readiness;
 use crate::{self_reset, validate, State};
@@ -58,6 +58,9 @@ async fn route(
         }
         (_, path) if junkie::owns(path) => {
             return junkie::handle(state, peer, parts, body).await;
+        }
+        (_, path) if cyberlicense::owns(path) => {
+            return cyberlicense::handle(state, peer, parts, body).await;
         }
         (&Method::GET | &Method::POST, _) if keyauth.is_some() => {
             let api = keyauth.unwrap_or(keyauth::Api::V1_2);

@@ -1,9 +1,11 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap};
 use keyward_shared::model::Account;
 use keyward_shared::secrets;
-use keyward_shared::store::accounts;
+use keyward_shared::store::{accounts, audit};
+use keyward_shared::write::{Actor, Origin, WriteTx};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Auth;
@@ -30,8 +32,15 @@ pub struct LoginResponse {
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
+    let origin = Origin::new(
+        Some(peer.ip()),
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    );
     state.check_login_rate(peer.ip())?;
     if req.username.len() > 256 || req.password.len() > 1024 {
         return Err(ApiError::bad_request("username or password is too long"));
@@ -52,8 +61,20 @@ pub async fn login(
         .map_err(|e| ApiError::internal(format!("password check failed: {e}")))?;
     let account = match found {
         Some((account, _)) if ok => account,
-        _ => return Err(ApiError::unauthorized("wrong username or password")),
+        Some((account, _)) => {
+            // Recorded behind the answer, which must not take longer for a known account
+            // than for an unknown one (unknown ones have no audit log to record in).
+            let state = state.clone();
+            tokio::spawn(async move {
+                if let Err(e) = audit_login(&state, &account, origin, false).await {
+                    tracing::warn!(error = %e.message, "could not record a refused login");
+                }
+            });
+            return Err(ApiError::unauthorized("wrong username or password"));
+        }
+        None => return Err(ApiError::unauthorized("wrong username or password")),
     };
+    audit_login(&state, &account, origin, true).await?;
     let (token, expires_at) = state.jwt().issue(account.id, &account.username)?;
     Ok(Json(LoginResponse {
         token,
@@ -63,18 +84,45 @@ pub async fn login(
     }))
 }
 
-/// `GET /v1/account`: the account, and its integer id (what Junkie's end users send as
-/// `identifier`, and its REST answers show as `user_id`).
+/// Records a password login to the account in its audit log (`account.login`), as the actor its
+/// token will be.
+async fn audit_login(
+    state: &AppState,
+    account: &Account,
+    origin: Origin,
+    success: bool,
+) -> ApiResult<()> {
+    let actor = Actor {
+        account_id: account.id,
+        label: format!("admin:{}", account.username),
+        origin,
+    };
+    let mut client = state.client().await?;
+    let mut w = WriteTx::begin(&mut client, actor).await?;
+    audit::record_login(&mut w, success, serde_json::json!({"method": "password"})).await?;
+    w.commit().await?;
+    Ok(())
+}
+
+/// `GET /v1/account`: the account, its integer id (what Junkie's end users send as
+/// `identifier`, and its REST answers show as `user_id`) and the Discord user linked for the
+/// admin portal's Discord login.
 #[derive(Serialize)]
 pub struct AccountView {
     #[serde(flatten)]
     account: Account,
     num_id: i64,
+    discord_id: Option<String>,
 }
 
 pub async fn account(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<AccountView>> {
     let client = state.client().await?;
     let account = accounts::get(&**client, auth.account_id()).await?;
     let num_id = accounts::num_id(&**client, account.id).await?;
-    Ok(Json(AccountView { account, num_id }))
+    let discord_id = accounts::discord_id(&**client, account.id).await?;
+    Ok(Json(AccountView {
+        account,
+        num_id,
+        discord_id,
+    }))
 }

@@ -184,6 +184,58 @@ pub async fn unban(
     ))
 }
 
+pub async fn revoke(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<License>> {
+    license_write!(state, auth, id, "license.updated", |w| licenses::revoke(
+        &mut w, id
+    ))
+}
+
+pub async fn disable(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<License>> {
+    license_write!(state, auth, id, "license.updated", |w| licenses::disable(
+        &mut w, id
+    ))
+}
+
+pub async fn enable(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<License>> {
+    license_write!(state, auth, id, "license.updated", |w| licenses::enable(
+        &mut w, id
+    ))
+}
+
+/// A new key (`<the app's license_prefix>-XXXXXX-XXXXXX`); the old one is refused at once.
+pub async fn rotate(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<License>> {
+    license_write!(state, auth, id, "license.updated", |w| async {
+        licenses::rotate_key(&mut w, id).await.map(drop)
+    })
+}
+
+/// Its bound HWIDs and recorded IPs go.
+pub async fn clear(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<License>> {
+    license_write!(state, auth, id, "license.updated", |w| {
+        licenses::clear_usage(&mut w, id)
+    })
+}
+
 pub async fn extend(
     State(state): State<AppState>,
     auth: Auth,
@@ -219,4 +271,34 @@ pub async fn delete(
     licenses::delete(&mut w, id).await?;
     w.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The filters of `GET /v1/licenses/export` (CyberLicense's export for the admin UI).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// Default csv.
+    format: Option<crate::export::Format>,
+    app_id: Option<Uuid>,
+    owner_id: Option<Uuid>,
+    /// Status active (true) or not (false).
+    active: Option<bool>,
+    license_type: Option<keyward_shared::model::LicenseType>,
+}
+
+/// The licenses as a CSV or PDF attachment, like CyberLicense's export (audited).
+pub async fn export(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Query<ExportQuery>,
+) -> ApiResult<crate::export::Download> {
+    auth.require("licenses:read")?;
+    let filter = keyward_shared::store::license_exports::ExportFilter {
+        app_id: q.app_id,
+        owner_id: q.owner_id,
+        active: q.active,
+        license_type: q.license_type,
+    };
+    let format = q.format.unwrap_or(crate::export::Format::Csv);
+    crate::export::licenses(&state, auth.actor, &filter, format).await
 }

@@ -6,6 +6,8 @@ mod apps;
 mod audit;
 mod auth;
 mod blacklist;
+mod customers;
+mod discord;
 mod entitlements;
 mod key_system;
 mod licenses;
@@ -14,6 +16,7 @@ mod ops;
 mod policies;
 mod providers;
 mod signing_keys;
+mod transactions;
 mod webhooks;
 
 use std::time::Duration;
@@ -21,7 +24,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use crate::error::ApiError;
@@ -35,6 +38,23 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/auth/login", post(auth::login))
         .route("/v1/account", get(auth::account))
+        .route(
+            "/v1/account/discord",
+            put(discord::link).delete(discord::unlink),
+        )
+        .route("/v1/auth/discord", get(discord::start))
+        .route("/v1/auth/discord/callback", get(discord::callback))
+        .route(
+            "/v1/customers",
+            post(customers::create).get(customers::list),
+        )
+        .route(
+            "/v1/customers/{id}",
+            get(customers::get)
+                .patch(customers::update)
+                .delete(customers::delete),
+        )
+        .route("/v1/customers/{id}/tokens", post(customers::create_token))
         .route("/v1/api-keys", post(api_keys::create).get(api_keys::list))
         .route("/v1/api-keys/{id}", delete(api_keys::revoke))
         .route("/v1/apps", post(apps::create).get(apps::list))
@@ -111,6 +131,17 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(providers::get).delete(providers::delete),
         )
         .route("/v1/licenses", get(licenses::list))
+        .route("/v1/licenses/export", get(licenses::export))
+        .route(
+            "/v1/transactions",
+            post(transactions::create).get(transactions::list),
+        )
+        .route(
+            "/v1/transactions/{id}",
+            get(transactions::get)
+                .patch(transactions::update)
+                .delete(transactions::delete),
+        )
         .route(
             "/v1/licenses/{id}",
             get(licenses::get)
@@ -119,6 +150,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/v1/licenses/{id}/ban", post(licenses::ban))
         .route("/v1/licenses/{id}/unban", post(licenses::unban))
+        .route("/v1/licenses/{id}/revoke", post(licenses::revoke))
+        .route("/v1/licenses/{id}/disable", post(licenses::disable))
+        .route("/v1/licenses/{id}/enable", post(licenses::enable))
+        .route("/v1/licenses/{id}/rotate", post(licenses::rotate))
+        .route("/v1/licenses/{id}/clear", post(licenses::clear))
         .route("/v1/licenses/{id}/extend", post(licenses::extend))
         .route("/v1/licenses/{id}/reset-hwids", post(licenses::reset_hwids))
         .route(

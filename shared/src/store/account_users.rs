@@ -1,5 +1,6 @@
 //! Users of a whole account (Keygen's users, CyberLicense's customers): an e-mail unique in the
-//! account, names, a role, metadata, a password, a ban. Stored with KeyAuth's app users, without
+//! account, names, a role, metadata, a password, a ban, and optionally the Discord user they log
+//! in as (unique in the account). Stored with KeyAuth's app users, without
 //! an app. A user may own licenses; banning the user bans them (Keygen's `BANNED`), so a ban or
 //! unban invalidates every license the user owns.
 
@@ -32,6 +33,8 @@ pub struct AccountUser {
     pub role: String,
     pub banned: bool,
     pub metadata: Map<String, Value>,
+    /// The Discord user id (a snowflake) linked for the customer portal's Discord login.
+    pub discord_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -47,7 +50,7 @@ impl AccountUser {
 }
 
 const COLUMNS: &str = "id, account_id, email, first_name, last_name, role, banned, metadata,
-    created_at, coalesce(updated_at, created_at) AS updated_at";
+    discord_id, created_at, coalesce(updated_at, created_at) AS updated_at";
 
 fn from_row(r: &Row) -> StoreResult<AccountUser> {
     Ok(AccountUser {
@@ -62,6 +65,7 @@ fn from_row(r: &Row) -> StoreResult<AccountUser> {
             Value::Object(m) => m,
             _ => Map::new(),
         },
+        discord_id: r.try_get("discord_id")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -78,18 +82,28 @@ pub struct UserPatch {
     pub last_name: Option<Option<String>>,
     pub role: Option<String>,
     pub metadata: Option<Map<String, Value>>,
+    /// A Discord user id (1 to 25 digits); `null` unlinks.
+    #[serde(default, deserialize_with = "present")]
+    pub discord_id: Option<Option<String>>,
+}
+
+/// Whether `id` has the shape of a Discord user id (a snowflake: decimal digits), the shape the
+/// `discord_id` columns accept.
+pub fn is_discord_id(id: &str) -> bool {
+    (1..=25).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn check(p: &UserPatch) -> StoreResult<()> {
     let invalid = |m: &str| Err(StoreError::Invalid(m.into()));
     if let Some(email) = &p.email {
         let e = email.trim();
-        let ok = e.len() <= 254
+        // 128: the e-mail is also stored as the row's `username`, whose column allows no more.
+        let ok = e.chars().count() <= 128
             && e.split_once('@')
                 .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
             && !e.contains(char::is_whitespace);
         if !ok {
-            return invalid("email must be an e-mail address");
+            return invalid("email must be an e-mail address of at most 128 characters");
         }
     }
     for name in [&p.first_name, &p.last_name]
@@ -110,10 +124,27 @@ fn check(p: &UserPatch) -> StoreResult<()> {
     if let Some(m) = &p.metadata {
         check_metadata(m).map_err(StoreError::Invalid)?;
     }
+    if p.discord_id
+        .as_ref()
+        .and_then(Option::as_deref)
+        .is_some_and(|d| !is_discord_id(d))
+    {
+        return invalid("discord_id must be a Discord user id (1 to 25 digits)");
+    }
     Ok(())
 }
 
 const EMAIL_TAKEN: &str = "a user with this email already exists";
+const DISCORD_TAKEN: &str = "this Discord account is already linked to another user";
+
+/// A unique violation as a conflict that says which value is taken.
+fn taken(e: tokio_postgres::Error) -> StoreError {
+    let discord = e
+        .as_db_error()
+        .and_then(|d| d.constraint())
+        .is_some_and(|c| c == "app_users_account_discord");
+    StoreError::from(e).conflict_on_unique(if discord { DISCORD_TAKEN } else { EMAIL_TAKEN })
+}
 
 /// Creates a user; `password_hash` is an argon2id PHC string (`None`: cannot log in).
 pub async fn create(
@@ -131,8 +162,8 @@ pub async fn create(
         .query_one(
             &format!(
                 "INSERT INTO app_users (id, account_id, app_id, username, email, password_hash,
-                                        first_name, last_name, role, metadata)
-                 VALUES ($1, $2, NULL, $3, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+                                        first_name, last_name, role, metadata, discord_id)
+                 VALUES ($1, $2, NULL, $3, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
             ),
             &[
                 &Uuid::new_v4(),
@@ -143,16 +174,17 @@ pub async fn create(
                 &p.last_name.clone().flatten(),
                 &p.role.as_deref().unwrap_or("user"),
                 &metadata,
+                &p.discord_id.clone().flatten(),
             ],
         )
         .await
-        .map_err(|e| StoreError::from(e).conflict_on_unique(EMAIL_TAKEN))?;
+        .map_err(taken)?;
     let user = from_row(&row)?;
     wtx.audit(
         "user.create",
         "user",
         Some(user.id.to_string()),
-        json!({"email": user.email}),
+        json!({"email": user.email, "discord_id": user.discord_id}),
     );
     Ok(user)
 }
@@ -273,8 +305,28 @@ pub async fn password_hash<C: GenericClient + Sync>(
     .try_get(0)?)
 }
 
+/// What an audit entry shows of a user before and after a change (no password, no metadata
+/// values: they may be large or private).
+fn audit_view(u: &AccountUser) -> Value {
+    json!({"email": u.email, "first_name": u.first_name, "last_name": u.last_name,
+           "role": u.role, "discord_id": u.discord_id})
+}
+
 pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &UserPatch) -> StoreResult<AccountUser> {
     check(p)?;
+    // Locked, so the audit's `before` is the row this update replaces.
+    let before = wtx
+        .tx()
+        .query_opt(
+            &format!(
+                "SELECT {COLUMNS} FROM app_users
+                  WHERE id = $1 AND account_id = $2 AND app_id IS NULL FOR UPDATE"
+            ),
+            &[&id, &wtx.account_id()],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("user"))?;
+    let before = from_row(&before)?;
     let row = wtx
         .tx()
         .query_opt(
@@ -284,6 +336,7 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &UserPatch) -> StoreResu
                     first_name = CASE WHEN $4 THEN $5 ELSE first_name END,
                     last_name = CASE WHEN $6 THEN $7 ELSE last_name END,
                     role = coalesce($8, role), metadata = coalesce($9, metadata),
+                    discord_id = CASE WHEN $10 THEN $11 ELSE discord_id END,
                     updated_at = now()
                   WHERE id = $1 AND account_id = $2 AND app_id IS NULL RETURNING {COLUMNS}"
             ),
@@ -297,13 +350,90 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &UserPatch) -> StoreResu
                 &p.last_name.clone().flatten(),
                 &p.role,
                 &p.metadata.clone().map(Value::Object),
+                &p.discord_id.is_some(),
+                &p.discord_id.clone().flatten(),
             ],
         )
         .await
-        .map_err(|e| StoreError::from(e).conflict_on_unique(EMAIL_TAKEN))?
+        .map_err(taken)?
         .ok_or(StoreError::NotFound("user"))?;
-    wtx.audit("user.update", "user", Some(id.to_string()), json!({}));
-    from_row(&row)
+    let after = from_row(&row)?;
+    wtx.audit(
+        "user.update",
+        "user",
+        Some(id.to_string()),
+        json!({"before": audit_view(&before), "after": audit_view(&after),
+               "metadata": p.metadata.is_some()}),
+    );
+    Ok(after)
+}
+
+/// The account's user linked to this Discord user id (the customer portal's Discord login).
+pub async fn find_by_discord<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    discord_id: &str,
+) -> StoreResult<Option<AccountUser>> {
+    if !is_discord_id(discord_id) {
+        return Ok(None);
+    }
+    let row = c
+        .query_opt(
+            &format!(
+                "SELECT {COLUMNS} FROM app_users
+                  WHERE account_id = $1 AND app_id IS NULL AND discord_id = $2"
+            ),
+            &[&account_id, &discord_id],
+        )
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// A keyset page of the account's users, newest first (the native API's list shape).
+pub struct Page {
+    pub items: Vec<AccountUser>,
+    /// Pass as `cursor` for the next (older) page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The account's users matching `search` (in e-mail or names), newest first, `limit` (1..=500,
+/// default 50) at a time after `cursor`.
+pub async fn page<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    search: Option<&str>,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> StoreResult<Page> {
+    let limit = super::page_size(limit, 50, 500);
+    let (after_at, after_id) = cursor.map(super::decode_cursor).transpose()?.unzip();
+    let pattern = search
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(super::contains_pattern);
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM app_users
+                  WHERE account_id = $1 AND app_id IS NULL
+                    AND ($2::text IS NULL OR email ILIKE $2 OR first_name ILIKE $2
+                         OR last_name ILIKE $2)
+                    AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
+                  ORDER BY created_at DESC, id DESC LIMIT $5"
+            ),
+            &[&account_id, &pattern, &after_at, &after_id, &(limit + 1)],
+        )
+        .await?;
+    let mut items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items
+            .last()
+            .map(|u| super::encode_cursor(u.created_at, u.id))
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
 }
 
 /// Drops every license the user owns from the validators' caches (their answers depend on the
@@ -434,4 +564,62 @@ pub async fn finish_password_reset(
         );
     }
     Ok(n == 1)
+}
+
+/// The product (app) of a license as a customer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedProduct {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+}
+
+/// The licenses the user owns, newest first, each with its product; or, with `only`, that one
+/// license if the user owns it (else none: another's license and an unknown id look alike).
+pub async fn owned_licenses<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    user: Uuid,
+    only: Option<Uuid>,
+) -> StoreResult<Vec<(crate::model::License, OwnedProduct)>> {
+    let rows = c
+        .query(
+            &format!(
+                "{} WHERE l.account_id = $1 AND l.owner_id = $2 AND ($3::uuid IS NULL OR l.id = $3)
+                 ORDER BY l.created_at DESC, l.id DESC",
+                super::licenses::SELECT
+            ),
+            &[&account_id, &user, &only],
+        )
+        .await?;
+    let licenses: Vec<crate::model::License> = rows.iter().map(super::licenses::from_row).collect();
+    let mut app_ids: Vec<Uuid> = licenses.iter().map(|l| l.app_id).collect();
+    app_ids.sort_unstable();
+    app_ids.dedup();
+    let apps = c
+        .query(
+            "SELECT id, name, description FROM apps WHERE account_id = $1 AND id = ANY($2)",
+            &[&account_id, &app_ids],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(OwnedProduct {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                description: r.try_get(2)?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    licenses
+        .into_iter()
+        .map(|l| {
+            let product = apps
+                .iter()
+                .find(|a| a.id == l.app_id)
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt(format!("license {} has no app", l.id)))?;
+            Ok((l, product))
+        })
+        .collect()
 }

@@ -215,3 +215,64 @@ pub async fn stats<C: GenericClient + Sync>(c: &C, id: Uuid) -> StoreResult<Acco
         logs: r.get(3),
     })
 }
+
+/// The Discord user id linked to the account for the admin portal's Discord login.
+pub async fn discord_id<C: GenericClient + Sync>(c: &C, id: Uuid) -> StoreResult<Option<String>> {
+    c.query_opt("SELECT discord_id FROM accounts WHERE id = $1", &[&id])
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?
+        .ok_or(StoreError::NotFound("account"))
+}
+
+/// The account linked to this Discord user id (unique across accounts), if any.
+pub async fn find_by_discord<C: GenericClient + Sync>(
+    c: &C,
+    discord_id: &str,
+) -> StoreResult<Option<Account>> {
+    if !super::account_users::is_discord_id(discord_id) {
+        return Ok(None);
+    }
+    Ok(c.query_opt(
+        &format!("SELECT {COLUMNS} FROM accounts WHERE discord_id = $1"),
+        &[&discord_id],
+    )
+    .await?
+    .map(|r| from_row(&r)))
+}
+
+/// Links the caller's account to a Discord user id (`None` unlinks); audited with the before
+/// and after. A Discord user links to at most one account.
+pub async fn set_discord_id(
+    wtx: &mut crate::write::WriteTx<'_>,
+    discord_id: Option<&str>,
+) -> StoreResult<Option<String>> {
+    if discord_id.is_some_and(|d| !super::account_users::is_discord_id(d)) {
+        return Err(StoreError::Invalid(
+            "discord_id must be a Discord user id (1 to 25 digits)".into(),
+        ));
+    }
+    let account = wtx.account_id();
+    let row = wtx
+        .tx()
+        .query_opt(
+            "WITH before AS (SELECT discord_id FROM accounts WHERE id = $1 FOR UPDATE)
+             UPDATE accounts SET discord_id = $2 WHERE id = $1
+             RETURNING (SELECT discord_id FROM before)",
+            &[&account, &discord_id],
+        )
+        .await
+        .map_err(|e| {
+            StoreError::from(e)
+                .conflict_on_unique("this Discord account is already linked to another account")
+        })?
+        .ok_or(StoreError::NotFound("account"))?;
+    let before: Option<String> = row.try_get(0)?;
+    wtx.audit(
+        "account.discord",
+        "account",
+        Some(account.to_string()),
+        serde_json::json!({"before": {"discord_id": before}, "after": {"discord_id": discord_id}}),
+    );
+    Ok(discord_id.map(str::to_string))
+}

@@ -26,6 +26,9 @@ pub const SCOPES: &[&str] = &[
     "api_keys:write",
     "webhooks:read",
     "webhooks:write",
+    // Purchases the vendor records (`/v1/transactions`).
+    "transactions:read",
+    "transactions:write",
     // Junkie's REST API v2 (`/api/v2/keys`, services, providers).
     "rest-api:*",
     // CyberLicense's admin routes (`/api/license/rotate|clear`, products, audit, exports).

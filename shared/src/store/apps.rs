@@ -16,7 +16,7 @@ const COLUMNS: &str =
     download_url, force_hwid, min_hwid_len, session_secs, force_encryption, min_username_len,
     program_hashes, messages, signing_key_id, code, url, platforms, metadata, created_at, updated_at,
     num_id, service_id, keyless_mode, keyless_ttl_secs, auth_mode, get_key_url,
-    hwid_reset_cooldown_secs, self_hwid_reset";
+    hwid_reset_cooldown_secs, self_hwid_reset, description, license_prefix";
 
 /// The key-system modes of Panda's `getconfig`.
 pub const AUTH_MODES: [&str; 5] = [
@@ -71,6 +71,8 @@ fn from_row(r: &Row) -> App {
             hwid_reset_cooldown_secs: r.get("hwid_reset_cooldown_secs"),
             self_hwid_reset: r.get("self_hwid_reset"),
         },
+        description: r.get("description"),
+        license_prefix: r.get("license_prefix"),
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
     }
@@ -117,6 +119,11 @@ pub struct AppPatch {
     pub get_key_url: Option<Option<String>>,
     pub hwid_reset_cooldown_secs: Option<i32>,
     pub self_hwid_reset: Option<bool>,
+    /// What CyberLicense shows of the product (at most 2000 characters); `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    pub description: Option<Option<String>>,
+    /// The prefix of its licenses' rotated keys: 1 to 16 letters or digits.
+    pub license_prefix: Option<String>,
 }
 
 /// Checks the client settings of a patch; returns the normalised download URL (`Some("")`
@@ -382,7 +389,8 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, patch: &AppPatch) -> StoreR
                "keyless_mode": patch.keyless_mode, "keyless_ttl_secs": patch.keyless_ttl_secs,
                "auth_mode": patch.auth_mode, "get_key_url": patch.get_key_url,
                "hwid_reset_cooldown_secs": patch.hwid_reset_cooldown_secs,
-               "self_hwid_reset": patch.self_hwid_reset}),
+               "self_hwid_reset": patch.self_hwid_reset, "description": patch.description,
+               "license_prefix": patch.license_prefix}),
     );
     Ok(row)
 }
@@ -471,7 +479,13 @@ async fn set_product_details(
     id: Uuid,
     p: &AppPatch,
 ) -> StoreResult<Option<App>> {
-    if p.code.is_none() && p.url.is_none() && p.platforms.is_none() && p.metadata.is_none() {
+    if p.code.is_none()
+        && p.url.is_none()
+        && p.platforms.is_none()
+        && p.metadata.is_none()
+        && p.description.is_none()
+        && p.license_prefix.is_none()
+    {
         return Ok(None);
     }
     let invalid = |m: &str| Err(StoreError::Invalid(m.into()));
@@ -497,6 +511,22 @@ async fn set_product_details(
     if let Some(m) = &p.metadata {
         crate::model::check_metadata(m).map_err(StoreError::Invalid)?;
     }
+    // Blank is no description.
+    let description = p
+        .description
+        .as_ref()
+        .map(|d| d.as_deref().map(str::trim).filter(|d| !d.is_empty()));
+    if description
+        .flatten()
+        .is_some_and(|d| d.chars().count() > 2000)
+    {
+        return invalid("description must be at most 2000 characters");
+    }
+    if p.license_prefix.as_deref().is_some_and(|x| {
+        x.is_empty() || x.len() > 16 || !x.bytes().all(|b| b.is_ascii_alphanumeric())
+    }) {
+        return invalid("license_prefix must be 1 to 16 letters or digits");
+    }
     let row = wtx
         .tx()
         .query_opt(
@@ -504,6 +534,8 @@ async fn set_product_details(
                 "UPDATE apps SET code = CASE WHEN $3 THEN $4 ELSE code END,
                         url = CASE WHEN $5 THEN $6 ELSE url END,
                         platforms = coalesce($7, platforms), metadata = coalesce($8, metadata),
+                        description = CASE WHEN $9 THEN $10 ELSE description END,
+                        license_prefix = coalesce($11, license_prefix),
                         updated_at = now()
                  WHERE id = $1 AND account_id = $2 RETURNING {COLUMNS}"
             ),
@@ -516,6 +548,9 @@ async fn set_product_details(
                 &p.url.clone().flatten(),
                 &p.platforms,
                 &p.metadata.clone().map(serde_json::Value::Object),
+                &description.is_some(),
+                &description.flatten(),
+                &p.license_prefix,
             ],
         )
         .await?
@@ -750,4 +785,69 @@ pub async fn learn_program_hash(wtx: &mut WriteTx<'_>, id: Uuid, hash: &str) -> 
         );
     }
     Ok(n > 0)
+}
+
+/// An app's licenses, and those of them that are active (not banned, revoked or disabled;
+/// expiry aside): CyberLicense's `licenseCount` and `activeLicenseCount`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LicenseCounts {
+    pub total: i64,
+    pub active: i64,
+}
+
+/// The account's apps as products, oldest first: all, or the unpaused ones only; with their
+/// license counts when `counts` (else `None`, and nothing is counted).
+pub async fn products<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    unpaused_only: bool,
+    counts: bool,
+) -> StoreResult<Vec<(App, Option<LicenseCounts>)>> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {COLUMNS}, n.total, n.active {PRODUCTS_FROM}
+                  WHERE account_id = $1 AND NOT ($2 AND paused) ORDER BY created_at, id"
+            ),
+            &[&account_id, &unpaused_only, &counts],
+        )
+        .await?;
+    rows.iter().map(|r| product_row(r, counts)).collect()
+}
+
+/// One of the account's apps as a product (see [`products`]).
+pub async fn product<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    id: Uuid,
+    counts: bool,
+) -> StoreResult<(App, Option<LicenseCounts>)> {
+    let row = c
+        .query_opt(
+            &format!(
+                "SELECT {COLUMNS}, n.total, n.active {PRODUCTS_FROM} WHERE account_id = $1 AND id = $2"
+            ),
+            &[&account_id, &id, &counts],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("app"))?;
+    product_row(&row, counts)
+}
+
+/// Apps with their license counts (counted only when `$3` is true), to be filtered.
+const PRODUCTS_FROM: &str = "FROM apps
+  LEFT JOIN LATERAL (
+      SELECT count(*) AS total, count(*) FILTER (WHERE l.status = 'active') AS active
+        FROM licenses l WHERE l.app_id = apps.id AND $3) n ON true";
+
+fn product_row(r: &Row, counts: bool) -> StoreResult<(App, Option<LicenseCounts>)> {
+    let n = if counts {
+        Some(LicenseCounts {
+            total: r.try_get("total")?,
+            active: r.try_get("active")?,
+        })
+    } else {
+        None
+    };
+    Ok((from_row(r), n))
 }

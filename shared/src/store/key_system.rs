@@ -316,9 +316,11 @@ pub async fn update_traits(wtx: &mut WriteTx<'_>, id: Uuid, p: &TraitsPatch) -> 
                 discord_id = CASE WHEN $8 THEN $9 ELSE discord_id END,
                 provider_id = CASE WHEN $10 THEN $11 ELSE provider_id END,
                 hwid_limit = CASE WHEN $12 THEN $13 ELSE hwid_limit END,
-                status = CASE WHEN $14::boolean IS NULL THEN status
+                -- A revocation is permanent: no key-system edit brings the key back.
+                status = CASE WHEN $14::boolean IS NULL OR status = 'revoked' THEN status
                               WHEN $14 THEN 'banned'::license_status ELSE 'active'::license_status END,
-                ban_reason = CASE WHEN $14::boolean IS NULL THEN ban_reason WHEN $14 THEN 'invalidated' ELSE NULL END,
+                ban_reason = CASE WHEN $14::boolean IS NULL OR status = 'revoked' THEN ban_reason
+                                  WHEN $14 THEN 'invalidated' ELSE NULL END,
                 expires_at = CASE WHEN $15 THEN $16 ELSE expires_at END,
                 duration_secs = CASE WHEN $15 THEN $17 ELSE duration_secs END,
                 restart_expiry_on_first_use = CASE WHEN $15 THEN $18 ELSE restart_expiry_on_first_use END

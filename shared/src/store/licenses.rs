@@ -168,9 +168,11 @@ pub async fn get<C: GenericClient + Sync>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StatusFilter {
-    /// Not banned and not expired.
+    /// Not banned, revoked or disabled, and not expired.
     Active,
     Banned,
+    Revoked,
+    Disabled,
     Expired,
     /// Never validated.
     Unused,
@@ -184,6 +186,7 @@ pub struct ListQuery {
     /// Substring of the key, note or a bound HWID (case-insensitive).
     pub search: Option<String>,
     pub status: Option<StatusFilter>,
+    pub license_type: Option<LicenseType>,
     pub limit: Option<i64>,
     /// Keyset cursor returned as `next_cursor` by the previous page.
     pub cursor: Option<String>,
@@ -211,10 +214,13 @@ pub async fn list<C: GenericClient + Sync>(
     let status = q.status.map(|s| match s {
         StatusFilter::Active => "active",
         StatusFilter::Banned => "banned",
+        StatusFilter::Revoked => "revoked",
+        StatusFilter::Disabled => "disabled",
         StatusFilter::Expired => "expired",
         StatusFilter::Unused => "unused",
         StatusFilter::Used => "used",
     });
+    let license_type = q.license_type.map(LicenseType::as_str);
     let rows = c
         .query(
             &format!(
@@ -224,14 +230,15 @@ pub async fn list<C: GenericClient + Sync>(
                         OR EXISTS (SELECT 1 FROM machines h WHERE h.license_id = l.id AND h.fingerprint ILIKE $3))
                    AND ($4::text IS NULL
                         OR ($4 = 'active' AND l.status = 'active' AND (l.expires_at IS NULL OR l.expires_at > now()))
-                        OR ($4 = 'banned' AND l.status = 'banned')
+                        OR ($4 IN ('banned', 'revoked', 'disabled') AND l.status::text = $4)
                         OR ($4 = 'expired' AND l.status = 'active' AND l.expires_at <= now())
                         OR ($4 = 'unused' AND l.used_at IS NULL)
                         OR ($4 = 'used' AND l.used_at IS NOT NULL))
                    AND ($5::timestamptz IS NULL OR (l.created_at, l.id) < ($5, $6::uuid))
+                   AND ($8::text IS NULL OR l.license_type = $8)
                  ORDER BY l.created_at DESC, l.id DESC LIMIT $7"
             ),
-            &[&account_id, &q.app_id, &search, &status, &after_at, &after_id, &(limit + 1)],
+            &[&account_id, &q.app_id, &search, &status, &after_at, &after_id, &(limit + 1), &license_type],
         )
         .await?;
     let mut items: Vec<License> = rows.iter().map(from_row).collect();
@@ -300,6 +307,9 @@ pub struct GenerateSpec {
     /// `validity_minutes` sent as null or 0); no duration or `expires_at` may come with it.
     #[serde(default)]
     pub no_expiry: bool,
+    /// The commercial type (default `fixed`): a `trial` needs an expiry, a `consumption`
+    /// license `max_uses` (its credits).
+    pub license_type: Option<LicenseType>,
 }
 
 /// Panda's `daysKey` and `days` go up to 999 999 days (≈ 2 738 years), which sellers use for
@@ -466,6 +476,21 @@ async fn policy_for(
     ))
 }
 
+/// The rules of a license's type: a `trial` must expire (a date, or a validity from its first
+/// use), a `consumption` license must have credits: a `max_uses` of its own (a policy's is a
+/// use limit, e.g. the default policy's single KeyAuth redemption, not credits sold).
+fn check_type(t: LicenseType, expires: bool, max_uses: Option<i32>) -> StoreResult<()> {
+    match t {
+        LicenseType::Trial if !expires => Err(StoreError::Invalid(
+            "a trial license needs an expiry (expires_at or a duration)".into(),
+        )),
+        LicenseType::Consumption if max_uses.is_none() => Err(StoreError::Invalid(
+            "a consumption license needs max_uses (its credits)".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses an owner who is not a user of the caller's account (locked against deletion until
 /// the write commits).
 async fn owner_in_account(wtx: &WriteTx<'_>, owner: Uuid) -> StoreResult<()> {
@@ -535,6 +560,12 @@ pub async fn generate(
             r.duration_secs = Some(d);
         }
     }
+    let license_type = spec.license_type.unwrap_or_default();
+    check_type(
+        license_type,
+        r.expires_at.is_some() || r.duration_secs.is_some(),
+        r.max_uses,
+    )?;
     let mut ids: Vec<Uuid> = Vec::with_capacity(r.count as usize);
     for attempt in 0..5 {
         let missing = r.count as usize - ids.len();
@@ -556,8 +587,8 @@ pub async fn generate(
             .tx()
             .query(
                 "INSERT INTO licenses (id, account_id, app_id, key, level, note, expires_at, duration_secs, hwid_limit, ip_limit, max_uses, policy_id, metadata, owner_id,
-                                       premium, hwid_check, one_time_use, discord_id, provider_id, restart_expiry_on_first_use)
-                 SELECT u.id, $1, $2, u.key, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17, $18, $19, $20
+                                       premium, hwid_check, one_time_use, discord_id, provider_id, restart_expiry_on_first_use, license_type)
+                 SELECT u.id, $1, $2, u.key, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17, $18, $19, $20, $21
                    FROM unnest($3::uuid[], $4::text[]) AS u(id, key)
                  ON CONFLICT (app_id, key) DO NOTHING RETURNING id",
                 &[
@@ -566,7 +597,7 @@ pub async fn generate(
                     &Value::Object(r.metadata.clone()),
                     &spec.owner_id,
                     &spec.premium, &spec.hwid_check.unwrap_or(true), &spec.one_time_use,
-                    &spec.discord_id, &spec.provider_id, &r.restart_expiry,
+                    &spec.discord_id, &spec.provider_id, &r.restart_expiry, &license_type.as_str(),
                 ],
             )
             .await?;
@@ -610,7 +641,8 @@ pub async fn generate(
         Some(app_id.to_string()),
         json!({"count": r.count, "policy_id": policy_id, "expires_at": r.expires_at,
                "duration_secs": r.duration_secs, "level": r.level, "hwid_limit": r.hwid_limit,
-               "ip_limit": r.ip_limit, "max_uses": r.max_uses}),
+               "ip_limit": r.ip_limit, "max_uses": r.max_uses, "license_type": license_type.as_str(),
+               "owner_id": spec.owner_id}),
     );
     Ok(licenses)
 }
@@ -649,6 +681,173 @@ pub(super) async fn mutate_one(
     Ok(())
 }
 
+/// The columns of a license that admins' writes change, as JSON for the audit's before/after,
+/// with the row locked until the write commits; `None` when the caller has no such license.
+async fn state(wtx: &WriteTx<'_>, id: Uuid) -> StoreResult<Option<Map<String, Value>>> {
+    let row = wtx
+        .tx()
+        .query_opt(
+            "SELECT jsonb_build_object(
+                    'key', l.key, 'status', l.status, 'ban_reason', l.ban_reason,
+                    'license_type', l.license_type, 'note', l.note, 'level', l.level,
+                    'policy_id', l.policy_id, 'owner_id', l.owner_id, 'hwid_limit', l.hwid_limit,
+                    'ip_limit', l.ip_limit, 'max_uses', l.max_uses, 'uses', l.uses,
+                    'expires_at', l.expires_at, 'duration_secs', l.duration_secs,
+                    'metadata', l.metadata,
+                    'hwids', ARRAY(SELECT h.fingerprint FROM machines h WHERE h.license_id = l.id
+                                    ORDER BY h.bound_at, h.fingerprint),
+                    'ips', ARRAY(SELECT host(i.ip) FROM license_ips i WHERE i.license_id = l.id
+                                  ORDER BY i.first_seen, i.ip))
+               FROM licenses l WHERE l.id = $1 AND l.account_id = $2 FOR UPDATE OF l",
+            &[&id, &wtx.account_id()],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(match row.try_get::<_, Value>(0)? {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }))
+}
+
+/// Every field of [`state`], for what a deletion removed.
+const ALL_FIELDS: [&str; 17] = [
+    "key",
+    "status",
+    "ban_reason",
+    "license_type",
+    "note",
+    "level",
+    "policy_id",
+    "owner_id",
+    "hwid_limit",
+    "ip_limit",
+    "max_uses",
+    "uses",
+    "expires_at",
+    "duration_secs",
+    "metadata",
+    "hwids",
+    "ips",
+];
+
+/// `fields` of a state, in that order.
+fn pick(state: &Map<String, Value>, fields: &[&str]) -> Value {
+    Value::Object(
+        fields
+            .iter()
+            .filter_map(|f| state.get(*f).map(|v| (f.to_string(), v.clone())))
+            .collect(),
+    )
+}
+
+/// Runs a write of one of the caller's licenses (`sql` on the row `$1` of the account `$2`,
+/// `extra` from `$3` on, returning `app_id, key`), then invalidates it and audits `action` with
+/// `{"key", "before", "after"}` over `fields` (after a deletion, `after` is `{}`) and `details`'
+/// own fields.
+async fn write_audited(
+    wtx: &mut WriteTx<'_>,
+    id: Uuid,
+    sql: &str,
+    extra: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    action: &str,
+    fields: &[&str],
+    details: Value,
+) -> StoreResult<()> {
+    let before = state(wtx, id)
+        .await?
+        .ok_or(StoreError::NotFound("license"))?;
+    let account = wtx.account_id();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&id, &account];
+    params.extend_from_slice(extra);
+    let row = wtx
+        .tx()
+        .query_opt(sql, &params)
+        .await?
+        .ok_or(StoreError::NotFound("license"))?;
+    let app: Uuid = row.try_get("app_id")?;
+    let key: String = row.try_get("key")?;
+    let after = state(wtx, id).await?.unwrap_or_default();
+    wtx.invalidate(Invalidation::License {
+        app,
+        key: key.clone(),
+    });
+    let mut d = json!({"key": key, "before": pick(&before, fields), "after": pick(&after, fields)});
+    if let (Some(d), Value::Object(more)) = (d.as_object_mut(), details) {
+        d.extend(more);
+    }
+    wtx.audit(action, "license", Some(id.to_string()), d);
+    Ok(())
+}
+
+/// A change of a license's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transition {
+    Ban,
+    Unban,
+    Revoke,
+    Disable,
+    Enable,
+}
+
+/// Moves a license between active, banned (suspended), disabled and revoked. Revoked is
+/// permanent: any later change of state is a conflict. Unban lifts a ban only; enable switches a
+/// disabled license back on, not a banned one.
+async fn transition(
+    wtx: &mut WriteTx<'_>,
+    id: Uuid,
+    t: Transition,
+    reason: Option<&str>,
+) -> StoreResult<()> {
+    use LicenseStatus::{Active, Banned, Disabled, Revoked};
+    let current: LicenseStatus = wtx
+        .tx()
+        .query_opt(
+            "SELECT status FROM licenses WHERE id = $1 AND account_id = $2 FOR UPDATE",
+            &[&id, &wtx.account_id()],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("license"))?
+        .try_get(0)?;
+    let to = match (t, current) {
+        (Transition::Revoke, _) => Revoked,
+        (_, Revoked) => {
+            return Err(StoreError::Conflict(
+                "the license is revoked, which is permanent".into(),
+            ))
+        }
+        (Transition::Ban, _) => Banned,
+        (Transition::Unban, Banned) => Active,
+        (Transition::Unban, other) => other,
+        (Transition::Disable, _) => Disabled,
+        (Transition::Enable, Banned) => {
+            return Err(StoreError::Conflict(
+                "the license is banned (suspended); unban it instead".into(),
+            ))
+        }
+        (Transition::Enable, _) => Active,
+    };
+    let reason = if to == Banned { reason } else { None };
+    let (action, fields): (&str, &[&str]) = match t {
+        Transition::Ban => ("license.ban", &["status", "ban_reason"]),
+        Transition::Unban => ("license.unban", &["status", "ban_reason"]),
+        Transition::Revoke => ("license.revoke", &["status"]),
+        Transition::Disable => ("license.disable", &["status"]),
+        Transition::Enable => ("license.enable", &["status"]),
+    };
+    write_audited(
+        wtx,
+        id,
+        "UPDATE licenses SET status = $3, ban_reason = $4 WHERE id = $1 AND account_id = $2
+         RETURNING app_id, key",
+        &[&to, &reason],
+        action,
+        fields,
+        json!({}),
+    )
+    .await
+}
+
+/// Bans (suspends) a license; a revoked one cannot be.
 pub async fn ban(wtx: &mut WriteTx<'_>, id: Uuid, reason: Option<&str>) -> StoreResult<()> {
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
     if reason.is_some_and(|r| r.chars().count() > 500) {
@@ -656,43 +855,44 @@ pub async fn ban(wtx: &mut WriteTx<'_>, id: Uuid, reason: Option<&str>) -> Store
             "reason must be at most 500 characters".into(),
         ));
     }
-    mutate_one(
-        wtx,
-        id,
-        "UPDATE licenses SET status = 'banned', ban_reason = $3 WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
-        &[&reason],
-        "license.ban",
-        json!({"reason": reason}),
-    )
-    .await
+    transition(wtx, id, Transition::Ban, reason).await
 }
 
+/// Lifts a ban (a license that is not banned keeps its state; a revoked one is a conflict).
 pub async fn unban(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
-    mutate_one(
-        wtx,
-        id,
-        "UPDATE licenses SET status = 'active', ban_reason = NULL WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
-        &[],
-        "license.unban",
-        json!({}),
-    )
-    .await
+    transition(wtx, id, Transition::Unban, None).await
+}
+
+/// Revokes a license for good: its key stays known and is refused (`REVOKED`) from now on.
+pub async fn revoke(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    transition(wtx, id, Transition::Revoke, None).await
+}
+
+/// Switches a license off until it is enabled again (`DISABLED`).
+pub async fn disable(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    transition(wtx, id, Transition::Disable, None).await
+}
+
+/// Switches a disabled license back on.
+pub async fn enable(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    transition(wtx, id, Transition::Enable, None).await
 }
 
 pub async fn delete(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
-    mutate_one(
+    write_audited(
         wtx,
         id,
         "DELETE FROM licenses WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
         &[],
         "license.delete",
+        &ALL_FIELDS,
         json!({}),
     )
     .await
 }
 
 pub async fn reset_hwids(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
-    mutate_one(
+    write_audited(
         wtx,
         id,
         "WITH l AS (SELECT id, app_id, key FROM licenses WHERE id = $1 AND account_id = $2),
@@ -700,9 +900,104 @@ pub async fn reset_hwids(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
          SELECT app_id, key FROM l",
         &[],
         "license.reset_hwids",
+        &["hwids"],
         json!({}),
     )
     .await
+}
+
+/// Empties a license's bound HWIDs (machines) and recorded IPs, so that new devices and
+/// addresses may use it within its limits (CyberLicense's "clear").
+pub async fn clear_usage(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    write_audited(
+        wtx,
+        id,
+        "WITH l AS (SELECT id, app_id, key FROM licenses WHERE id = $1 AND account_id = $2),
+              h AS (DELETE FROM machines m USING l WHERE m.license_id = l.id),
+              i AS (DELETE FROM license_ips x USING l WHERE x.license_id = l.id)
+         SELECT app_id, key FROM l",
+        &[],
+        "license.clear",
+        &["hwids", "ips"],
+        json!({}),
+    )
+    .await
+}
+
+/// How many times a rotation draws a key before giving up on collisions (each is a 1 in 36^12
+/// chance with a key of the app).
+const ROTATE_ATTEMPTS: usize = 5;
+
+/// Gives a license a new key, `<prefix>-XXXXXX-XXXXXX` with its app's `license_prefix`, and
+/// returns `(old, new)`. Limits, bindings, expiry and type are kept. The old key is invalidated
+/// in this transaction, so every validator refuses it from the commit on (and the new one, which
+/// a validator may hold as unknown).
+pub async fn rotate_key(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<(String, String)> {
+    let row = wtx
+        .tx()
+        .query_opt(
+            "SELECT l.app_id, l.key, a.license_prefix FROM licenses l JOIN apps a ON a.id = l.app_id
+              WHERE l.id = $1 AND l.account_id = $2 FOR UPDATE OF l",
+            &[&id, &wtx.account_id()],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("license"))?;
+    let app: Uuid = row.try_get("app_id")?;
+    let old: String = row.try_get("key")?;
+    let prefix: String = row.try_get("license_prefix")?;
+    for _ in 0..ROTATE_ATTEMPTS {
+        // The column's CHECK keeps the prefix a valid literal.
+        let new = crate::keygen::prefixed_key(&prefix)
+            .map_err(|e| StoreError::Corrupt(format!("the app's license_prefix: {e}")))?;
+        let n = wtx
+            .tx()
+            .execute(
+                "UPDATE licenses SET key = $3 WHERE id = $1 AND account_id = $2
+                   AND NOT EXISTS (SELECT 1 FROM licenses o WHERE o.app_id = $4 AND o.key = $3)",
+                &[&id, &wtx.account_id(), &new, &app],
+            )
+            .await
+            .map_err(|e| {
+                // A concurrent insert of the same key: astronomically rare; the caller may retry.
+                StoreError::from(e).conflict_on_unique("the new key was taken meanwhile; try again")
+            })?;
+        if n == 0 {
+            continue;
+        }
+        for key in [&old, &new] {
+            wtx.invalidate(Invalidation::License {
+                app,
+                key: key.clone(),
+            });
+        }
+        wtx.audit(
+            "license.rotate",
+            "license",
+            Some(id.to_string()),
+            json!({"key": new, "before": {"key": old}, "after": {"key": new}}),
+        );
+        return Ok((old, new));
+    }
+    Err(StoreError::Conflict(
+        "could not draw an unused key; try again".into(),
+    ))
+}
+
+/// The caller's licenses with exactly this key, in any of its apps: at most two ids (a key is
+/// unique in an app, so two mean it cannot be told apart without naming the app).
+pub async fn ids_by_key<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    key: &str,
+) -> StoreResult<Vec<Uuid>> {
+    Ok(c.query(
+        "SELECT id FROM licenses WHERE account_id = $1 AND key = $2 ORDER BY id LIMIT 2",
+        &[&account_id, &key],
+    )
+    .await?
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect::<Result<_, _>>()?)
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -735,7 +1030,7 @@ pub async fn extend(wtx: &mut WriteTx<'_>, id: Uuid, ext: &Extension) -> StoreRe
             "license never expires; nothing to extend".into(),
         ));
     }
-    mutate_one(
+    write_audited(
         wtx,
         id,
         "UPDATE licenses SET
@@ -745,6 +1040,7 @@ pub async fn extend(wtx: &mut WriteTx<'_>, id: Uuid, ext: &Extension) -> StoreRe
           WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
         &[&(secs as f64), &secs],
         "license.extend",
+        &["expires_at", "duration_secs"],
         json!({"seconds": secs}),
     )
     .await
@@ -772,6 +1068,33 @@ pub struct LicensePatch {
     /// A new owner (a user of the account); `null`: no owner.
     #[serde(default, deserialize_with = "present")]
     pub owner_id: Option<Option<Uuid>>,
+    /// A new commercial type; the result must keep its rules (a trial expires, a consumption
+    /// license has `max_uses`).
+    pub license_type: Option<LicenseType>,
+}
+
+impl LicensePatch {
+    /// The state fields ([`state`]) the patch may change.
+    fn fields(&self) -> Vec<&'static str> {
+        let mut f = Vec::new();
+        for (given, names) in [
+            (self.license_type.is_some(), &["license_type"][..]),
+            (self.note.is_some(), &["note"]),
+            (self.level.is_some(), &["level"]),
+            (self.policy_id.is_some(), &["policy_id"]),
+            (self.owner_id.is_some(), &["owner_id"]),
+            (self.hwid_limit.is_some(), &["hwid_limit"]),
+            (self.ip_limit.is_some(), &["ip_limit"]),
+            (self.max_uses.is_some(), &["max_uses"]),
+            (self.expires_at.is_some(), &["expires_at", "duration_secs"]),
+            (self.metadata.is_some(), &["metadata"]),
+        ] {
+            if given {
+                f.extend_from_slice(names);
+            }
+        }
+        f
+    }
 }
 
 pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreResult<()> {
@@ -813,7 +1136,7 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreR
             ));
         }
     }
-    mutate_one(
+    write_audited(
         wtx,
         id,
         "UPDATE licenses SET note = coalesce($3, note), level = coalesce($4, level),
@@ -824,7 +1147,8 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreR
                 expires_at = CASE WHEN $12 THEN $13 ELSE expires_at END,
                 duration_secs = CASE WHEN $12 THEN NULL ELSE duration_secs END,
                 metadata = coalesce($14, metadata),
-                owner_id = CASE WHEN $15 THEN $16 ELSE owner_id END
+                owner_id = CASE WHEN $15 THEN $16 ELSE owner_id END,
+                license_type = coalesce($17, license_type)
           WHERE id = $1 AND account_id = $2 RETURNING app_id, key",
         &[
             &p.note,
@@ -841,13 +1165,26 @@ pub async fn update(wtx: &mut WriteTx<'_>, id: Uuid, p: &LicensePatch) -> StoreR
             &p.metadata.clone().map(Value::Object),
             &p.owner_id.is_some(),
             &p.owner_id.flatten(),
+            &p.license_type.map(LicenseType::as_str),
         ],
         "license.update",
-        json!({"note": p.note, "level": p.level, "policy_id": p.policy_id,
-               "hwid_limit": p.hwid_limit, "ip_limit": p.ip_limit, "max_uses": p.max_uses,
-               "expires_at": p.expires_at, "metadata": p.metadata.is_some(), "owner_id": p.owner_id}),
+        &p.fields(),
+        json!({}),
     )
-    .await
+    .await?;
+    if p.license_type.is_some() || p.expires_at.is_some() || p.max_uses.is_some() {
+        // Checked on the result, in the transaction: an error rolls the patch back.
+        let r = wtx
+            .tx()
+            .query_one(
+                "SELECT license_type, expires_at IS NOT NULL OR duration_secs IS NOT NULL, max_uses
+                   FROM licenses WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        check_type(license_type(r.try_get(0)?), r.try_get(1)?, r.try_get(2)?)?;
+    }
+    Ok(())
 }
 
 /// First-use write, atomic across validators: the license row is locked, then the HWID/IP limits

@@ -24,6 +24,7 @@ pub mod key_providers;
 pub mod key_system;
 pub mod keyless;
 pub mod license_details;
+pub mod license_exports;
 pub mod license_stats;
 pub mod license_uses;
 pub mod licenses;

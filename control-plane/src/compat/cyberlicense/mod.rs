@@ -21,6 +21,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chrono::{DateTime, Utc};
+use keyward_shared::store::account_users;
 use keyward_shared::store::tokens::{self, Bearer, Presented};
 use keyward_shared::StoreError;
 use serde_json::{json, Map, Value};
@@ -152,7 +153,10 @@ impl FromRequestParts<AppState> for ClAdmin {
                 StatusCode::UNAUTHORIZED => ClError::unauthorized(),
                 _ => ClError::from(e),
             })?;
-        auth.require(ADMIN_SCOPE).map_err(ClError::from)?;
+        // An API key without the scope is no admin either: 401, like every other credential
+        // that is not one.
+        auth.require(ADMIN_SCOPE)
+            .map_err(|_| ClError::unauthorized())?;
         Ok(ClAdmin(auth))
     }
 }
@@ -181,10 +185,22 @@ impl FromRequestParts<AppState> for ClCustomer {
         let client = state.client().await.map_err(ClError::from)?;
         match tokens::authenticate(&**client, token).await? {
             Presented::Valid(t) => match t.bearer {
-                Bearer::User(user_id) => Ok(ClCustomer {
-                    account_id: t.account_id,
-                    user_id,
-                }),
+                Bearer::User(user_id) => {
+                    // A banned customer's tokens stop working at once, not when they expire.
+                    let user = account_users::find(&**client, t.account_id, &user_id.to_string())
+                        .await
+                        .map_err(|e| match e {
+                            StoreError::NotFound(_) => ClError::unauthorized(),
+                            e => ClError::from(e),
+                        })?;
+                    if user.banned {
+                        return Err(ClError::unauthorized());
+                    }
+                    Ok(ClCustomer {
+                        account_id: t.account_id,
+                        user_id,
+                    })
+                }
                 Bearer::Admin | Bearer::Product(_) => Err(ClError::unauthorized()),
             },
             Presented::Expired | Presented::Unknown => Err(ClError::unauthorized()),

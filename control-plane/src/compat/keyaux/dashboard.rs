@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
+use axum::http::request::Parts;
 use axum::response::Response;
 use keyward_shared::model::{App, BlacklistKind};
 use keyward_shared::store::licenses::{self, Bulk, GenerateSpec, KeyState};
@@ -73,6 +74,7 @@ fn check_password(p: &str) -> KaResult<()> {
 pub async fn register(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    parts: Parts,
     KaJson(req): KaJson<Register>,
 ) -> KaResult<Response> {
     state.check_login_rate(peer.ip())?;
@@ -84,7 +86,7 @@ pub async fn register(
     let password_hash = hash(req.password).await?;
     let id = Uuid::new_v4();
     let actor = Actor {
-        origin: Default::default(),
+        origin: crate::auth::origin(&parts),
         account_id: id,
         label: format!("admin:{username}"),
     };

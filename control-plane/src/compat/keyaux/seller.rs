@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use keyward_shared::model::App;
 use keyward_shared::store::licenses::{self, Bulk};
 use keyward_shared::store::{api_keys, apps, users, variables};
@@ -66,11 +66,12 @@ macro_rules! write_tx {
 
 pub async fn handle(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    parts: Parts,
     KaQuery(query): KaQuery<HashMap<String, String>>,
 ) -> Answer {
     let p = Params(query);
-    let presented = headers
+    let presented = parts
+        .headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
@@ -84,7 +85,7 @@ pub async fn handle(
             .ok_or_else(|| KaError::unauthorized("Invalid seller key"))?
     };
     let actor = Actor {
-        origin: Default::default(),
+        origin: crate::auth::origin(&parts),
         account_id,
         label: format!("seller_key:{}", key.prefix),
     };

@@ -38,7 +38,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::AppState;
 use auth::Bearer;
-use keyward_shared::write::Actor;
+use keyward_shared::write::{Actor, Origin};
 pub use sign::sign;
 
 pub fn owns(path: &str) -> bool {
@@ -162,6 +162,8 @@ pub struct Ctx<'a> {
     /// The request path, for collection links.
     pub path: &'a str,
     pub body: &'a Bytes,
+    /// Where the request came from, for the audit log.
+    pub origin: Origin,
 }
 
 impl Ctx<'_> {
@@ -183,7 +185,7 @@ impl Ctx<'_> {
             Bearer::User { token, .. } => format!("keygen:user-token:{token}"),
         };
         Actor {
-            origin: Default::default(),
+            origin: self.origin.clone(),
             account_id: self.account,
             label,
         }
@@ -297,6 +299,7 @@ async fn serve(
         query: parts.uri.query(),
         path,
         body,
+        origin: crate::auth::origin(parts),
     };
     let answer = dispatch(&ctx, &parts.method, &route.rest, path)
         .await

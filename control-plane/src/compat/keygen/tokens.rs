@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -14,7 +14,7 @@ use keyward_shared::keygen_doc::{time, KgError, Source};
 use keyward_shared::secrets;
 use keyward_shared::store::tokens::{self, Token};
 use keyward_shared::store::{account_users, accounts};
-use keyward_shared::write::{Actor, WriteTx};
+use keyward_shared::write::{Actor, Origin, WriteTx};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -188,7 +188,10 @@ pub async fn create(
         .await
         .map_err(|e| fail(super::api_error(e)))?;
     let actor = Actor {
-        origin: Default::default(),
+        origin: Origin::new(
+            Some(peer.ip()),
+            headers.get(USER_AGENT).and_then(|v| v.to_str().ok()),
+        ),
         account_id: account.id,
         label: format!("admin:{}", account.username),
     };

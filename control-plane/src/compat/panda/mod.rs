@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use keyward_shared::store::api_keys;
-use keyward_shared::write::Actor;
+use keyward_shared::write::{Actor, Origin};
 use keyward_shared::StoreError;
 use serde_json::json;
 use uuid::Uuid;
@@ -181,12 +181,14 @@ pub struct Caller {
     pub app_id: Uuid,
     /// `panda:<key prefix>`.
     pub label: String,
+    /// Where the call came from, for the audit log.
+    pub origin: Origin,
 }
 
 impl Caller {
     pub fn actor(&self) -> Actor {
         Actor {
-            origin: Default::default(),
+            origin: self.origin.clone(),
             account_id: self.account_id,
             label: self.label.clone(),
         }
@@ -208,6 +210,9 @@ impl FromRequest<AppState> for Call {
     type Rejection = PandaError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, PandaError> {
+        let (parts, body) = req.into_parts();
+        let origin = crate::auth::origin(&parts);
+        let req = Request::from_parts(parts, body);
         let uri = req.uri().clone();
         let method = req.method().clone();
         let headers = req.headers().clone();
@@ -241,6 +246,7 @@ impl FromRequest<AppState> for Call {
                 account_id: found.account_id,
                 app_id: found.app_id,
                 label,
+                origin,
             },
             params,
             client,
