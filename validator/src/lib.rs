@@ -15,6 +15,7 @@ mod keyless;
 mod license_stats;
 mod listener;
 mod metrics;
+mod pace;
 #[cfg(feature = "bench-support")]
 pub mod offline;
 mod rate_limit;

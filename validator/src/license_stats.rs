@@ -9,14 +9,13 @@
 //! database is unreachable reaches it. A failed write is logged, counted and dropped: statistics
 //! never block a verdict and are not worth holding memory for.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::pace::Pace;
 use deadpool_postgres::Pool;
 use keyward_shared::store::license_stats::write::{self, Aggregate, UseEvent};
 use keyward_shared::StoreError;
-use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 
@@ -28,9 +27,8 @@ const MAX_ENTRIES: usize = 100_000;
 pub struct LicenseStats {
     shards: Box<[Mutex<Aggregate>]>,
     metrics: Arc<Metrics>,
-    /// Set at shutdown: a flush under way writes its remaining statements without pausing.
-    hurry: AtomicBool,
-    hurried: Notify,
+    /// Hurried at shutdown: a flush under way writes its remaining statements without pausing.
+    pace: Pace,
 }
 
 impl LicenseStats {
@@ -38,8 +36,7 @@ impl LicenseStats {
         LicenseStats {
             shards: (0..SHARDS).map(|_| Mutex::new(empty())).collect(),
             metrics,
-            hurry: AtomicBool::new(false),
-            hurried: Notify::new(),
+            pace: Pace::default(),
         }
     }
 
@@ -111,7 +108,7 @@ impl LicenseStats {
         let mut written = 0;
         for (i, part) in parts.into_iter().enumerate() {
             if i > 0 {
-                self.pause_until(started + gap * i as u32).await;
+                self.pace.pause_until(started + gap * i as u32).await;
             }
             let client = keyward_shared::db::checkout(pool).await?;
             written += write::write_part(&**client, part).await?;
@@ -121,21 +118,7 @@ impl LicenseStats {
 
     /// Ends the pacing of flushes (shutdown).
     pub fn hurry(&self) {
-        self.hurry.store(true, Ordering::Release);
-        self.hurried.notify_waiters();
-    }
-
-    async fn pause_until(&self, until: tokio::time::Instant) {
-        let hurried = self.hurried.notified();
-        tokio::pin!(hurried);
-        // Registered before the flag is read, so a `hurry` in between still wakes it.
-        hurried.as_mut().enable();
-        if !self.hurry.load(Ordering::Acquire) {
-            tokio::select! {
-                _ = tokio::time::sleep_until(until) => {}
-                _ = hurried => {}
-            }
-        }
+        self.pace.hurry();
     }
 }
 

@@ -1,7 +1,7 @@
 //! Usage counters written behind: validations bump an in-memory counter per license; a task
 //! writes the batch every few seconds and at shutdown. They never influence a verdict.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use deadpool_postgres::Pool;
 use keyward_shared::store;
-use tokio::sync::Notify;
 use uuid::Uuid;
+
+use crate::pace::Pace;
 
 /// Licenses per `UPDATE`: ≈ 0.6 ms of PostgreSQL's time each, short enough that the cache misses
 /// sharing its cores hardly notice one (500 kept the cold-key p99 about 1 ms higher).
@@ -25,9 +26,8 @@ pub struct Usage {
     unwritten: Arc<AtomicUsize>,
     /// Licenses per statement ([`CHUNK`]; smaller in tests).
     chunk: usize,
-    /// Set at shutdown: a flush under way writes its remaining chunks without pausing.
-    hurry: AtomicBool,
-    hurried: Notify,
+    /// Hurried at shutdown: a flush under way writes its remaining chunks without pausing.
+    pace: Pace,
 }
 
 impl Default for Usage {
@@ -42,8 +42,7 @@ impl Usage {
             pending: Arc::new(DashMap::new()),
             unwritten: Arc::new(AtomicUsize::new(0)),
             chunk: chunk.max(1),
-            hurry: AtomicBool::new(false),
-            hurried: Notify::new(),
+            pace: Pace::default(),
         }
     }
 
@@ -91,7 +90,7 @@ impl Usage {
         let mut written = 0;
         for (i, chunk) in batch.chunks(self.chunk).enumerate() {
             if i > 0 {
-                self.pause_until(started + gap * i as u32).await;
+                self.pace.pause_until(started + gap * i as u32).await;
             }
             match self.write(pool, chunk).await {
                 Ok(n) => {
@@ -113,21 +112,7 @@ impl Usage {
 
     /// Ends the pacing of flushes (shutdown).
     pub fn hurry(&self) {
-        self.hurry.store(true, Ordering::Release);
-        self.hurried.notify_waiters();
-    }
-
-    async fn pause_until(&self, until: tokio::time::Instant) {
-        let hurried = self.hurried.notified();
-        tokio::pin!(hurried);
-        // Registered before the flag is read, so a `hurry` in between still wakes it.
-        hurried.as_mut().enable();
-        if !self.hurry.load(Ordering::Acquire) {
-            tokio::select! {
-                _ = tokio::time::sleep_until(until) => {}
-                _ = hurried => {}
-            }
-        }
+        self.pace.hurry();
     }
 
     async fn write(
