@@ -69,7 +69,7 @@ for i in 1 2 3 4; do
   port=$(pg_free_port)
   # One load generator is one client address and one app: no limits on these.
   KEYWARD_VALIDATOR_LISTEN="127.0.0.1:$port" KEYWARD_RATE_LIMIT_PER_SEC=0 KEYWARD_APP_RATE_LIMIT_PER_SEC=0 \
-    setsid "${server[@]}" "$t/validator" >"$dir/validator-$i.log" 2>&1 &
+    KEYWARD_CYBERLICENSE_RATE_LIMIT=0 setsid "${server[@]}" "$t/validator" >"$dir/validator-$i.log" 2>&1 &
   pids+=($!)
   validator_args+=(--validator "http://127.0.0.1:$port" --validator-pid "$!")
   wait_ready "$port" "validator $i" "$dir/validator-$i.log"

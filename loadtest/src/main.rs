@@ -134,7 +134,7 @@ enum Cmd {
         #[arg(long, default_value = "deploy/bench.sh")]
         command: String,
         /// Run only these rows (comma-separated): ceiling, native, keyauth, keygen, panda, junkie,
-        /// executions, open-loop, propagation, cold, memory, limiter. Default: all.
+        /// cyberlicense, executions, open-loop, propagation, cold, memory, limiter. Default: all.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Criterion's output directory, where the Keygen row finds what signing an answer costs

@@ -1,7 +1,7 @@
 //! What the virtual clients send: native validations (one key, keys drawn uniformly, or a mixed
 //! fleet), KeyAuth flows (init → license → check on 1.2 or 1.3, answers verified), Keygen's
 //! signed `validate-key` (a sample of answers verified), Panda's legacy `v2_validation` and
-//! execution pushes, and Junkie's `verifyOpen`. Each
+//! execution pushes, Junkie's `verifyOpen`, and CyberLicense's `/api/license/validate`. Each
 //! connection drives its own [`Client`], which writes the next request, whole, into a buffer it
 //! reuses (no allocation per request; a fixed request is built once) and judges its answer.
 
@@ -110,7 +110,21 @@ pub enum Scenario {
     /// Panda's `POST /api/push-execution-count?apiKey=K` (no body): every answer must say
     /// `"success":true`.
     PandaPushExecution { api_key: String },
+    /// CyberLicense's `POST /api/license/validate` `{key, ip, hwid}`, keys drawn uniformly. One
+    /// answer in `verify_every` must say `"success":true` and `"valid":true`. `consumption`:
+    /// the keys are consumption licenses, each valid answer spending a credit (the write path);
+    /// it names the step `cyberlicense-consumption` instead of `cyberlicense-validate`.
+    CyberLicenseValidate {
+        keys: Arc<Vec<String>>,
+        ip: String,
+        hwid: String,
+        consumption: bool,
+        verify_every: u32,
+    },
 }
+
+/// CyberLicense's validation, under the validator's root.
+pub const CYBERLICENSE_VALIDATE: &str = "/api/license/validate";
 
 /// Junkie's open verification, under the validator's root.
 pub const JUNKIE_VERIFY_OPEN: &str = "/api/v1/whitelist/verifyOpen";
@@ -145,6 +159,7 @@ impl Scenario {
             keyauth_head: head(keyauth_path, "application/x-www-form-urlencoded"),
             keygen_head,
             junkie_head: head(JUNKIE_VERIFY_OPEN, "application/json"),
+            cyberlicense_head: head(CYBERLICENSE_VALIDATE, "application/json"),
             authority: authority.to_string(),
             request: Vec::with_capacity(512),
             body: Vec::with_capacity(256),
@@ -173,6 +188,7 @@ pub struct Client {
     keyauth_head: Vec<u8>,
     keygen_head: Vec<u8>,
     junkie_head: Vec<u8>,
+    cyberlicense_head: Vec<u8>,
     /// The `Host` sent (a Keygen signature covers it).
     authority: String,
     /// The request last written, whole; with `fixed`, the one every request repeats.
@@ -245,6 +261,25 @@ fn junkie_verify_body(out: &mut Vec<u8>, key: &str, service: &str, identifier: &
     out.extend_from_slice(b",\"hwid\":");
     json_str(out, hwid);
     out.push(b'}');
+}
+
+/// `{"key":…,"ip":…,"hwid":…}` into `out`.
+fn cyberlicense_validate_body(out: &mut Vec<u8>, key: &str, ip: &str, hwid: &str) {
+    out.clear();
+    out.extend_from_slice(b"{\"key\":");
+    json_str(out, key);
+    out.extend_from_slice(b",\"ip\":");
+    json_str(out, ip);
+    out.extend_from_slice(b",\"hwid\":");
+    json_str(out, hwid);
+    out.push(b'}');
+}
+
+/// What CyberLicense's validation says (`license` is skipped unparsed).
+#[derive(serde::Deserialize)]
+struct CyberLicenseVerdict {
+    success: bool,
+    valid: bool,
 }
 
 /// What Panda's legacy validation says (the rest is skipped unparsed).
@@ -478,6 +513,27 @@ impl Client {
                 self.fixed = keys.len() == 1;
                 "verifyOpen"
             }
+            Scenario::CyberLicenseValidate {
+                keys,
+                ip,
+                hwid,
+                consumption,
+                ..
+            } => {
+                let step = if *consumption {
+                    "cyberlicense-consumption"
+                } else {
+                    "cyberlicense-validate"
+                };
+                if self.fixed {
+                    return (step, &self.request);
+                }
+                let key = pick(&mut self.rng, keys);
+                cyberlicense_validate_body(&mut self.body, key, ip, hwid);
+                Self::assemble(&mut self.request, &self.cyberlicense_head, None, &self.body);
+                self.fixed = keys.len() == 1;
+                step
+            }
             Scenario::PandaPushExecution { api_key } => {
                 if self.fixed {
                     return ("push-execution-count", &self.request);
@@ -517,6 +573,17 @@ impl Client {
                 let doc: JunkieVerdict =
                     serde_json::from_slice(answer.body).map_err(|_| ErrorKind::Protocol)?;
                 if !doc.valid || doc.message != "KEY_VALID" {
+                    return Err(ErrorKind::Refused);
+                }
+                return Ok(true);
+            }
+            Scenario::CyberLicenseValidate { verify_every, .. } => {
+                if !self.sampled(*verify_every) {
+                    return Ok(false);
+                }
+                let doc: CyberLicenseVerdict =
+                    serde_json::from_slice(answer.body).map_err(|_| ErrorKind::Protocol)?;
+                if !doc.success || !doc.valid {
                     return Err(ErrorKind::Refused);
                 }
                 return Ok(true);
@@ -952,6 +1019,47 @@ mod tests {
             assert_eq!(c.check(&answer(refused)), Err(ErrorKind::Refused));
         }
         assert_eq!(c.check(&answer(b"{}")), Err(ErrorKind::Protocol));
+    }
+
+    #[test]
+    fn cyberlicense_validate_posts_key_ip_and_hwid_and_wants_valid() {
+        for (consumption, step) in [
+            (false, "cyberlicense-validate"),
+            (true, "cyberlicense-consumption"),
+        ] {
+            let s = Scenario::CyberLicenseValidate {
+                keys: Arc::new(vec!["LIC-\"1\"".into()]),
+                ip: "203.0.113.7".into(),
+                hwid: "m".into(),
+                consumption,
+                verify_every: 2,
+            };
+            let mut c = s.client(5, "h:1");
+            let (name, body) = parse(&mut c);
+            assert_eq!(name, step);
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(
+                v,
+                serde_json::json!({"key": "LIC-\"1\"", "ip": "203.0.113.7", "hwid": "m"})
+            );
+            let req = String::from_utf8(c.next_request().1.to_vec()).unwrap();
+            assert!(
+                req.starts_with(&format!("POST {CYBERLICENSE_VALIDATE} HTTP/1.1\r\n"))
+                    && req.contains("content-type: application/json\r\n"),
+                "{req}"
+            );
+            let answer = |body| Answer::from_parts(200, b"", &[], body);
+            let valid: &[u8] =
+                br#"{"success":true,"valid":true,"license":{"key":"K","active":true}}"#;
+            let refused: &[u8] = br#"{"success":false,"valid":false,"error":"License expired"}"#;
+            // 1 in 2 parsed: the first is not looked at, the second is.
+            assert_eq!(c.check(&answer(refused)), Ok(false));
+            assert_eq!(c.check(&answer(refused)), Err(ErrorKind::Refused));
+            assert_eq!(c.check(&answer(valid)), Ok(false));
+            assert_eq!(c.check(&answer(valid)), Ok(true));
+            c.check(&answer(b"{}")).unwrap();
+            assert_eq!(c.check(&answer(b"{}")), Err(ErrorKind::Protocol));
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! control-plane's REST API; its licenses are generated there (500 per call) or, for millions,
 //! inserted by PostgreSQL itself (`--database-url`). Writes the keys to a file (one per line) and
 //! prints a JSON description the other subcommands and scripts can use. [`key_systems`] seeds
-//! the Panda and Junkie rows' tenant the same way.
+//! the Panda and Junkie rows' tenant the same way, [`cyberlicense`] the CyberLicense rows'.
 
 use std::io::Write;
 use std::path::Path;
@@ -289,4 +289,86 @@ pub async fn key_systems(
         panda_key: panda_key.to_string(),
         junkie_key: junkie_key.to_string(),
     })
+}
+
+/// What the CyberLicense rows send: a `fixed` license and a `consumption` one of
+/// [`CONSUMPTION_CREDITS`] credits, each of one IP and one HWID (bound by its first validation).
+pub struct CyberLicense {
+    pub fixed_key: String,
+    pub consumption_key: String,
+    /// The consumption license's id, to read its credits spent (`GET /v1/licenses/{id}`).
+    pub consumption_id: String,
+}
+
+/// Credits of the consumption license: the most the core gives a license (`max_uses` ≤ 10^6),
+/// several times what a full run spends.
+pub const CONSUMPTION_CREDITS: i64 = 1_000_000;
+
+/// Finds or creates the app `app_name` and gives it the two licenses of [`CyberLicense`].
+pub async fn cyberlicense(
+    control_plane: &str,
+    token: &str,
+    app_name: &str,
+) -> anyhow::Result<CyberLicense> {
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: control_plane.trim_end_matches('/').to_string(),
+        token: token.to_string(),
+    };
+    let apps = api.call(reqwest::Method::GET, "/v1/apps", None).await?;
+    let existing = apps["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == app_name).cloned());
+    let app = match existing {
+        Some(app) => app,
+        None => {
+            api.call(
+                reqwest::Method::POST,
+                "/v1/apps",
+                Some(json!({"name": app_name})),
+            )
+            .await?
+        }
+    };
+    let app_id = app["id"].as_str().context("app id")?;
+    let mut made = Vec::new();
+    for spec in [
+        json!({"license_type": "fixed", "hwid_limit": 1, "ip_limit": 1, "note": "load test"}),
+        json!({"license_type": "consumption", "max_uses": CONSUMPTION_CREDITS,
+               "hwid_limit": 1, "ip_limit": 1, "note": "load test"}),
+    ] {
+        let path = format!("/v1/apps/{app_id}/licenses");
+        let out = api.call(reqwest::Method::POST, &path, Some(spec)).await?;
+        let license = out["licenses"]
+            .get(0)
+            .cloned()
+            .with_context(|| format!("POST {path} made no license: {out}"))?;
+        made.push(license);
+    }
+    let text = |l: &Value, field: &str| -> anyhow::Result<String> {
+        Ok(l[field]
+            .as_str()
+            .with_context(|| format!("license without {field}: {l}"))?
+            .to_string())
+    };
+    Ok(CyberLicense {
+        fixed_key: text(&made[0], "key")?,
+        consumption_key: text(&made[1], "key")?,
+        consumption_id: text(&made[1], "id")?,
+    })
+}
+
+/// A license's uses (a consumption license's credits spent), as the control-plane reads it.
+pub async fn license_uses(control_plane: &str, token: &str, id: &str) -> anyhow::Result<i64> {
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: control_plane.trim_end_matches('/').to_string(),
+        token: token.to_string(),
+    };
+    let license = api
+        .call(reqwest::Method::GET, &format!("/v1/licenses/{id}"), None)
+        .await?;
+    license["uses"]
+        .as_i64()
+        .with_context(|| format!("GET /v1/licenses/{id} has no uses: {license}"))
 }

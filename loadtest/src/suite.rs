@@ -51,6 +51,7 @@ pub const ROWS: &[&str] = &[
     "keygen",
     "panda",
     "junkie",
+    "cyberlicense",
     "executions",
     "open-loop",
     "propagation",
@@ -541,9 +542,11 @@ const CHECK_PLAIN_EVERY: u32 = 16;
 /// 1.2's (a comparable unsigned JSON answer over one cached key).
 const KEY_SYSTEM_TARGET: f64 = 0.7;
 
-/// What a Panda or Junkie validation row takes from the run.
+/// What a Panda, Junkie or CyberLicense validation row takes from the run.
 struct ValidationRow<'a> {
     label: &'a str,
+    /// What one request does, for the row's description.
+    case: &'a str,
     /// The step the scenario repeats (its name in the histograms and the wrk script's).
     step: &'static str,
     /// What the answers are checked for.
@@ -628,8 +631,8 @@ async fn validation_row(
     let median = cmp.median_ratio();
     Ok(Row {
         what: format!(
-            "{label}, one key (cache hit, HWID bound), A/B vs baseline-server (~{size} B){}",
-            k.quota_note
+            "{label}, {}, A/B vs baseline-server (~{size} B){}",
+            k.case, k.quota_note
         ),
         target: format!(
             "≥ {KEY_SYSTEM_TARGET} × baseline (KeyAuth 1.2's target: no peer publishes a figure)"
@@ -646,6 +649,104 @@ async fn validation_row(
         met: Some(median >= KEY_SYSTEM_TARGET),
         bound: cmp.generator_bound(),
     })
+}
+
+/// The case of the key-system rows: one key, answered from the cache.
+const CACHE_HIT: &str = "one key (cache hit, HWID bound)";
+
+/// What the CyberLicense rows check in a sample of answers.
+const CL_CHECKED: &str = "`success` and `valid` true";
+
+/// What the validation rows share: the measured validator, the pairs, the cross-check.
+struct Common<'a> {
+    v1: &'a str,
+    v1_pid: Option<u32>,
+    pairs: usize,
+    wrk: bool,
+    dir: &'a std::path::Path,
+    quota_note: &'a str,
+}
+
+/// The two CyberLicense rows: a `fixed` license whose IP and HWID are recorded (the cached
+/// path: no write), then a `consumption` one, each valid answer spending a credit (the write
+/// path). The second checks that the credits spent equal the valid answers the validator
+/// gave (its `verdicts_total{code="VALID"}`), over the warm-up, the A/B pairs and the wrk
+/// cross-check.
+async fn cyberlicense_rows(
+    cfg: &SuiteConfig,
+    http: &reqwest::Client,
+    (cp, token): (&str, &str),
+    k: &Common<'_>,
+    under_quota: &mut dyn FnMut(u32),
+) -> anyhow::Result<[Row; 2]> {
+    let cl = crate::setup::cyberlicense(cp, token, "bench-cyberlicense").await?;
+    // One client address and machine, as a vendor's backend validating for one user.
+    let scenario = |key: &str, consumption: bool| {
+        let key = key.to_string();
+        move |verify_every| Scenario::CyberLicenseValidate {
+            keys: Arc::new(vec![key.clone()]),
+            ip: "203.0.113.10".into(),
+            hwid: "bench-machine-0000000004".into(),
+            consumption,
+            verify_every,
+        }
+    };
+    let fixed = scenario(&cl.fixed_key, false);
+    let validate = validation_row(
+        cfg,
+        &ValidationRow {
+            label: "CyberLicense `POST /api/license/validate` (`fixed` license)",
+            case: "one key (cache hit, IP and HWID recorded)",
+            step: "cyberlicense-validate",
+            checked: CL_CHECKED,
+            scenario: &fixed,
+            v1: k.v1,
+            v1_pid: k.v1_pid,
+            pairs: k.pairs,
+            wrk: k.wrk,
+            dir: k.dir,
+            quota_note: k.quota_note,
+        },
+        under_quota,
+    )
+    .await?;
+    const VALID: &str = "verdicts_total{code=\"VALID\"}";
+    let valid_before = metric(http, k.v1, VALID).await?;
+    let spent_before = crate::setup::license_uses(cp, token, &cl.consumption_id).await?;
+    let consumption = scenario(&cl.consumption_key, true);
+    let mut spend = validation_row(
+        cfg,
+        &ValidationRow {
+            label: "CyberLicense `POST /api/license/validate` (`consumption` license)",
+            case: "one key, a credit spent per valid answer (the write path: a transaction under the license row's lock, an invalidation to every validator)",
+            step: "cyberlicense-consumption",
+            checked: CL_CHECKED,
+            scenario: &consumption,
+            v1: k.v1,
+            v1_pid: k.v1_pid,
+            pairs: k.pairs,
+            wrk: k.wrk,
+            dir: k.dir,
+            quota_note: k.quota_note,
+        },
+        under_quota,
+    )
+    .await?;
+    let valid = (metric(http, k.v1, VALID).await? - valid_before) as i64;
+    let spent = crate::setup::license_uses(cp, token, &cl.consumption_id).await? - spent_before;
+    let exact = spent == valid && spent > 0;
+    spend.target = "reported: throughput ÷ baseline and p99 (no peer publishes a figure); credits spent = valid answers".into();
+    let _ = write!(
+        spend.measured,
+        "; credits spent {spent} for {valid} valid answers{}",
+        if exact {
+            ": **exact**"
+        } else {
+            ": **MISMATCH**"
+        }
+    );
+    spend.met = Some(exact);
+    Ok([validate, spend])
 }
 
 /// Pushes in the execution-count burst.
@@ -1213,6 +1314,7 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
             cfg,
             &ValidationRow {
                 label: "Panda `GET /v2_validation` (legacy, query unencoded)",
+                case: CACHE_HIT,
                 step: "v2_validation",
                 checked: "`V2_Authentication` \"success\"",
                 scenario: &scenario,
@@ -1240,6 +1342,7 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
             cfg,
             &ValidationRow {
                 label: "Junkie `POST /api/v1/whitelist/verifyOpen`",
+                case: CACHE_HIT,
                 step: "verifyOpen",
                 checked: "`valid` true and `message` KEY_VALID",
                 scenario: &scenario,
@@ -1254,6 +1357,24 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
         )
         .await?;
         rows.push(row);
+    }
+    if cfg.runs("cyberlicense") {
+        let rows_of = cyberlicense_rows(
+            cfg,
+            &http,
+            (&cp, &token),
+            &Common {
+                v1: &v1,
+                v1_pid,
+                pairs,
+                wrk,
+                dir: &dir,
+                quota_note: &quota_note,
+            },
+            &mut |pid| under_quota(&mut throttle, pid),
+        )
+        .await?;
+        rows.extend(rows_of);
     }
     // The rest runs the validator on its full core again.
     drop(throttle);

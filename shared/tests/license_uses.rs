@@ -162,6 +162,42 @@ async fn thirty_racing_spends_of_ten_credits_spend_exactly_ten() {
 }
 
 #[tokio::test]
+async fn the_single_statement_spend_never_spends_more_than_the_credits() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let t = testing::tenant(&mut c, false).await;
+    let l = license(&mut c, &t, consumption(10)).await;
+    // The one-statement spend is for a license used before.
+    let first = Use {
+        first_use: true,
+        ..Use::default()
+    };
+    let mut w = WriteTx::begin(&mut c, t.actor.clone()).await.unwrap();
+    license_uses::record(&mut w, l.id, &first, None)
+        .await
+        .unwrap();
+    w.commit().await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let c = db.client().await;
+        let account = t.actor.account_id;
+        tasks.push(tokio::spawn(async move {
+            license_uses::spend(&c, account, l.id).await.unwrap()
+        }));
+    }
+    let mut spent = 0;
+    for task in tasks {
+        spent += usize::from(task.await.unwrap());
+    }
+    println!("30 racing single-statement spends of 10 credits: {spent} spent");
+    assert_eq!(spent, 10);
+    let fresh = licenses::get(&c, t.actor.account_id, l.id).await.unwrap();
+    assert_eq!(fresh.uses, 10);
+    // Another account's id spends nothing.
+    assert!(!license_uses::spend(&c, Uuid::new_v4(), l.id).await.unwrap());
+}
+
+#[tokio::test]
 async fn a_refusal_writes_nothing_at_all() {
     let db = TestDb::new().await;
     let mut c = db.client().await;

@@ -15,9 +15,9 @@ mod keyless;
 mod license_stats;
 mod listener;
 mod metrics;
-mod pace;
 #[cfg(feature = "bench-support")]
 pub mod offline;
+mod pace;
 mod rate_limit;
 mod routes;
 mod self_reset;

@@ -262,6 +262,30 @@ async fn check_and_write(
     })))
 }
 
+/// The hot write of a consumption license: one credit spent for a client it already knows (no
+/// IP or HWID to append, not its first use, no nonce), as one prepared statement committed on
+/// its own, so the row's lock is held for that statement alone rather than across a
+/// transaction's round trips. Like a spend in [`record`] it tells no validator (none decides on
+/// a cached `uses`: a stale one only makes it try this write, which re-checks here) and is not
+/// audited. `false`: nothing was spent — no credit left, or the license is no longer active —
+/// and [`record`] gives the reason.
+pub async fn spend<C: crate::db::Hot>(
+    c: &C,
+    account_id: Uuid,
+    license_id: Uuid,
+) -> StoreResult<bool> {
+    const SQL: &str = "UPDATE licenses l SET uses = l.uses + 1
+          FROM policies p
+         WHERE l.id = $1 AND l.account_id = $2 AND p.id = l.policy_id
+           AND l.status = 'active' AND l.used_at IS NOT NULL
+           AND l.uses < coalesce(l.max_uses, p.max_uses, 0)";
+    let stmt = c.statement(SQL).await?;
+    Ok(c.client()
+        .execute(&stmt, &[&license_id, &account_id])
+        .await?
+        == 1)
+}
+
 /// Whether `nonce` spent a credit of the license within the window: a retry of a validation
 /// that spent the last credit is answered valid again rather than "expired".
 pub async fn replayed<C: GenericClient + Sync>(

@@ -75,6 +75,16 @@ impl Use {
     pub fn writes(&self) -> bool {
         *self != Use::default()
     }
+
+    /// Only a credit to spend: the license already knows the client and was used before
+    /// (`store::license_uses::spend`'s single statement suffices).
+    pub fn spend_only(&self) -> bool {
+        *self
+            == Use {
+                spend: true,
+                ..Use::default()
+            }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -84,6 +84,14 @@ pub async fn validate(
     );
     let answer = match outcome {
         Outcome::Valid(write) if !write.writes() => Ok(Shown::Cached(detail.clone())),
+        // The hot write of consumption licenses; what it does not cover (no credit left, a
+        // changed state) goes the full way below for its reason.
+        Outcome::Valid(write) if write.spend_only() && req.nonce.is_none() => {
+            match spend(state, license).await? {
+                true => Ok(Shown::Cached(detail.clone())),
+                false => record(state, client, parts, license, &write, None).await,
+            }
+        }
         Outcome::Valid(write) => {
             let nonce = req.nonce.as_deref();
             record(state, client, parts, license, &write, nonce).await
@@ -149,6 +157,19 @@ async fn record(
         Recorded::Written | Recorded::Replayed => Ok(Shown::Fresh(Box::new(used.license))),
         Recorded::Refused(r) => Err(ClError::Refused(r)),
     }
+}
+
+/// One credit spent in one statement (`license_uses::spend`).
+async fn spend(state: &State, license: &License) -> Result<bool, ClError> {
+    if state.health.freshness() != Freshness::Live {
+        return Err(ClError::Unavailable);
+    }
+    let db = keyward_shared::db::checkout(&state.pool)
+        .await
+        .map_err(store_unavailable)?;
+    license_uses::spend(&*db, license.account_id, license.id)
+        .await
+        .map_err(store_unavailable)
 }
 
 async fn replayed(state: &State, license: &License, nonce: &str) -> Result<bool, ClError> {
