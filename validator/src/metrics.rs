@@ -20,6 +20,8 @@ pub struct Metrics {
     pub listener_reconnects: Counter,
     pub cache_flushes: Counter,
     pub activations: Counter,
+    /// Consumption credits this validator spent (committed), answered or not.
+    pub credits_spent: Counter,
     pub license_lookups: Counter,
     pub usage_flush_failures: Counter,
     pub license_stats_dropped: Counter,
@@ -91,6 +93,13 @@ impl Metrics {
             "activations",
             "First-use writes (HWID binds, IP records, expiry starts)",
             activations.clone(),
+        );
+        let credits_spent = Counter::default();
+        registry.register(
+            "credits_spent",
+            "Consumption credits spent by CyberLicense validations (committed, even when the \
+             client left before its answer)",
+            credits_spent.clone(),
         );
         let license_lookups = Counter::default();
         registry.register(
@@ -174,6 +183,7 @@ impl Metrics {
             listener_reconnects,
             cache_flushes,
             activations,
+            credits_spent,
             license_lookups,
             usage_flush_failures,
             listener_connected,

@@ -146,6 +146,9 @@ async fn record(
     if used.changed {
         state.metrics.activations.inc();
     }
+    if write.spend && used.outcome == Recorded::Written {
+        state.metrics.credits_spent.inc();
+    }
     // Read the license again next time when it changed, or when the cache was behind the
     // committed row (a refusal, or an IP/HWID/first use already recorded): it would otherwise
     // keep asking for this write. A spend alone keeps the entry (the hot path of consumption).
@@ -164,12 +167,23 @@ async fn spend(state: &State, license: &License) -> Result<bool, ClError> {
     if state.health.freshness() != Freshness::Live {
         return Err(ClError::Unavailable);
     }
-    let db = keyward_shared::db::checkout(&state.pool)
-        .await
-        .map_err(store_unavailable)?;
-    license_uses::spend(&*db, license.account_id, license.id)
-        .await
-        .map_err(store_unavailable)
+    // On a task of its own: once its statement is sent the credit is spent, so a client that
+    // leaves meanwhile (dropping this future) must not leave it uncounted.
+    let pool = state.pool.clone();
+    let spent = state.metrics.credits_spent.clone();
+    let (account, id) = (license.account_id, license.id);
+    let write = tokio::spawn(async move {
+        let db = keyward_shared::db::checkout(&pool).await?;
+        let done = license_uses::spend(&*db, account, id).await?;
+        if done {
+            spent.inc();
+        }
+        Ok::<_, StoreError>(done)
+    });
+    match write.await {
+        Ok(done) => done.map_err(store_unavailable),
+        Err(_) => Err(ClError::Unavailable),
+    }
 }
 
 async fn replayed(state: &State, license: &License, nonce: &str) -> Result<bool, ClError> {
