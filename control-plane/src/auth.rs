@@ -25,6 +25,9 @@ struct Claims {
     exp: i64,
 }
 
+/// The shortest token a login may ask for.
+const MIN_TOKEN_SECS: u64 = 60;
+
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
@@ -40,8 +43,16 @@ impl JwtKeys {
         }
     }
 
-    pub fn issue(&self, account: Uuid, username: &str) -> ApiResult<(String, DateTime<Utc>)> {
-        self.issue_for(account, username, self.ttl)
+    /// The lifetime of a token a client asked for: never longer than the configured one (the
+    /// admin UI asks for a short one and renews it while in use).
+    pub fn lifetime(&self, asked_secs: Option<u64>) -> ApiResult<Duration> {
+        match asked_secs {
+            None => Ok(self.ttl),
+            Some(s) if s < MIN_TOKEN_SECS => Err(ApiError::bad_request(format!(
+                "ttl_secs must be at least {MIN_TOKEN_SECS}"
+            ))),
+            Some(s) => Ok(Duration::from_secs(s).min(self.ttl)),
+        }
     }
 
     pub fn issue_for(
@@ -87,6 +98,11 @@ pub struct Auth {
 impl Auth {
     pub fn account_id(&self) -> Uuid {
         self.actor.account_id
+    }
+
+    /// Whether this is an admin's login token (not an API key): only those may be renewed.
+    pub fn is_login(&self) -> bool {
+        self.scopes.is_none()
     }
 
     pub fn require(&self, scope: &str) -> ApiResult<()> {

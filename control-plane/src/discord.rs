@@ -343,7 +343,7 @@ mod tests {
         assert!(d.check_state(&format!("{}x", get("state"))).is_none());
         // An admin JWT made with the same secret is not a state.
         let jwt = crate::auth::JwtKeys::new(&[7u8; 32], Duration::from_secs(60))
-            .issue(account, "alice")
+            .issue_for(account, "alice", Duration::from_secs(60))
             .expect("jwt")
             .0;
         assert!(d.check_state(&jwt).is_none());

@@ -14,6 +14,7 @@ mod extract;
 mod input;
 mod metrics;
 mod routes;
+pub mod ui;
 mod webhooks;
 
 use std::net::{IpAddr, SocketAddr};

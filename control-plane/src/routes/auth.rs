@@ -19,6 +19,21 @@ pub struct LoginRequest {
     /// Username or email.
     username: String,
     password: String,
+    /// A shorter token than the server's default (the admin UI asks for 30 minutes).
+    ttl_secs: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    ttl_secs: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct RefreshResponse {
+    token: String,
+    token_type: &'static str,
+    expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Serialize)]
@@ -45,6 +60,7 @@ pub async fn login(
     if req.username.len() > 256 || req.password.len() > 1024 {
         return Err(ApiError::bad_request("username or password is too long"));
     }
+    let ttl = state.jwt().lifetime(req.ttl_secs)?;
     let found = {
         let client = state.client().await?;
         accounts::find_for_login(&**client, req.username.trim()).await?
@@ -75,12 +91,35 @@ pub async fn login(
         None => return Err(ApiError::unauthorized("wrong username or password")),
     };
     audit_login(&state, &account, origin, true).await?;
-    let (token, expires_at) = state.jwt().issue(account.id, &account.username)?;
+    let (token, expires_at) = state.jwt().issue_for(account.id, &account.username, ttl)?;
     Ok(Json(LoginResponse {
         token,
         token_type: "Bearer",
         expires_at,
         account,
+    }))
+}
+
+/// `POST /v1/auth/refresh`: a fresh login token for the admin whose token this is (the UI renews
+/// its short tokens while the admin works). API keys are not renewed: they do not expire this way.
+pub async fn refresh(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(req): Json<RefreshRequest>,
+) -> ApiResult<Json<RefreshResponse>> {
+    if !auth.is_login() {
+        return Err(ApiError::forbidden("only a login token can be renewed"));
+    }
+    let ttl = state.jwt().lifetime(req.ttl_secs)?;
+    let account = {
+        let client = state.client().await?;
+        accounts::get(&**client, auth.account_id()).await?
+    };
+    let (token, expires_at) = state.jwt().issue_for(account.id, &account.username, ttl)?;
+    Ok(Json(RefreshResponse {
+        token,
+        token_type: "Bearer",
+        expires_at,
     }))
 }
 

@@ -6,6 +6,7 @@ mod apps;
 mod audit;
 mod auth;
 mod blacklist;
+mod client_logs;
 mod customers;
 mod discord;
 mod entitlements;
@@ -15,8 +16,13 @@ mod machines;
 mod ops;
 mod policies;
 mod providers;
+mod seller_keys;
+mod sessions;
 mod signing_keys;
+mod subscriptions;
 mod transactions;
+mod users;
+mod variables;
 mod webhooks;
 
 use std::time::Duration;
@@ -37,6 +43,7 @@ const BODY_DEADLINE: Duration = Duration::from_secs(30);
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/auth/login", post(auth::login))
+        .route("/v1/auth/refresh", post(auth::refresh))
         .route("/v1/account", get(auth::account))
         .route(
             "/v1/account/discord",
@@ -185,11 +192,60 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(webhooks::get_event).delete(webhooks::delete_event),
         )
         .route("/v1/webhook-events/{id}/retry", post(webhooks::retry_event))
+        // End users of an app and what hangs off them (KeyAuth's data), natively.
+        .route("/v1/apps/{id}/users", get(users::list).post(users::create).delete(users::delete_many))
+        .route(
+            "/v1/users/{userId}",
+            get(users::get).patch(users::update).delete(users::delete),
+        )
+        .route("/v1/users/{userId}/ban", post(users::ban))
+        .route("/v1/users/{userId}/unban", post(users::unban))
+        .route("/v1/users/{userId}/reset-hwid", post(users::reset_hwid))
+        .route("/v1/users/{userId}/extend", post(users::extend))
+        .route("/v1/users/{userId}/subtract", post(users::subtract))
+        .route(
+            "/v1/users/{userId}/variables",
+            get(users::list_variables).put(users::set_variable),
+        )
+        .route(
+            "/v1/users/{userId}/variables/{varId}",
+            delete(users::delete_variable),
+        )
+        .route(
+            "/v1/apps/{id}/subscriptions",
+            get(subscriptions::list).post(subscriptions::create),
+        )
+        .route(
+            "/v1/subscriptions/{subId}",
+            get(subscriptions::get)
+                .patch(subscriptions::update)
+                .delete(subscriptions::delete),
+        )
+        .route(
+            "/v1/apps/{id}/variables",
+            get(variables::list).post(variables::set),
+        )
+        .route("/v1/variables/{varId}", delete(variables::delete))
+        .route(
+            "/v1/apps/{id}/sessions",
+            get(sessions::list).delete(sessions::kill_all),
+        )
+        .route("/v1/sessions/{sessionId}", delete(sessions::kill))
+        .route(
+            "/v1/apps/{id}/logs",
+            get(client_logs::list).delete(client_logs::clear),
+        )
+        .route(
+            "/v1/seller-keys",
+            get(seller_keys::list).post(seller_keys::create),
+        )
+        .route("/v1/seller-keys/{keyId}", delete(seller_keys::delete))
         .merge(crate::compat::keyaux::router())
         .merge(crate::compat::keygen::router())
         .merge(crate::compat::panda::router())
         .merge(crate::compat::junkie::router())
         .merge(crate::compat::cyberlicense::router())
+        .merge(crate::ui::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
