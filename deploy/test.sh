@@ -41,6 +41,19 @@ if ! command -v pdftotext >/dev/null 2>&1; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq poppler-utils >&2
 fi
+# The admin UI's browser test drives Debian's Chromium (Playwright comes from PyPI, axe-core from
+# npm, both fetched by the test itself); nothing ever downloads a browser build.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "keyward: installing chromium (and npm) for the admin UI browser tests" >&2
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  pkgs="chromium fonts-dejavu-core"
+  if ! command -v npm >/dev/null 2>&1; then pkgs="$pkgs npm"; fi
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $pkgs >&2
+fi
+chromium --version >&2 || true
 datadir=$(mktemp -d /tmp/keyward-test-pg.XXXXXX)
 chmod 755 "$datadir"
 cleanup() { pg_stop "$datadir"; rm -rf "$datadir"; }

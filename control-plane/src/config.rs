@@ -50,7 +50,8 @@ pub struct Config {
     pub janitor_ms: u64,
 
     /// Days of per-license usage statistics kept (CyberLicense's usage and daily stats: the
-    /// requests, daily counts and IPs/HWIDs seen); the janitor drops older ones.
+    /// requests, daily counts and IPs/HWIDs seen) and of the per-minute validation counts (the
+    /// Overview's chart); the janitor drops older ones.
     #[arg(
         long,
         env = "KEYWARD_USAGE_RETENTION_DAYS",

@@ -180,6 +180,9 @@ impl Demo {
         let mut out = String::new();
         out.push_str("Keyward demo tenant\n");
         out.push_str(&format!("  control-plane   {control_plane_url}\n"));
+        out.push_str(&format!(
+            "  admin UI        {control_plane_url}/ui/  (sign in with the username and password below)\n"
+        ));
         out.push_str(&format!("  validator       {validator_url}\n"));
         out.push_str(&format!("  username        {USERNAME}\n"));
         out.push_str(&format!("  password        {}\n", self.password));

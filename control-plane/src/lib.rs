@@ -216,8 +216,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
 
 /// Periodic housekeeping: login-limiter state of idle addresses dropped (so it stays bounded),
 /// dead machines deactivated (their slots freed), signing keys re-read (a rotation made with
-/// the operator CLI reaches this process's Keygen signatures), usage statistics past their
-/// retention pruned.
+/// the operator CLI reaches this process's Keygen signatures), usage statistics and per-minute
+/// validation counts past their retention pruned.
 async fn janitor(state: AppState, every: Duration, usage_retention: chrono::Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -236,6 +236,11 @@ async fn janitor(state: AppState, every: Duration, usage_retention: chrono::Dura
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(rows = n, "pruned usage statistics"),
                     Err(e) => tracing::warn!(error = %e, "could not prune usage statistics"),
+                }
+                match store::validation_buckets::prune(&**client, usage_retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(rows = n, "pruned validation buckets"),
+                    Err(e) => tracing::warn!(error = %e, "could not prune validation buckets"),
                 }
             }
             Err(e) => tracing::warn!(error = %e.message, "janitor: no database connection"),

@@ -496,6 +496,51 @@ async fn blacklist_api_keys_and_audit_log() {
 }
 
 #[tokio::test]
+async fn api_key_scopes_are_listed() {
+    let cp = Cp::start().await;
+    let t = cp.admin("alice").await;
+    let listed = cp.ok(Method::GET, "/v1/api-keys/scopes", &t, None).await;
+    let want: Vec<Value> = keyward_shared::store::api_keys::SCOPES
+        .iter()
+        .map(|s| json!(s))
+        .collect();
+    assert_eq!(listed["items"], Value::Array(want));
+    // Every listed scope is accepted by a new key.
+    let created = cp
+        .call(
+            Method::POST,
+            "/v1/api-keys",
+            Some(&t),
+            Some(json!({"name": "all", "scopes": listed["items"]})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["scopes"], listed["items"]);
+    // Listed for those who may make keys only.
+    let reader = cp
+        .ok(
+            Method::POST,
+            "/v1/api-keys",
+            &t,
+            Some(json!({"name": "reader", "scopes": ["licenses:read"]})),
+        )
+        .await;
+    let r = cp
+        .call(
+            Method::GET,
+            "/v1/api-keys/scopes",
+            reader["key"].as_str(),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (403, "FORBIDDEN"));
+    let r = cp
+        .call(Method::GET, "/v1/api-keys/scopes", None, None)
+        .await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
 async fn a_ban_over_rest_notifies_validators() {
     let cp = Cp::start().await;
     let t = cp.admin("alice").await;

@@ -7,15 +7,13 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures_util::StreamExt;
-use keyward_shared::invalidation::{self, Invalidation};
+use keyward_shared::invalidation::Invalidation;
 use keyward_shared::store::{account_users, licenses, tokens};
 use keyward_shared::testing::eventually;
 use keyward_shared::verdict::Activation;
 use keyward_shared::write::{Actor, WriteTx};
 use reqwest::Method;
 use serde_json::{json, Value};
-use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
 const UA: &str = "cl-admin-test/1.0 (+https://example.com)";
@@ -116,34 +114,6 @@ async fn use_license(cp: &Cp, account: Uuid, id: &str, hwid: &str, ip: &str) {
     .expect("the license");
     w.commit().await.unwrap();
     assert!(done.license.has_hwid(hwid));
-}
-
-/// The invalidations committed from now on (each notification's items), for as long as the
-/// returned connection lives.
-async fn listening(
-    cp: &Cp,
-) -> (
-    tokio_postgres::Client,
-    tokio::sync::mpsc::UnboundedReceiver<Vec<Invalidation>>,
-) {
-    let cfg: tokio_postgres::Config = cp.db.url.parse().unwrap();
-    let (client, mut conn) = cfg.connect(NoTls).await.unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut s = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
-        while let Some(Ok(m)) = s.next().await {
-            if let AsyncMessage::Notification(n) = m {
-                if let Some(p) = invalidation::decode(n.payload()) {
-                    let _ = tx.send(p.i);
-                }
-            }
-        }
-    });
-    client
-        .batch_execute(&format!("LISTEN {}", invalidation::CHANNEL))
-        .await
-        .unwrap();
-    (client, rx)
 }
 
 /// The six admin routes, each as (method, path, body).

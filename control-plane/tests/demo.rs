@@ -38,6 +38,7 @@ async fn demo_is_idempotent_and_always_prints_a_valid_open_key() {
         first.app.secret.clone(),
         first.app.id.to_string(),
         "http://cp.test/v1/auth/login".to_string(),
+        "admin UI        http://cp.test/ui/".to_string(),
     ] {
         assert!(out.contains(&needle), "{needle} missing from {out}");
     }

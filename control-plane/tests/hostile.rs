@@ -290,6 +290,20 @@ async fn tenant(cp: &Cp, name: &str) -> Tenant {
     ids.insert("seller_key", field(&seller, &["id"]));
     ids.insert("webhook_endpoint", endpoint_id);
     ids.insert("webhook_event", event_id);
+    // A client-API session of the app, as a validator's `init` makes it.
+    let session = keyward_shared::store::sessions::create(
+        &cp.db.client().await,
+        &keyward_shared::store::sessions::NewSession {
+            account_id: account_id.parse().expect("account id"),
+            app_id: app.parse().expect("app id"),
+            ip: Some("198.51.100.9"),
+            enckey: None,
+            lifetime_secs: 3600,
+        },
+    )
+    .await
+    .expect("a session");
+    ids.insert("session", session.id);
     let transaction = cp
         .ok(
             Method::POST,
@@ -595,7 +609,10 @@ fn resource_of(template: &str, param: &str) -> &'static str {
         "junkieKey" => return "junkie_key",
         "serviceNum" => return "junkie_service",
         "providerId" => return "provider",
-        "varId" if template.contains("/global/") => return "global_var",
+        "varId" if template.contains("/global/") || template.starts_with("/v1/variables/") => {
+            return "global_var"
+        }
+        "sessionId" => return "session",
         "varId" => return "user_var",
         _ => {}
     }
@@ -1156,6 +1173,12 @@ async fn snapshot(cp: &Cp, t: &Tenant) -> Value {
         "/v1/webhook-endpoints".into(),
         format!("/v1/apps/{app}/service-keys"),
         format!("/v1/apps/{app}/keyless"),
+        format!("/v1/apps/{app}/users"),
+        format!("/v1/users/{user}"),
+        format!("/v1/apps/{app}/subscriptions"),
+        format!("/v1/apps/{app}/variables"),
+        format!("/v1/apps/{app}/sessions"),
+        "/v1/seller-keys".into(),
         "/v1/providers".into(),
         "/api/v2/keys?limit=100".into(),
         "/api/v2/services".into(),

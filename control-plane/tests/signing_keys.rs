@@ -94,7 +94,8 @@ async fn a_primary_exists_after_start_and_tenants_read_it() {
     let body = cp.ok(Method::GET, "/v1/signing-keys", &alice, None).await;
     assert_eq!(
         body["apps"],
-        json!([{"app_id": app, "app_name": "Tool", "public_key": primary}])
+        json!([{"app_id": app, "app_name": "Tool", "key_id": body["primary"]["id"],
+            "public_key": primary, "pinned": false}])
     );
 
     // Any API key may read it, whatever its scopes.

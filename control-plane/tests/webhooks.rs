@@ -655,6 +655,172 @@ async fn retry_requeues_a_failed_event() {
     assert_eq!(r.status, 404);
 }
 
+#[tokio::test]
+async fn a_test_event_reaches_only_its_endpoint() {
+    let cp = Cp::start_with(local).await;
+    let alice = cp.admin("alice").await;
+    let bob = cp.admin("bob").await;
+    let rx = Receiver::start(&[]).await;
+    // Subscribed to something else: a test is sent whatever the endpoint subscribes to.
+    let hook = endpoint(
+        &cp,
+        &alice,
+        json!({"url": rx.url("/hooks"), "subscriptions": ["machine.created"]}),
+    )
+    .await;
+    let id = hook["id"].as_str().expect("id").to_string();
+    // Subscribed to everything, but the test is not its.
+    let quiet_rx = Receiver::start(&[]).await;
+    let quiet = endpoint(&cp, &alice, json!({"url": quiet_rx.url("/all")})).await;
+
+    let r = cp
+        .call(
+            Method::POST,
+            &format!("/v1/webhook-endpoints/{id}/test"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["event"], "webhook.test");
+    assert_eq!(r.body["endpoint_id"], id.as_str());
+    let event_id = r.body["id"].as_str().expect("event id").to_string();
+
+    let got = rx.wait_for(1).await.remove(0);
+    assert_eq!(got.event(), "webhook.test");
+    assert_eq!(got.json()["data"]["id"], event_id.as_str());
+    let payload = got.payload();
+    assert_eq!(payload["data"]["type"], "webhook-endpoints");
+    assert_eq!(payload["data"]["id"], id.as_str());
+    assert_eq!(payload["data"]["attributes"]["test"], true);
+    let e = event_with_status(&cp, &alice, &event_id, "delivered").await;
+    assert_eq!(
+        (e["attempts"].clone(), e["last_response_code"].clone()),
+        (json!(1), json!(200))
+    );
+    // Written for this endpoint alone, and listed under its name.
+    assert!(events_of(&cp, &alice, quiet["id"].as_str().expect("id"))
+        .await
+        .is_empty());
+    let listed = cp
+        .ok(
+            Method::GET,
+            "/v1/webhook-events?event=webhook.test",
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    assert_eq!(listed["items"][0]["id"], event_id.as_str());
+    // Audited on the endpoint.
+    let audit = cp
+        .ok(
+            Method::GET,
+            &format!("/v1/audit-log?action=webhook_endpoint.test&target_id={id}"),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(audit["items"][0]["details"]["event_id"], event_id.as_str());
+
+    // Another tenant's endpoint is not found; a malformed id is a 400.
+    cp.all_not_found(
+        &bob,
+        vec![(
+            Method::POST,
+            format!("/v1/webhook-endpoints/{id}/test"),
+            None,
+        )],
+    )
+    .await;
+    let r = cp
+        .call(
+            Method::POST,
+            "/v1/webhook-endpoints/nope/test",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // A read-only key may not send one.
+    let reader = cp
+        .ok(
+            Method::POST,
+            "/v1/api-keys",
+            &alice,
+            Some(json!({"name": "reader", "scopes": ["webhooks:read"]})),
+        )
+        .await;
+    let reader = reader["key"].as_str().expect("key");
+    let r = cp
+        .call(
+            Method::POST,
+            &format!("/v1/webhook-endpoints/{id}/test"),
+            Some(reader),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // A disabled endpoint is refused with the reason, and gets nothing more.
+    cp.ok(
+        Method::PATCH,
+        &format!("/v1/webhook-endpoints/{id}"),
+        &alice,
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    let r = cp
+        .call(
+            Method::POST,
+            &format!("/v1/webhook-endpoints/{id}/test"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("disabled"),
+        "{}",
+        r.body
+    );
+    assert_eq!(events_of(&cp, &alice, &id).await.len(), 1);
+    assert!(events_of(&cp, &alice, quiet["id"].as_str().expect("id"))
+        .await
+        .is_empty());
+    assert!(quiet_rx.got().is_empty());
+}
+
+#[tokio::test]
+async fn the_subscribable_events_are_listed() {
+    let cp = Cp::start().await;
+    let alice = cp.admin("alice").await;
+    let listed = cp
+        .ok(Method::GET, "/v1/webhook-endpoints/events", &alice, None)
+        .await;
+    let want: Vec<Value> = EVENTS.iter().map(|e| json!(e)).collect();
+    assert_eq!(listed["items"], Value::Array(want));
+    // Each one is accepted as a subscription.
+    let e = endpoint(
+        &cp,
+        &alice,
+        json!({"url": "https://example.com/h", "subscriptions": listed["items"]}),
+    )
+    .await;
+    assert_eq!(e["subscriptions"], listed["items"]);
+    let r = cp
+        .call(Method::GET, "/v1/webhook-endpoints/events", None, None)
+        .await;
+    assert_eq!(r.status, 401);
+}
+
 /// Starts another control-plane on `cp`'s database (the same tenants and tokens).
 async fn restart(cp: Cp, tweak: impl FnOnce(&mut Config)) -> Cp {
     let Cp {

@@ -65,19 +65,20 @@ function useRoute() {
 
 const loaded = new Map();
 function usePage(module) {
-  const [page, setPage] = useState(() => loaded.get(module) ?? null);
+  const [state, setState] = useState(() => ({ module, page: loaded.get(module) ?? null }));
   const [error, setError] = useState(null);
   useEffect(() => {
     setError(null);
     if (!module) return;
-    if (loaded.has(module)) { setPage(() => loaded.get(module)); return; }
-    setPage(null);
+    if (loaded.has(module)) { setState({ module, page: loaded.get(module) }); return; }
+    setState({ module, page: null });
     import(`./pages/${module}.mjs`).then(
-      (m) => { loaded.set(module, m.default); setPage(() => m.default); },
+      (m) => { loaded.set(module, m.default); setState({ module, page: m.default }); },
       (e) => setError(e),
     );
   }, [module]);
-  return { page, error };
+  // Never the previous route's page with this route's params (it would load the wrong ids).
+  return { page: state.module === module ? state.page : (loaded.get(module) ?? null), error };
 }
 
 function SignIn() {
@@ -102,11 +103,17 @@ function Shell() {
   const { page: PageComponent, error } = usePage(route.module);
   const [menuOpen, setMenuOpen] = useState(false);
   const main = useRef(null);
+  const navigated = useRef(false);
   useEffect(() => {
     setMenuOpen(false);
-    // Moves focus to the new page's heading, so keyboard and screen-reader users land on it.
+    // After a navigation, focus moves to the new page's heading so that keyboard and
+    // screen-reader users land on it; a fresh load starts at the top (the skip link first).
+    if (!navigated.current) {
+      navigated.current = true;
+      return;
+    }
     requestAnimationFrame(() => main.current?.querySelector('h1')?.focus({ preventScroll: true }));
-  }, [route.path, PageComponent]);
+  }, [route.path]);
   const account = session.account;
   return html`<div class="shell">
     <a class="skip" href="#main" onClick=${(e) => { e.preventDefault(); main.current?.querySelector('h1')?.focus(); }}>Skip to content</a>

@@ -84,6 +84,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "cyberlicense",
         include_str!("../migrations/0015_cyberlicense.sql"),
     ),
+    (
+        16,
+        "admin_ui",
+        include_str!("../migrations/0016_admin_ui.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying Keyward's migration lock among advisory locks.

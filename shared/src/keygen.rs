@@ -1,7 +1,8 @@
 //! License keys generated from masks.
 //!
 //! A mask is a template: `X` becomes a random character from `A-Z0-9`, `x` from `a-z0-9`, `#` a
-//! random digit; every other character is kept literally (`KW-XXXX-XXXX`). Randomness comes from
+//! random digit, `*` (KeyAuth's masks: `KW-****-****`) like `X`; every other character is kept
+//! literally (`KW-XXXX-XXXX`). Randomness comes from
 //! a CSPRNG (`rand::rng()`, ChaCha seeded from the OS).
 
 use rand::Rng;
@@ -21,7 +22,9 @@ pub enum MaskError {
     Empty,
     #[error("key would be {0} characters long; the maximum is {MAX_KEY_LEN}")]
     TooLong(usize),
-    #[error("mask has {0} random positions (X, x or #); at least {MIN_RANDOM_CHARS} are required")]
+    #[error(
+        "mask has {0} random positions (X, x, # or *); at least {MIN_RANDOM_CHARS} are required"
+    )]
     TooFewRandom(usize),
     #[error("mask and prefix may only contain printable ASCII without spaces")]
     BadCharacter,
@@ -49,7 +52,7 @@ impl Mask {
         }
         let random = mask
             .bytes()
-            .filter(|b| matches!(b, b'X' | b'x' | b'#'))
+            .filter(|b| matches!(b, b'X' | b'x' | b'#' | b'*'))
             .count();
         if random < MIN_RANDOM_CHARS {
             return Err(MaskError::TooFewRandom(random));
@@ -69,7 +72,7 @@ impl Mask {
             .map(|&b| {
                 let mut pick = |set: &[u8]| set[rng.random_range(0..set.len())] as char;
                 match b {
-                    b'X' => pick(UPPER),
+                    b'X' | b'*' => pick(UPPER),
                     b'x' => pick(LOWER),
                     b'#' => pick(DIGITS),
                     other => (other & 0x7f) as char,
@@ -87,7 +90,7 @@ impl Mask {
                 .iter()
                 .zip(key.bytes())
                 .all(|(&t, k)| match t {
-                    b'X' => UPPER.contains(&k),
+                    b'X' | b'*' => UPPER.contains(&k),
                     b'x' => LOWER.contains(&k),
                     b'#' => k.is_ascii_digit(),
                     lit => (lit & 0x7f) == k,
@@ -137,6 +140,24 @@ mod tests {
             Mask::parse(&"X".repeat(200), None),
             Err(MaskError::TooLong(200))
         ));
+    }
+
+    #[test]
+    fn stars_are_random_like_x() {
+        let m = Mask::parse("KW-****-****", None).unwrap();
+        let k = m.generate();
+        assert!(m.matches(&k), "{k}");
+        assert!(k.starts_with("KW-") && !k.contains('*'), "{k}");
+        assert!(
+            k[3..].bytes().all(|b| b == b'-' || UPPER.contains(&b)),
+            "{k}"
+        );
+        assert_eq!(Mask::parse("KW-***", None), Err(MaskError::TooFewRandom(3)));
+        // A prefix keeps its stars.
+        assert!(Mask::parse("XXXXXXXX", Some("*-"))
+            .unwrap()
+            .generate()
+            .starts_with("*-"));
     }
 
     #[test]

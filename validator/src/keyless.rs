@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use keyward_shared::model::App;
 use keyward_shared::store::keyless::{self, KeylessEntry};
 use keyward_shared::verdict::keyless::{decide_keyless, Keyless};
-use keyward_shared::verdict::RequestFacts;
+use keyward_shared::verdict::{Code, RequestFacts};
 use keyward_shared::write::{Actor, WriteTx};
 use keyward_shared::StoreError;
 
@@ -15,10 +15,28 @@ use crate::error::ApiError;
 use crate::health::Freshness;
 use crate::State;
 
-/// The keyless answer for this request. A refresh the core asks for is written first, and the
-/// answer then carries the refreshed entry; one that cannot be written (PostgreSQL away) does not
-/// change the answer, since keyless mode lets the request in either way.
+/// The keyless answer for this request, counted per app and minute like every verdict (no
+/// entry and no keyless mode counts as `not_found`: there was no key to let in). A refresh the
+/// core asks for is written first, and the answer then carries the refreshed entry; one that
+/// cannot be written (PostgreSQL away) does not change the answer, since keyless mode lets the
+/// request in either way.
 pub async fn run_keyless(
+    state: &State,
+    app: &AppView,
+    facts: RequestFacts<'_>,
+    now: DateTime<Utc>,
+) -> Result<Keyless, ApiError> {
+    let answer = answer(state, app, facts, now).await?;
+    let code = match &answer {
+        Keyless::Valid { .. } => Code::Valid,
+        Keyless::Disabled => Code::NotFound,
+        Keyless::Refused(v) => v.code,
+    };
+    state.validation_counts.verdict(&app.app, code, now);
+    Ok(answer)
+}
+
+async fn answer(
     state: &State,
     app: &AppView,
     facts: RequestFacts<'_>,

@@ -25,6 +25,7 @@ mod server;
 mod timestamp;
 mod usage;
 mod validate;
+mod validation_counts;
 mod validation_events;
 
 use std::net::SocketAddr;
@@ -63,6 +64,9 @@ pub(crate) struct State {
     validation_events: validation_events::ValidationEvents,
     /// CyberLicense's per-license usage statistics, written behind by a task of their own.
     license_stats: license_stats::LicenseStats,
+    /// Validations per app, minute and outcome (the Overview's chart), written behind with the
+    /// usage counters.
+    validation_counts: validation_counts::ValidationCounts,
     metrics: Arc<Metrics>,
     client: compat::keyauth::ClientApi,
 }
@@ -178,6 +182,7 @@ impl State {
             executions: Default::default(),
             validation_events: Default::default(),
             license_stats: license_stats::LicenseStats::new(metrics.clone()),
+            validation_counts: validation_counts::ValidationCounts::new(metrics.clone()),
             metrics,
         })
     }
@@ -220,6 +225,7 @@ impl Running {
         }
         self.state.usage.hurry();
         self.state.license_stats.hurry();
+        self.state.validation_counts.hurry();
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
@@ -245,6 +251,14 @@ impl Running {
             .await
         {
             tracing::warn!(error = %e, "could not write usage statistics at shutdown");
+        }
+        if let Err(e) = self
+            .state
+            .validation_counts
+            .flush(&self.state.pool, Duration::ZERO)
+            .await
+        {
+            tracing::warn!(error = %e, "could not write validation counts at shutdown");
         }
         tracing::info!("validator stopped");
     }
@@ -274,6 +288,10 @@ async fn write_usage(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
             }
             if let Err(e) = state.validation_events.flush(&state.pool).await {
                 tracing::warn!(error = %e, "could not write validation events");
+            }
+            // A few statements at most (one per thousand buckets): a quarter of the interval.
+            if let Err(e) = state.validation_counts.flush(&state.pool, period / 4).await {
+                tracing::warn!(error = %e, "could not write validation counts; will retry");
             }
         }
     }

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub usage_backlog: Gauge,
     pub execution_backlog: Gauge,
     pub license_stats_backlog: Gauge,
+    pub validation_counts_dropped: Counter,
+    pub validation_counts_write_failures: Counter,
+    pub validation_counts_backlog: Gauge,
 }
 
 impl Metrics {
@@ -167,7 +170,28 @@ impl Metrics {
             "Usage-statistics entries (licenses, days, IPs/HWIDs, requests) not yet written",
             license_stats_backlog.clone(),
         );
+        let validation_counts_dropped = Counter::default();
+        registry.register(
+            "validation_counts_dropped",
+            "Validations left out of the per-minute counts: their buffer was full",
+            validation_counts_dropped.clone(),
+        );
+        let validation_counts_write_failures = Counter::default();
+        registry.register(
+            "validation_counts_write_failures",
+            "Failed writes of the per-minute validation counts (kept for the next flush)",
+            validation_counts_write_failures.clone(),
+        );
+        let validation_counts_backlog = Gauge::default();
+        registry.register(
+            "validation_counts_backlog",
+            "Per-minute validation buckets (app, minute, outcome) not yet written",
+            validation_counts_backlog.clone(),
+        );
         Metrics {
+            validation_counts_dropped,
+            validation_counts_write_failures,
+            validation_counts_backlog,
             license_stats_dropped,
             license_stats_write_failures,
             license_stats_backlog,

@@ -134,6 +134,7 @@ pub async fn validate(state: &State, v: Validation<'_>, ip: IpAddr) -> Result<Ve
     let now = Utc::now();
     let (verdict, license) = run_rules(state, &app, v.key, facts, now).await?;
     state.metrics.verdict(verdict.code);
+    state.validation_counts.verdict(&app.app, verdict.code, now);
     if let Some(l) = &license {
         state.usage.record(l.id, now);
     }

@@ -50,6 +50,14 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<I
     }))
 }
 
+/// The scopes a key may carry, for clients that offer a choice.
+pub async fn scopes(auth: Auth) -> ApiResult<Json<Items<&'static str>>> {
+    auth.require(SCOPE)?;
+    Ok(Json(Items {
+        items: api_keys::SCOPES.to_vec(),
+    }))
+}
+
 pub async fn revoke(
     State(state): State<AppState>,
     auth: Auth,

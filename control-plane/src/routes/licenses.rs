@@ -2,7 +2,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use keyward_shared::model::{present, License};
 use keyward_shared::store::key_system::{self, TraitsPatch};
-use keyward_shared::store::licenses::{self, Extension, GenerateSpec, LicensePatch, ListQuery};
+use keyward_shared::store::license_bulk::{self, BulkAction, BulkRequest};
+use keyward_shared::store::licenses::{
+    self, Count, CountQuery, Extension, GenerateSpec, LicensePatch, ListQuery,
+};
 use keyward_shared::write::WriteTx;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -61,14 +64,37 @@ pub async fn list(
     }))
 }
 
+/// How many licenses the list's filters keep, in all and per app.
+pub async fn count(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Query<CountQuery>,
+) -> ApiResult<Json<Count>> {
+    auth.require("licenses:read")?;
+    let client = state.client().await?;
+    Ok(Json(
+        licenses::count(&**client, auth.account_id(), &q).await?,
+    ))
+}
+
+/// A license as its detail shows it: with the vendor's metadata.
+#[derive(Serialize)]
+pub struct Detail {
+    #[serde(flatten)]
+    license: License,
+    metadata: Map<String, Value>,
+}
+
 pub async fn get(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<License>> {
+) -> ApiResult<Json<Detail>> {
     auth.require("licenses:read")?;
     let client = state.client().await?;
-    Ok(Json(licenses::get(&**client, auth.account_id(), id).await?))
+    let license = licenses::get(&**client, auth.account_id(), id).await?;
+    let metadata = licenses::metadata(&**client, auth.account_id(), id).await?;
+    Ok(Json(Detail { license, metadata }))
 }
 
 /// Runs one license write in its own transaction, with its webhook event, and answers the
@@ -256,6 +282,51 @@ pub async fn reset_hwids(
     license_write!(state, auth, id, "license.updated", |w| {
         licenses::reset_hwids(&mut w, id)
     })
+}
+
+/// Unbinds one HWID; the others stay.
+pub async fn remove_hwid(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, hwid)): Path<(Uuid, String)>,
+) -> ApiResult<Json<License>> {
+    license_write!(state, auth, id, "license.updated", |w| {
+        licenses::remove_hwid(&mut w, id, &hwid)
+    })
+}
+
+#[derive(Serialize)]
+pub struct BulkDone {
+    count: usize,
+}
+
+/// One action on up to 100 licenses, all or none, each with its webhook event.
+pub async fn bulk(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(req): Json<BulkRequest>,
+) -> ApiResult<Json<BulkDone>> {
+    auth.require("licenses:write")?;
+    let ids = req.checked_ids()?;
+    let mut client = state.client().await?;
+    let mut w = WriteTx::begin(&mut client, auth.actor).await?;
+    let event = match req.action {
+        BulkAction::Ban => "license.suspended",
+        BulkAction::Unban => "license.reinstated",
+        BulkAction::Extend => "license.renewed",
+        BulkAction::ResetHwids => "license.updated",
+        BulkAction::Delete => "license.deleted",
+    };
+    // A deleted license is rendered before it goes, in the same transaction.
+    if req.action == BulkAction::Delete {
+        emit::licenses(&mut w, event, &ids).await?;
+    }
+    license_bulk::apply(&mut w, &ids, &req).await?;
+    if req.action != BulkAction::Delete {
+        emit::licenses(&mut w, event, &ids).await?;
+    }
+    w.commit().await?;
+    Ok(Json(BulkDone { count: ids.len() }))
 }
 
 pub async fn delete(

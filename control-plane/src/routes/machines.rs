@@ -1,13 +1,13 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use keyward_shared::model::Machine;
-use keyward_shared::store::machines::{self, MachinePatch, NewMachine};
+use keyward_shared::store::machines::{self, Listed, MachinePatch, NewMachine, PageQuery};
 use keyward_shared::write::WriteTx;
 use uuid::Uuid;
 
 use crate::auth::Auth;
 use crate::error::ApiResult;
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::routes::apps::Items;
 use crate::webhooks::emit;
 use crate::AppState;
@@ -37,6 +37,24 @@ pub async fn list(
     Ok(Json(Items {
         items: machines::list_for_license(&**client, auth.account_id(), license_id).await?,
     }))
+}
+
+#[derive(serde::Serialize)]
+pub struct Page {
+    items: Vec<Listed>,
+    next_cursor: Option<String>,
+}
+
+/// The account's machines across its licenses, newest first.
+pub async fn list_all(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page>> {
+    auth.require("licenses:read")?;
+    let client = state.client().await?;
+    let (items, next_cursor) = machines::page(&**client, auth.account_id(), &q).await?;
+    Ok(Json(Page { items, next_cursor }))
 }
 
 pub async fn get(

@@ -19,6 +19,7 @@ mod providers;
 mod seller_keys;
 mod sessions;
 mod signing_keys;
+mod stats;
 mod subscriptions;
 mod transactions;
 mod users;
@@ -63,6 +64,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/v1/customers/{id}/tokens", post(customers::create_token))
         .route("/v1/api-keys", post(api_keys::create).get(api_keys::list))
+        .route("/v1/api-keys/scopes", get(api_keys::scopes))
         .route("/v1/api-keys/{id}", delete(api_keys::revoke))
         .route("/v1/apps", post(apps::create).get(apps::list))
         .route(
@@ -139,6 +141,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/v1/licenses", get(licenses::list))
         .route("/v1/licenses/export", get(licenses::export))
+        .route("/v1/licenses/count", get(licenses::count))
+        .route("/v1/licenses/bulk", post(licenses::bulk))
         .route(
             "/v1/transactions",
             post(transactions::create).get(transactions::list),
@@ -165,9 +169,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/licenses/{id}/extend", post(licenses::extend))
         .route("/v1/licenses/{id}/reset-hwids", post(licenses::reset_hwids))
         .route(
+            "/v1/licenses/{id}/hwids/{hwid}",
+            delete(licenses::remove_hwid),
+        )
+        .route(
             "/v1/licenses/{id}/machines",
             post(machines::activate).get(machines::list),
         )
+        .route("/v1/machines", get(machines::list_all))
         .route(
             "/v1/machines/{id}",
             get(machines::get)
@@ -175,6 +184,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
                 .delete(machines::deactivate),
         )
         .route("/v1/audit-log", get(audit::list))
+        .route("/v1/stats/overview", get(stats::overview))
+        .route("/v1/stats/validations", get(stats::validations))
         .route("/v1/signing-keys", get(signing_keys::list))
         .route(
             "/v1/webhook-endpoints",
@@ -186,6 +197,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
                 .patch(webhooks::update_endpoint)
                 .delete(webhooks::delete_endpoint),
         )
+        .route("/v1/webhook-endpoints/events", get(webhooks::event_names))
+        .route(
+            "/v1/webhook-endpoints/{id}/test",
+            post(webhooks::test_endpoint),
+        )
         .route("/v1/webhook-events", get(webhooks::list_events))
         .route(
             "/v1/webhook-events/{id}",
@@ -193,7 +209,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/v1/webhook-events/{id}/retry", post(webhooks::retry_event))
         // End users of an app and what hangs off them (KeyAuth's data), natively.
-        .route("/v1/apps/{id}/users", get(users::list).post(users::create).delete(users::delete_many))
+        .route(
+            "/v1/apps/{id}/users",
+            get(users::list)
+                .post(users::create)
+                .delete(users::delete_many),
+        )
         .route(
             "/v1/users/{userId}",
             get(users::get).patch(users::update).delete(users::delete),

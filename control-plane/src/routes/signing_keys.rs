@@ -3,7 +3,7 @@
 //! `control-plane signing-key` subcommands, never over the tenants' API.
 
 use axum::extract::State;
-use keyward_shared::store::signing_keys::{self, SigningKey};
+use keyward_shared::store::signing_keys::{self, AppSigningKey, SigningKey};
 use serde::Serialize;
 use tokio_postgres::IsolationLevel;
 use uuid::Uuid;
@@ -13,21 +13,36 @@ use crate::error::ApiResult;
 use crate::extract::Json;
 use crate::AppState;
 
-#[derive(Serialize)]
-pub struct SigningKeys {
-    /// The key new apps sign with.
-    primary: Option<SigningKey>,
-    /// Every key, newest first; `apps_pinned` counts the caller's apps only.
-    keys: Vec<SigningKey>,
-    /// The public key each of the caller's apps signs with: what its 1.3 clients must embed.
-    apps: Vec<AppKey>,
-}
+/// Says in the answer who the keys belong to, so that a UI need not guess.
+const SCOPE: &str = "deployment";
 
 #[derive(Serialize)]
-pub struct AppKey {
+pub struct SigningKeys {
+    /// `deployment`: every key is shared by all accounts of this deployment; an app signs with
+    /// its pinned key or, unpinned, with the primary.
+    scope: &'static str,
+    /// The key new apps sign with.
+    primary: Option<KeyUse>,
+    /// Every key, newest first; `apps_pinned` and `used_by` count the caller's apps only.
+    keys: Vec<KeyUse>,
+    /// The key each of the caller's apps signs with: what its 1.3 clients must embed.
+    apps: Vec<AppSigningKey>,
+}
+
+/// A key and which of the caller's apps sign with it.
+#[derive(Serialize, Clone)]
+pub struct KeyUse {
+    #[serde(flatten)]
+    key: SigningKey,
+    used_by: Vec<AppRef>,
+}
+
+#[derive(Serialize, Clone)]
+pub struct AppRef {
     app_id: Uuid,
     app_name: String,
-    public_key: String,
+    /// False: the app follows the primary.
+    pinned: bool,
 }
 
 /// Any authenticated caller may read this: public keys are public, and only the caller's own
@@ -43,20 +58,28 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<S
         .await
         .map_err(keyward_shared::StoreError::from)?;
     let keys = signing_keys::list_for_tenant(&*tx, auth.account_id()).await?;
-    let apps = signing_keys::for_account(&*tx, auth.account_id())
-        .await?
-        .into_iter()
-        .map(|(app_id, app_name, public_key)| AppKey {
-            app_id,
-            app_name,
-            public_key,
-        })
-        .collect();
+    let apps = signing_keys::for_account(&*tx, auth.account_id()).await?;
     tx.commit()
         .await
         .map_err(keyward_shared::StoreError::from)?;
+    let keys: Vec<KeyUse> = keys
+        .into_iter()
+        .map(|key| KeyUse {
+            used_by: apps
+                .iter()
+                .filter(|a| a.key_id == key.id)
+                .map(|a| AppRef {
+                    app_id: a.app_id,
+                    app_name: a.app_name.clone(),
+                    pinned: a.pinned,
+                })
+                .collect(),
+            key,
+        })
+        .collect();
     Ok(Json(SigningKeys {
-        primary: keys.iter().find(|k| k.is_primary).cloned(),
+        scope: SCOPE,
+        primary: keys.iter().find(|k| k.key.is_primary).cloned(),
         keys,
         apps,
     }))

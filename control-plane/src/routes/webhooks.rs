@@ -134,6 +134,28 @@ pub async fn delete_event(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Queues a `webhook.test` event for this endpoint alone; the worker is woken at commit.
+pub async fn test_endpoint(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<(StatusCode, Json<WebhookEvent>)> {
+    auth.require(WRITE)?;
+    let mut client = state.client().await?;
+    let mut w = WriteTx::begin(&mut client, auth.actor).await?;
+    let e = webhook_events::send_test(&mut w, id).await?;
+    w.commit().await?;
+    Ok((StatusCode::ACCEPTED, Json(e)))
+}
+
+/// The event names an endpoint can subscribe to (besides `*`), for clients that offer a choice.
+pub async fn event_names(auth: Auth) -> ApiResult<Json<Items<&'static str>>> {
+    auth.require(READ)?;
+    Ok(Json(Items {
+        items: webhook_endpoints::EVENTS.to_vec(),
+    }))
+}
+
 /// Queues the event for delivery now; the worker is woken at commit.
 pub async fn retry_event(
     State(state): State<AppState>,

@@ -159,3 +159,36 @@ pub async fn into_resp(resp: reqwest::Response) -> Resp {
         headers,
     }
 }
+
+/// The invalidations committed from now on (each notification's items), for as long as the
+/// returned connection lives.
+pub async fn listening(
+    cp: &Cp,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<Vec<keyward_shared::invalidation::Invalidation>>,
+) {
+    use futures_util::StreamExt;
+    use keyward_shared::invalidation;
+    let cfg: tokio_postgres::Config = cp.db.url.parse().expect("database url");
+    let (client, mut conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("listener connection");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut s = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = s.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                if let Some(p) = invalidation::decode(n.payload()) {
+                    let _ = tx.send(p.i);
+                }
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {}", invalidation::CHANNEL))
+        .await
+        .expect("LISTEN");
+    (client, rx)
+}

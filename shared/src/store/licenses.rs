@@ -165,6 +165,26 @@ pub async fn get<C: GenericClient + Sync>(
     .ok_or(StoreError::NotFound("license"))
 }
 
+/// The vendor's data about one of the caller's licenses (`GET /v1/licenses/{id}` shows it
+/// beside the license; lists leave it out).
+pub async fn metadata<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    id: Uuid,
+) -> StoreResult<Map<String, Value>> {
+    let row = c
+        .query_opt(
+            "SELECT metadata FROM licenses WHERE id = $1 AND account_id = $2",
+            &[&id, &account_id],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("license"))?;
+    Ok(match row.try_get::<_, Value>(0)? {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StatusFilter {
@@ -179,6 +199,26 @@ pub enum StatusFilter {
     Used,
 }
 
+/// Licenses by their expiry date, whatever their status (`status=expired` is the active ones
+/// past it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpiryFilter {
+    /// Past their expiry date.
+    Expired,
+    /// Expiring within `within_days` (default 7) from now, not yet expired.
+    Expiring,
+    /// Not past an expiry date: none yet (a validity that starts at first use) or a future one.
+    Unexpired,
+    /// Never expiring: no expiry date and no validity waiting for a first use.
+    Never,
+}
+
+/// How far ahead `expiry=expiring` looks by default, like the Overview's "expiring soon".
+pub const EXPIRING_WITHIN_DAYS: i64 = 7;
+/// The furthest `within_days` may look (ten years).
+const MAX_WITHIN_DAYS: i64 = 3650;
+
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
@@ -187,9 +227,133 @@ pub struct ListQuery {
     pub search: Option<String>,
     pub status: Option<StatusFilter>,
     pub license_type: Option<LicenseType>,
+    pub expiry: Option<ExpiryFilter>,
+    /// With `expiry=expiring`: how many days ahead (1 to 3650, default 7).
+    pub within_days: Option<i64>,
+    pub level: Option<i32>,
     pub limit: Option<i64>,
     /// Keyset cursor returned as `next_cursor` by the previous page.
     pub cursor: Option<String>,
+}
+
+/// The filters of [`ListQuery`] alone: what `count` takes.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountQuery {
+    pub app_id: Option<Uuid>,
+    pub search: Option<String>,
+    pub status: Option<StatusFilter>,
+    pub license_type: Option<LicenseType>,
+    pub expiry: Option<ExpiryFilter>,
+    pub within_days: Option<i64>,
+    pub level: Option<i32>,
+}
+
+impl From<&ListQuery> for CountQuery {
+    fn from(q: &ListQuery) -> Self {
+        CountQuery {
+            app_id: q.app_id,
+            search: q.search.clone(),
+            status: q.status,
+            license_type: q.license_type,
+            expiry: q.expiry,
+            within_days: q.within_days,
+            level: q.level,
+        }
+    }
+}
+
+/// The WHERE clause of a filtered list or count over `licenses l`; its parameters are
+/// [`Filter::params`], `$1` to `$8`.
+const FILTER: &str = "l.account_id = $1
+   AND ($2::uuid IS NULL OR l.app_id = $2)
+   AND ($3::text IS NULL OR l.key ILIKE $3 OR l.note ILIKE $3
+        OR EXISTS (SELECT 1 FROM machines h WHERE h.license_id = l.id AND h.fingerprint ILIKE $3))
+   AND ($4::text IS NULL
+        OR ($4 = 'active' AND l.status = 'active' AND (l.expires_at IS NULL OR l.expires_at > now()))
+        OR ($4 IN ('banned', 'revoked', 'disabled') AND l.status::text = $4)
+        OR ($4 = 'expired' AND l.status = 'active' AND l.expires_at <= now())
+        OR ($4 = 'unused' AND l.used_at IS NULL)
+        OR ($4 = 'used' AND l.used_at IS NOT NULL))
+   AND ($5::text IS NULL OR l.license_type = $5)
+   AND ($6::text IS NULL
+        OR ($6 = 'expired' AND l.expires_at <= now())
+        OR ($6 = 'expiring' AND l.expires_at > now() AND l.expires_at <= now() + make_interval(days => $7::int))
+        OR ($6 = 'unexpired' AND (l.expires_at IS NULL OR l.expires_at > now()))
+        OR ($6 = 'never' AND l.expires_at IS NULL AND l.duration_secs IS NULL))
+   AND ($8::int IS NULL OR l.level = $8)";
+
+/// A [`CountQuery`] checked and turned into the values of [`FILTER`].
+struct Filter {
+    account_id: Uuid,
+    app_id: Option<Uuid>,
+    search: Option<String>,
+    status: Option<&'static str>,
+    license_type: Option<&'static str>,
+    expiry: Option<&'static str>,
+    within_days: i32,
+    level: Option<i32>,
+}
+
+impl Filter {
+    fn new(account_id: Uuid, q: &CountQuery) -> StoreResult<Filter> {
+        let within_days = match (q.expiry, q.within_days) {
+            (_, Some(d)) if !(1..=MAX_WITHIN_DAYS).contains(&d) => {
+                return Err(StoreError::Invalid(
+                    "within_days must be between 1 and 3650".into(),
+                ))
+            }
+            (Some(ExpiryFilter::Expiring), d) => d.unwrap_or(EXPIRING_WITHIN_DAYS),
+            (_, Some(_)) => {
+                return Err(StoreError::Invalid(
+                    "within_days goes with expiry=expiring".into(),
+                ))
+            }
+            (_, None) => EXPIRING_WITHIN_DAYS,
+        };
+        Ok(Filter {
+            account_id,
+            app_id: q.app_id,
+            search: q
+                .search
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(super::contains_pattern),
+            status: q.status.map(|s| match s {
+                StatusFilter::Active => "active",
+                StatusFilter::Banned => "banned",
+                StatusFilter::Revoked => "revoked",
+                StatusFilter::Disabled => "disabled",
+                StatusFilter::Expired => "expired",
+                StatusFilter::Unused => "unused",
+                StatusFilter::Used => "used",
+            }),
+            license_type: q.license_type.map(LicenseType::as_str),
+            expiry: q.expiry.map(|e| match e {
+                ExpiryFilter::Expired => "expired",
+                ExpiryFilter::Expiring => "expiring",
+                ExpiryFilter::Unexpired => "unexpired",
+                ExpiryFilter::Never => "never",
+            }),
+            // Checked above: at most 3650.
+            within_days: within_days as i32,
+            level: q.level,
+        })
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 8] {
+        [
+            &self.account_id,
+            &self.app_id,
+            &self.search,
+            &self.status,
+            &self.license_type,
+            &self.expiry,
+            &self.within_days,
+            &self.level,
+        ]
+    }
 }
 
 pub struct Page {
@@ -197,6 +361,8 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+/// A page of the caller's licenses, newest first (the `licenses_account_created` index's
+/// order, so a page reads about `limit` index entries when the filters keep most rows).
 pub async fn list<C: GenericClient + Sync>(
     c: &C,
     account_id: Uuid,
@@ -205,40 +371,18 @@ pub async fn list<C: GenericClient + Sync>(
     let limit = super::page_size(q.limit, 50, 500);
     let cursor = q.cursor.as_deref().map(super::decode_cursor).transpose()?;
     let (after_at, after_id) = cursor.unzip();
-    let search = q
-        .search
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(super::contains_pattern);
-    let status = q.status.map(|s| match s {
-        StatusFilter::Active => "active",
-        StatusFilter::Banned => "banned",
-        StatusFilter::Revoked => "revoked",
-        StatusFilter::Disabled => "disabled",
-        StatusFilter::Expired => "expired",
-        StatusFilter::Unused => "unused",
-        StatusFilter::Used => "used",
-    });
-    let license_type = q.license_type.map(LicenseType::as_str);
+    let filter = Filter::new(account_id, &CountQuery::from(q))?;
+    let mut params = filter.params().to_vec();
+    let more = limit + 1;
+    params.extend_from_slice(&[&after_at, &after_id, &more]);
     let rows = c
         .query(
             &format!(
-                "{SELECT} WHERE l.account_id = $1
-                   AND ($2::uuid IS NULL OR l.app_id = $2)
-                   AND ($3::text IS NULL OR l.key ILIKE $3 OR l.note ILIKE $3
-                        OR EXISTS (SELECT 1 FROM machines h WHERE h.license_id = l.id AND h.fingerprint ILIKE $3))
-                   AND ($4::text IS NULL
-                        OR ($4 = 'active' AND l.status = 'active' AND (l.expires_at IS NULL OR l.expires_at > now()))
-                        OR ($4 IN ('banned', 'revoked', 'disabled') AND l.status::text = $4)
-                        OR ($4 = 'expired' AND l.status = 'active' AND l.expires_at <= now())
-                        OR ($4 = 'unused' AND l.used_at IS NULL)
-                        OR ($4 = 'used' AND l.used_at IS NOT NULL))
-                   AND ($5::timestamptz IS NULL OR (l.created_at, l.id) < ($5, $6::uuid))
-                   AND ($8::text IS NULL OR l.license_type = $8)
-                 ORDER BY l.created_at DESC, l.id DESC LIMIT $7"
+                "{SELECT} WHERE {FILTER}
+                   AND ($9::timestamptz IS NULL OR (l.created_at, l.id) < ($9, $10::uuid))
+                 ORDER BY l.created_at DESC, l.id DESC LIMIT $11"
             ),
-            &[&account_id, &q.app_id, &search, &status, &after_at, &after_id, &(limit + 1), &license_type],
+            &params,
         )
         .await?;
     let mut items: Vec<License> = rows.iter().map(from_row).collect();
@@ -251,6 +395,38 @@ pub async fn list<C: GenericClient + Sync>(
         None
     };
     Ok(Page { items, next_cursor })
+}
+
+/// How many of the caller's licenses match, in all and per app (apps without any are left
+/// out): one pass over the matching rows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Count {
+    pub total: i64,
+    pub by_app: std::collections::BTreeMap<Uuid, i64>,
+}
+
+pub async fn count<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    q: &CountQuery,
+) -> StoreResult<Count> {
+    let filter = Filter::new(account_id, q)?;
+    let rows = c
+        .query(
+            &format!("SELECT l.app_id, count(*) FROM licenses l WHERE {FILTER} GROUP BY l.app_id"),
+            &filter.params(),
+        )
+        .await?;
+    let mut out = Count {
+        total: 0,
+        by_app: Default::default(),
+    };
+    for r in rows {
+        let n: i64 = r.try_get(1)?;
+        out.total += n;
+        out.by_app.insert(r.try_get(0)?, n);
+    }
+    Ok(out)
 }
 
 /// How to generate a batch of licenses.
@@ -902,6 +1078,39 @@ pub async fn reset_hwids(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
         "license.reset_hwids",
         &["hwids"],
         json!({}),
+    )
+    .await
+}
+
+/// Unbinds one HWID (machine) of a license: its slot is free, and the validators forget the
+/// license's bindings. `NotFound("HWID")` when the license has no such binding.
+pub async fn remove_hwid(wtx: &mut WriteTx<'_>, id: Uuid, hwid: &str) -> StoreResult<()> {
+    let bound = wtx
+        .tx()
+        .query_opt(
+            "SELECT EXISTS (SELECT 1 FROM machines m WHERE m.license_id = l.id AND m.fingerprint = $3)
+               FROM licenses l WHERE l.id = $1 AND l.account_id = $2",
+            &[&id, &wtx.account_id(), &hwid],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("license"))?
+        .try_get::<_, bool>(0)?;
+    if !bound {
+        return Err(StoreError::NotFound("HWID"));
+    }
+    // The license row is locked (write_audited's state) before the binding goes; a concurrent
+    // removal of the same one leaves no row to return: "not found" then too.
+    write_audited(
+        wtx,
+        id,
+        "WITH l AS (SELECT id, app_id, key FROM licenses WHERE id = $1 AND account_id = $2),
+              d AS (DELETE FROM machines h USING l WHERE h.license_id = l.id AND h.fingerprint = $3
+                    RETURNING h.license_id)
+         SELECT l.app_id, l.key FROM l JOIN d ON d.license_id = l.id",
+        &[&hwid],
+        "license.remove_hwid",
+        &["hwids"],
+        json!({"hwid": hwid}),
     )
     .await
 }

@@ -219,6 +219,81 @@ pub async fn list<C: GenericClient + Sync>(
     Ok((items, total))
 }
 
+/// Which of the account's machines `page` lists (`GET /v1/machines`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub app_id: Option<Uuid>,
+    pub license_id: Option<Uuid>,
+    /// Substring of the fingerprint, name, hostname or license key (case-insensitive).
+    pub search: Option<String>,
+    /// 1 to 200 (default 50).
+    pub limit: Option<i64>,
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// A machine with the key of its license, as the machines list shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub machine: Machine,
+    pub license_key: String,
+}
+
+/// A page of the account's machines, newest activation first, keyset-paginated.
+pub async fn page<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    q: &PageQuery,
+) -> StoreResult<(Vec<Listed>, Option<String>)> {
+    let limit = super::page_size(q.limit, 50, 200);
+    let (after_at, after_id) = q
+        .cursor
+        .as_deref()
+        .map(super::decode_cursor)
+        .transpose()?
+        .unzip();
+    let search = q
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(super::contains_pattern);
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {COLUMNS}, l.key AS license_key FROM machines m JOIN licenses l ON l.id = m.license_id
+                  WHERE l.account_id = $1 AND ($2::uuid IS NULL OR l.app_id = $2)
+                    AND ($3::uuid IS NULL OR m.license_id = $3)
+                    AND ($4::text IS NULL OR m.fingerprint ILIKE $4 OR m.name ILIKE $4
+                         OR m.hostname ILIKE $4 OR l.key ILIKE $4)
+                    AND ($5::timestamptz IS NULL OR (m.bound_at, m.id) < ($5, $6::uuid))
+                  ORDER BY m.bound_at DESC, m.id DESC LIMIT $7"
+            ),
+            &[&account_id, &q.app_id, &q.license_id, &search, &after_at, &after_id, &(limit + 1)],
+        )
+        .await?;
+    let mut items = rows
+        .iter()
+        .map(|r| {
+            Ok(Listed {
+                machine: from_row(r)?,
+                license_key: r.try_get("license_key")?,
+            })
+        })
+        .collect::<StoreResult<Vec<Listed>>>()?;
+    let next = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items
+            .last()
+            .map(|l| super::encode_cursor(l.machine.created_at, l.machine.id))
+    } else {
+        None
+    };
+    Ok((items, next))
+}
+
 pub async fn get<C: GenericClient + Sync>(
     c: &C,
     account_id: Uuid,

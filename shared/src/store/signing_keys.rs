@@ -132,13 +132,25 @@ pub async fn active_seeds<C: GenericClient + Sync>(c: &C) -> StoreResult<Vec<Sig
     .collect()
 }
 
-/// The public key each of the tenant's apps signs with (its pinned key, else the primary).
+/// Which key one of the tenant's apps signs with.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppSigningKey {
+    pub app_id: Uuid,
+    pub app_name: String,
+    pub key_id: Uuid,
+    pub public_key: String,
+    /// True when the app is pinned to this key; false when it follows the primary.
+    pub pinned: bool,
+}
+
+/// The key each of the tenant's apps signs with (its pinned key, else the primary).
 pub async fn for_account<C: GenericClient + Sync>(
     c: &C,
     account_id: Uuid,
-) -> StoreResult<Vec<(Uuid, String, String)>> {
+) -> StoreResult<Vec<AppSigningKey>> {
     Ok(c.query(
-        "SELECT a.id, a.name, k.public_key FROM apps a
+        "SELECT a.id, a.name, k.id AS key_id, k.public_key, a.signing_key_id IS NOT NULL AS pinned
+               FROM apps a
                JOIN signing_keys k ON k.id = coalesce(
                     a.signing_key_id, (SELECT id FROM signing_keys WHERE is_primary))
               WHERE a.account_id = $1
@@ -147,7 +159,13 @@ pub async fn for_account<C: GenericClient + Sync>(
     )
     .await?
     .iter()
-    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .map(|r| AppSigningKey {
+        app_id: r.get(0),
+        app_name: r.get(1),
+        key_id: r.get(2),
+        public_key: r.get(3),
+        pinned: r.get(4),
+    })
     .collect())
 }
 

@@ -32,6 +32,33 @@ pub struct NewSubscription {
     pub duration_days: Option<i32>,
 }
 
+/// What a PATCH may change of a tier. Not its name: users hold their subscriptions by the
+/// tier's name, so a rename would detach them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionPatch {
+    pub level: Option<i32>,
+    pub duration_days: Option<i32>,
+}
+
+fn check_level(level: i32) -> StoreResult<()> {
+    if !(0..=1_000_000).contains(&level) {
+        return Err(StoreError::Invalid(
+            "level must be between 0 and 1000000".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_days(days: i32) -> StoreResult<()> {
+    if !(1..=36_600).contains(&days) {
+        return Err(StoreError::Invalid(
+            "duration_days must be between 1 and 36600".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub async fn list<C: GenericClient + Sync>(
     c: &C,
     account_id: Uuid,
@@ -101,16 +128,8 @@ pub async fn create(
     }
     let level = s.level.unwrap_or(1);
     let days = s.duration_days.unwrap_or(30);
-    if !(0..=1_000_000).contains(&level) {
-        return Err(StoreError::Invalid(
-            "level must be between 0 and 1000000".into(),
-        ));
-    }
-    if !(1..=36_600).contains(&days) {
-        return Err(StoreError::Invalid(
-            "duration_days must be between 1 and 36600".into(),
-        ));
-    }
+    check_level(level)?;
+    check_days(days)?;
     let row = wtx
         .tx()
         .query_opt(
@@ -153,4 +172,69 @@ pub async fn delete(wtx: &mut WriteTx<'_>, app_id: Uuid, id: Uuid) -> StoreResul
         json!({"app_id": app_id, "name": name}),
     );
     Ok(())
+}
+
+/// One of the caller's tiers, by id alone (the native API addresses tiers so).
+pub async fn get<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    id: Uuid,
+) -> StoreResult<Subscription> {
+    c.query_opt(
+        &format!("SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND account_id = $2"),
+        &[&id, &account_id],
+    )
+    .await?
+    .map(|r| from_row(&r))
+    .ok_or(StoreError::NotFound("subscription"))
+}
+
+/// Changes a tier's level (which license level grants it) or default length. Subscriptions users
+/// already hold keep their own level and expiry.
+pub async fn update(
+    wtx: &mut WriteTx<'_>,
+    id: Uuid,
+    p: &SubscriptionPatch,
+) -> StoreResult<Subscription> {
+    if let Some(level) = p.level {
+        check_level(level)?;
+    }
+    if let Some(days) = p.duration_days {
+        check_days(days)?;
+    }
+    let row = wtx
+        .tx()
+        .query_opt(
+            &format!(
+                "UPDATE subscriptions SET level = coalesce($3, level),
+                        duration_days = coalesce($4, duration_days)
+                  WHERE id = $1 AND account_id = $2 RETURNING {COLUMNS}"
+            ),
+            &[&id, &wtx.account_id(), &p.level, &p.duration_days],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("subscription"))?;
+    let sub = from_row(&row);
+    // Validators map a redeemed key's level to a tier.
+    wtx.invalidate(Invalidation::App { app: sub.app_id });
+    wtx.audit(
+        "subscription.update",
+        "subscription",
+        Some(id.to_string()),
+        json!({"app_id": sub.app_id, "name": sub.name, "level": p.level, "duration_days": p.duration_days}),
+    );
+    Ok(sub)
+}
+
+/// Deletes one of the caller's tiers, by id alone.
+pub async fn delete_by_id(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    let row = wtx
+        .tx()
+        .query_opt(
+            "SELECT app_id FROM subscriptions WHERE id = $1 AND account_id = $2",
+            &[&id, &wtx.account_id()],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("subscription"))?;
+    delete(wtx, row.get(0), id).await
 }

@@ -97,6 +97,97 @@ pub async fn list<C: GenericClient + Sync>(
     Ok((items, total))
 }
 
+/// A page of an app's users, newest first: `next_cursor` resumes after the last one.
+pub struct Page {
+    pub items: Vec<AppUser>,
+    pub next_cursor: Option<String>,
+}
+
+/// An app's users, newest first, in keyset pages (the native API's list; `search` matches the
+/// username, e-mail, HWID or IP, case-insensitively).
+pub async fn page<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    app_id: Uuid,
+    search: Option<&str>,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> StoreResult<Page> {
+    let limit = super::page_size(limit, 50, 500);
+    let (after_at, after_id) = cursor.map(super::decode_cursor).transpose()?.unzip();
+    let pattern = search
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(contains_pattern);
+    let mut items: Vec<AppUser> = c
+        .query(
+            &format!(
+                "{SELECT} WHERE u.app_id = $1 AND u.account_id = $2
+                   AND ($3::text IS NULL OR u.username ILIKE $3 OR u.email ILIKE $3
+                        OR u.hwid ILIKE $3 OR u.ip ILIKE $3)
+                   AND ($4::timestamptz IS NULL OR (u.created_at, u.id) < ($4, $5::uuid))
+                 ORDER BY u.created_at DESC, u.id DESC LIMIT $6"
+            ),
+            &[
+                &app_id,
+                &account_id,
+                &pattern,
+                &after_at,
+                &after_id,
+                &(limit + 1),
+            ],
+        )
+        .await?
+        .iter()
+        .map(from_row)
+        .collect();
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items
+            .last()
+            .map(|u| super::encode_cursor(u.created_at, u.id))
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+/// The app of one of the caller's app users (not an account user, which has no app). A user
+/// never changes app, so the answer stays true for the rest of a request.
+pub async fn app_of<C: GenericClient + Sync>(
+    c: &C,
+    account_id: Uuid,
+    id: Uuid,
+) -> StoreResult<Uuid> {
+    c.query_opt(
+        "SELECT app_id FROM app_users WHERE id = $1 AND account_id = $2 AND app_id IS NOT NULL",
+        &[&id, &account_id],
+    )
+    .await?
+    .map(|r| r.get(0))
+    .ok_or(StoreError::NotFound("user"))
+}
+
+/// What the client API accepts as an end user's password (KeyAuth's `register`): 1 to 1024
+/// bytes. No strength rule: a `license` user's password is its key.
+pub fn validate_password(password: &str) -> StoreResult<()> {
+    if password.is_empty() || password.len() > 1024 {
+        return Err(StoreError::Invalid(
+            "password must be 1 to 1024 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_email(email: Option<&str>) -> StoreResult<()> {
+    if email.is_some_and(|e| e.len() > 254) {
+        return Err(StoreError::Invalid(
+            "email must be at most 254 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub async fn get<C: GenericClient + Sync>(
     c: &C,
     account_id: Uuid,
@@ -187,11 +278,7 @@ async fn insert(
     u: &NewUser<'_>,
 ) -> StoreResult<(Uuid, String)> {
     let username = validate_username(u.username)?;
-    if u.email.is_some_and(|e| e.len() > 254) {
-        return Err(StoreError::Invalid(
-            "email must be at most 254 characters".into(),
-        ));
-    }
+    check_email(u.email)?;
     let id = Uuid::new_v4();
     let inserted = wtx
         .tx()
@@ -240,6 +327,11 @@ async fn grant(
     days: Option<i64>,
     key: Option<&str>,
 ) -> StoreResult<()> {
+    if name.is_some_and(|n| n.trim().is_empty() || n.chars().count() > 64) {
+        return Err(StoreError::Invalid(
+            "subscription must be 1 to 64 characters".into(),
+        ));
+    }
     let tier = subscriptions::find(wtx.tx(), wtx.account_id(), app_id, name).await?;
     let name = name
         .map(str::to_string)
@@ -369,6 +461,28 @@ pub async fn set_password(
         "password_hash = $4",
         &[&password_hash],
         "user.set_password",
+        json!({}),
+    )
+    .await
+    .map(drop)
+}
+
+/// Sets or (with `None`) clears a user's e-mail.
+pub async fn set_email(
+    wtx: &mut WriteTx<'_>,
+    app_id: Uuid,
+    id: Uuid,
+    email: Option<&str>,
+) -> StoreResult<()> {
+    let email = email.map(str::trim).filter(|e| !e.is_empty());
+    check_email(email)?;
+    mutate_one(
+        wtx,
+        app_id,
+        id,
+        "email = $4",
+        &[&email],
+        "user.set_email",
         json!({}),
     )
     .await

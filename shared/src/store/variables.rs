@@ -123,6 +123,19 @@ pub async fn delete_global(wtx: &mut WriteTx<'_>, app_id: Uuid, id: Uuid) -> Sto
     Ok(())
 }
 
+/// Deletes one of the caller's global variables, by id alone (the native API addresses them so).
+pub async fn delete_global_by_id(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<()> {
+    let row = wtx
+        .tx()
+        .query_opt(
+            "SELECT app_id FROM app_vars WHERE id = $1 AND account_id = $2",
+            &[&id, &wtx.account_id()],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("variable"))?;
+    delete_global(wtx, row.get(0), id).await
+}
+
 pub async fn list_user<C: GenericClient + Sync>(
     c: &C,
     account_id: Uuid,
@@ -219,6 +232,20 @@ pub async fn delete_user(wtx: &mut WriteTx<'_>, app_id: Uuid, id: Uuid) -> Store
         json!({"app_id": app_id, "username": username, "key": key}),
     );
     Ok(())
+}
+
+/// Deletes one variable of one of the caller's users; another user's variable is not found.
+pub async fn delete_of_user(wtx: &mut WriteTx<'_>, user_id: Uuid, id: Uuid) -> StoreResult<()> {
+    let row = wtx
+        .tx()
+        .query_opt(
+            "SELECT u.app_id FROM user_vars v JOIN app_users u ON u.id = v.user_id
+              WHERE v.id = $1 AND v.user_id = $2 AND v.account_id = $3 AND u.app_id IS NOT NULL",
+            &[&id, &user_id, &wtx.account_id()],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("variable"))?;
+    delete_user(wtx, row.get(0), id).await
 }
 
 /// A global variable as the client API serves it (`var`).

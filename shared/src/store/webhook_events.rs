@@ -28,6 +28,9 @@ pub const MAX_LOGGED_BODY: usize = 4 * 1024;
 const MAX_LOGGED_ERROR: usize = 1024;
 /// Attempts kept in `attempt_log` (the newest).
 const MAX_LOGGED_ATTEMPTS: i64 = 25;
+/// The event [`send_test`] queues. Not one of the subscribable events: a test reaches only the
+/// endpoint it was sent to.
+pub const TEST_EVENT: &str = "webhook.test";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -193,9 +196,11 @@ pub async fn list<C: GenericClient + Sync>(
 ) -> StoreResult<Page> {
     let limit = super::page_size(q.limit, 25, 100);
     if let Some(e) = q.event.as_deref() {
-        if !is_known_event(e) {
+        if !is_known_event(e) && e != TEST_EVENT {
             return Err(StoreError::Invalid(
-                "event: unknown event name (see the subscriptions of webhook endpoints)".into(),
+                "event: unknown event name (see the subscriptions of webhook endpoints, or \
+                 webhook.test)"
+                    .into(),
             ));
         }
     }
@@ -337,6 +342,58 @@ pub async fn retry(wtx: &mut WriteTx<'_>, id: Uuid) -> StoreResult<WebhookEvent>
         "webhook_event",
         Some(e.id.to_string()),
         json!({"event": e.event}),
+    );
+    wtx.wake_webhooks();
+    Ok(e)
+}
+
+/// Queues a [`TEST_EVENT`] for one endpoint, whatever it subscribes to, and wakes the workers at
+/// commit: it is delivered, retried and logged like any event, so the log shows what the
+/// receiver answered. Refused for a disabled endpoint, which the worker would not call.
+pub async fn send_test(wtx: &mut WriteTx<'_>, endpoint_id: Uuid) -> StoreResult<WebhookEvent> {
+    let account = wtx.account_id();
+    // FOR SHARE: the endpoint cannot be disabled or deleted between this check and the insert.
+    let enabled: bool = wtx
+        .tx()
+        .query_opt(
+            "SELECT enabled FROM webhook_endpoints WHERE id = $1 AND account_id = $2 FOR SHARE",
+            &[&endpoint_id, &account],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("webhook endpoint"))?
+        .try_get(0)?;
+    if !enabled {
+        return Err(StoreError::Conflict(
+            "the endpoint is disabled: enable it to send a test event".into(),
+        ));
+    }
+    let payload = json!({"data": {
+        "type": "webhook-endpoints",
+        "id": endpoint_id.to_string(),
+        "attributes": {"test": true, "message": "A test event sent from Keyward."},
+    }});
+    let row = wtx
+        .tx()
+        .query_one(
+            &format!(
+                "INSERT INTO webhook_events AS e (id, account_id, endpoint_id, event, payload)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+            ),
+            &[
+                &Uuid::new_v4(),
+                &account,
+                &endpoint_id,
+                &TEST_EVENT,
+                &payload,
+            ],
+        )
+        .await?;
+    let e = from_row(&row)?;
+    wtx.audit(
+        "webhook_endpoint.test",
+        "webhook_endpoint",
+        Some(endpoint_id.to_string()),
+        json!({"event_id": e.id}),
     );
     wtx.wake_webhooks();
     Ok(e)

@@ -196,7 +196,7 @@ async fn replayed(state: &State, license: &License, nonce: &str) -> Result<bool,
 }
 
 /// The validation, for the usage statistics (success, blocked by a limit, any other refusal),
-/// the validation counters and the verdict metrics.
+/// the validation counters (per license and per app and minute) and the verdict metrics.
 fn count(
     state: &State,
     license: &License,
@@ -213,6 +213,9 @@ fn count(
         Err(_) => return,
     };
     state.metrics.verdict(code);
+    state
+        .validation_counts
+        .record(license.account_id, license.app_id, at, code.as_str());
     state.usage.record(license.id, at);
     state.license_stats.record(UseEvent {
         license_id: license.id,

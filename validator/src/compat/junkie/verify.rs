@@ -194,6 +194,7 @@ async fn verify(
     }
     let (v, license) = run_rules(state, &app, key, facts, now).await?;
     state.metrics.verdict(v.code);
+    state.validation_counts.verdict(&app.app, v.code, now);
     if let Some(l) = &license {
         state.usage.record(l.id, now);
     }

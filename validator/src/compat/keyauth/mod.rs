@@ -25,6 +25,7 @@ use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 use keyward_shared::model::App;
 use keyward_shared::store::sessions::Session;
+use keyward_shared::verdict::Code;
 use uuid::Uuid;
 
 pub use password::Passwords;
@@ -349,8 +350,8 @@ fn is_known(kind: &str) -> bool {
 async fn dispatch(ctx: &Ctx<'_>, kind: &str, s: &Arc<Session>) -> Answer {
     match kind {
         "register" => account::register(ctx, s).await,
-        "login" => account::login(ctx, s).await,
-        "license" => account::license(ctx, s).await,
+        "login" => counted(ctx, account::login(ctx, s).await),
+        "license" => counted(ctx, account::license(ctx, s).await),
         "upgrade" => account::upgrade(ctx).await,
         "check" => session_ops::check(ctx, s).await,
         "var" => data::var(ctx, s).await,
@@ -369,6 +370,45 @@ async fn dispatch(ctx: &Ctx<'_>, kind: &str, s: &Arc<Session>) -> Answer {
             "The value inputted for type paramater was not found",
         )),
     }
+}
+
+/// A `login` or `license` answer, counted per app and minute as the verdict code it amounts to
+/// (a failure of the service, or one with no such code, is not counted).
+fn counted(ctx: &Ctx<'_>, answer: Answer) -> Answer {
+    if let Ok(reply) = &answer {
+        let code = match reply.failure() {
+            None if reply.is_success() => Some(Code::Valid),
+            None => None,
+            Some(failure) => verdict_code(failure),
+        };
+        if let Some(code) = code {
+            ctx.state
+                .validation_counts
+                .verdict(ctx.app(), code, Utc::now());
+        }
+    }
+    answer
+}
+
+/// The verdict code a `login`/`license` refusal amounts to.
+fn verdict_code(failure: i64) -> Option<Code> {
+    const CODES: &[(Why, Code)] = &[
+        (Why::UserNotFound, Code::NotFound),
+        (Why::KeyNotFound, Code::NotFound),
+        (Why::UserBanned, Code::Banned),
+        (Why::KeyBanned, Code::Banned),
+        (Why::HwidMismatch, Code::HwidMismatch),
+        (Why::HwidRule, Code::HwidRequired),
+        (Why::Blacklisted, Code::Blacklisted),
+        (Why::NoActiveSubscription, Code::Expired),
+        (Why::KeyExpired, Code::Expired),
+        (Why::KeyUsed, Code::AlreadyUsed),
+        (Why::AppPaused, Code::AppPaused),
+    ];
+    CODES
+        .iter()
+        .find(|(why, _)| why.code() == failure)
+        .map(|&(_, code)| code)
 }
 
 async fn find_app(state: &State, owner: &str, name: &str) -> Result<Option<AppView>, Fault> {

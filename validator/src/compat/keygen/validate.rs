@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{auth, writes, Answer, Caller, State};
 use keyward_shared::keygen_doc::KgError;
-use keyward_shared::verdict::keygen::FirstUse;
+use keyward_shared::verdict::keygen::{FirstUse, KeygenCode};
 
 /// `POST licenses/actions/validate-key {meta:{key, nonce?, scope?}}`.
 pub async fn by_key(state: &State, caller: &Caller, body: &Value) -> Result<Answer, KgError> {
@@ -105,9 +105,13 @@ async fn answer(
     let doc = validation::document(license.as_deref(), &caller.links(account), req, now);
     if let Some(d) = &license {
         state.usage.record(d.license.id, now);
+        let valid = doc["meta"]["valid"].as_bool().unwrap_or(false);
+        let outcome = outcome(valid, doc["meta"]["code"].as_str());
+        state
+            .validation_counts
+            .record(d.license.account_id, d.license.app_id, now, outcome);
         // Not while the store is away: learning who listens would wait on it per account.
         if state.health.is_connected() {
-            let valid = doc["meta"]["valid"].as_bool().unwrap_or(false);
             state
                 .validation_events
                 .record(
@@ -121,4 +125,18 @@ async fn answer(
         }
     }
     Answer::document(StatusCode::OK, &doc, license.map(|d| d.license.app_id))
+}
+
+/// What a Keygen validation counts as per minute: `VALID` when it lets the client in (even
+/// with a code such as `EXPIRED` under an allowing expiry strategy), else Keygen's own code.
+fn outcome(valid: bool, code: Option<&str>) -> &'static str {
+    if valid {
+        return KeygenCode::Valid.as_str();
+    }
+    KeygenCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .find(|c| Some(*c) == code)
+        // The document's code is always one of them.
+        .unwrap_or(KeygenCode::NotFound.as_str())
 }

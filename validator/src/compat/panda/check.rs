@@ -141,6 +141,7 @@ pub async fn check(state: &State, ip: IpAddr, req: &Request<'_>) -> Result<Outco
     }
     let (verdict, license) = run_rules(state, &app, key, facts, now).await?;
     state.metrics.verdict(verdict.code);
+    state.validation_counts.verdict(&app.app, verdict.code, now);
     if let Some(l) = &license {
         state.usage.record(l.id, now);
     }
