@@ -8,7 +8,7 @@
 //! room, so only a flood of apps or a long database outage reaches it. A failed write keeps its
 //! counts for the next flush (counted in `validation_counts_write_failures`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +34,9 @@ const CHUNK: usize = 1_000;
 type Key = (Uuid, i64, &'static str);
 /// The app's account, and the validations counted.
 type Value = (Uuid, i64);
-type Pending = DashMap<Key, Value>;
+/// Counted under the shard's read lock: validations of one app (the common case) share a bucket
+/// and must not queue for its write lock.
+type Pending = DashMap<Key, (Uuid, AtomicI64)>;
 
 pub struct ValidationCounts {
     /// Shared with the blocking thread that drains it.
@@ -76,15 +78,21 @@ impl ValidationCounts {
     }
 
     fn add(&self, key: Key, account: Uuid, n: i64) {
+        if let Some(bucket) = self.pending.get(&key) {
+            bucket.1.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
         match self.pending.entry(key) {
-            Entry::Occupied(mut e) => e.get_mut().1 += n,
+            Entry::Occupied(e) => {
+                e.get().1.fetch_add(n, Ordering::Relaxed);
+            }
             Entry::Vacant(e) => {
                 if self.entries.fetch_add(1, Ordering::AcqRel) >= self.limit {
                     self.entries.fetch_sub(1, Ordering::AcqRel);
                     self.metrics.validation_counts_dropped.inc_by(n as u64);
                     return;
                 }
-                e.insert((account, n));
+                e.insert((account, AtomicI64::new(n)));
                 self.metrics.validation_counts_backlog.inc();
             }
         }
@@ -164,9 +172,11 @@ async fn write(pool: &Pool, chunk: &[(Key, Value)]) -> Result<u64, StoreError> {
 /// Everything pending, in key order (see [`ValidationCounts::flush`]).
 fn drain_sorted(pending: &Pending, entries: &AtomicUsize) -> Vec<(Key, Value)> {
     let keys: Vec<Key> = pending.iter().map(|e| *e.key()).collect();
+    // The removal waits for counts under way on the bucket; later ones start a new one.
     let mut batch: Vec<(Key, Value)> = keys
         .into_iter()
         .filter_map(|k| pending.remove(&k))
+        .map(|(k, (account, n))| (k, (account, n.into_inner())))
         .collect();
     entries.fetch_sub(batch.len(), Ordering::AcqRel);
     if !batch.is_empty() {
