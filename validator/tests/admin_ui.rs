@@ -224,6 +224,7 @@ async fn an_admin_runs_the_licensing_workflow_in_a_real_browser() {
         "reset HWIDs",
         "add blacklist CIDR",
         "audit entries",
+        "hostile text rendered as text",
         "accessibility",
         "keyboard",
         "phone width",

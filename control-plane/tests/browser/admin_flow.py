@@ -54,7 +54,9 @@ def watch(page, label):
     """Fails the run on any console error, CSP or Trusted Types refusal, or uncaught error."""
 
     def on_console(msg):
-        if msg.type == "error" or "Refused to" in msg.text:
+        # Chromium words CSP refusals "Refused to …" or "… violates the following Content
+        # Security Policy directive …", as errors; whatever the type, they fail the run.
+        if msg.type == "error" or "Refused to" in msg.text or "Content Security Policy" in msg.text or "Trusted Type" in msg.text:
             problems.append(f"{label}: console.{msg.type}: {msg.text} ({msg.location.get('url', '')})")
 
     page.on("console", on_console)
@@ -221,6 +223,18 @@ def main():
         page.get_by_label("Action").press("Enter")
         expect(page.locator("table.data tbody tr").first).to_be_visible()
         shot(page, "audit")
+
+        # Hostile text from the API is shown as text: no element, no handler, no script runs.
+        hostile = '<img src=x onerror="window.__xss=1">'
+        status, made = call("POST", BASE + "/v1/apps", {"name": hostile}, token=token)
+        if status != 201:
+            fail(f"creating the hostile app: {status} {made}")
+        go(page, "/apps")
+        expect(page.get_by_text(hostile).first).to_be_visible()
+        if page.evaluate("window.__xss !== undefined || !!document.querySelector('img[src=x]')"):
+            fail("an app name was rendered as HTML")
+        call("DELETE", BASE + f"/v1/apps/{made['id']}", token=token)
+        step("hostile text rendered as text")
 
         # The main pages, as the README shows them.
         for route, name in [
