@@ -4,6 +4,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod healthcheck;
+
 /// Keyward control-plane: the admin REST API, migrations and tenant set-up.
 #[derive(Parser)]
 #[command(version, about)]
@@ -42,6 +44,19 @@ enum Command {
         control_plane_url: String,
         #[arg(long, default_value = "http://127.0.0.1:8081")]
         validator_url: String,
+    },
+    /// GET a readiness URL (plain HTTP) and exit non-zero unless it answers 2xx: the container
+    /// image's HEALTHCHECK, for the control-plane and the validator alike (the image has no curl).
+    Healthcheck {
+        #[arg(
+            long,
+            env = "KEYWARD_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:8080/readyz"
+        )]
+        url: String,
+        /// Deadline of the connection and of each read and write.
+        #[arg(long, default_value_t = 3_000)]
+        timeout_ms: u64,
     },
 }
 
@@ -148,6 +163,12 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let demo = keyward_control_plane::demo::create(&database_url).await?;
             print!("{}", demo.render(&control_plane_url, &validator_url));
+        }
+        Command::Healthcheck { url, timeout_ms } => {
+            let timeout = std::time::Duration::from_millis(timeout_ms);
+            let status =
+                tokio::task::spawn_blocking(move || healthcheck::check(&url, timeout)).await??;
+            println!("ready ({status})");
         }
     }
     Ok(())

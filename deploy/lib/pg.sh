@@ -68,6 +68,13 @@ pg_start() {
       --no-locale $( [ "$mode" = test ] && echo --no-sync ) >"$datadir/initdb.log" 2>&1 || {
         cat "$datadir/initdb.log" >&2; return 1; }
   fi
+  pg_ctl_start "$datadir" "$port" "$mode"
+}
+
+# Starts an existing cluster (a primary or a replica) with the options of its MODE.
+pg_ctl_start() {
+  local datadir=$1 port=$2 mode=$3 bin
+  bin=$(pg_bin_dir)
   local opts="-c listen_addresses=127.0.0.1 -p $port -k $datadir/socket -c max_connections=400"
   if [ "$mode" = test ]; then
     opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB"
@@ -81,6 +88,25 @@ pg_start() {
     tail -n 30 "$datadir/postgres.log" >&2
     return 1
   }
+}
+
+# pg_start_replica DATADIR PORT PRIMARY_PORT [MODE]  (MODE defaults to test)
+# A streaming replica of the cluster on PRIMARY_PORT: a base backup (-R writes primary_conninfo
+# and standby.signal) started like pg_start's clusters; hot_standby is on by default. initdb's
+# trust auth and PG15's default pg_hba allow replication connections from 127.0.0.1.
+pg_start_replica() {
+  local datadir=$1 port=$2 primary=$3 mode=${4:-test} bin user
+  bin=$(pg_bin_dir)
+  user=$(pg_run_user)
+  if [ ! -f "$datadir/data/PG_VERSION" ]; then
+    mkdir -p "$datadir/socket"
+    chown -R "$user" "$datadir"
+    pg_as_user "$bin/pg_basebackup" -h 127.0.0.1 -p "$primary" -U keyward -D "$datadir/data" \
+      -R -X stream -c fast >"$datadir/basebackup.log" 2>&1 || {
+        cat "$datadir/basebackup.log" >&2; return 1; }
+    chmod 700 "$datadir/data"
+  fi
+  pg_ctl_start "$datadir" "$port" "$mode"
 }
 
 pg_stop() {

@@ -19,6 +19,8 @@ use crate::store::{accounts, apps, licenses};
 use crate::write::{Actor, WriteTx};
 
 pub const ENV: &str = "KEYWARD_TEST_DATABASE_URL";
+/// The streaming replica of the test cluster (see [`TestDb::replica_url`]).
+pub const REPLICA_ENV: &str = "KEYWARD_TEST_REPLICA_URL";
 const TEMPLATE_LOCK: i64 = 0x6b65_7977_6172_6402;
 
 /// A database of its own for one test.
@@ -135,6 +137,36 @@ impl TestDb {
         };
         let port = cfg.get_ports().first().copied().unwrap_or(5432);
         format!("{host}:{port}").parse().expect("ip address host")
+    }
+
+    /// The URL of this database on the streaming replica that `./deploy/test.sh` starts
+    /// (`KEYWARD_TEST_REPLICA_URL`), once the replica has replayed its creation. Panics (fails
+    /// the test) when no replica is configured.
+    pub async fn replica_url(&self) -> String {
+        let base = std::env::var(REPLICA_ENV).unwrap_or_else(|_| {
+            panic!("{REPLICA_ENV} is not set: run the tests with ./deploy/test.sh, which starts a streaming replica")
+        });
+        let cfg = db::pg_config(&base, "keyward-test").expect("replica URL");
+        let admin = db::connect(&cfg)
+            .await
+            .expect("connect to the test replica");
+        let name = self.name.clone();
+        eventually(
+            Duration::from_secs(30),
+            "the replica to replay the test database",
+            || {
+                let (admin, name) = (&admin, &name);
+                async move {
+                    let row = admin
+                        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[name])
+                        .await
+                        .expect("query the replica's pg_database");
+                    row.map(|_| ())
+                }
+            },
+        )
+        .await;
+        with_database(&base, &self.name)
     }
 
     /// The URL of this database reached through `proxy`.

@@ -12,6 +12,17 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
 
+    /// Streaming replicas of that database for cache-miss reads (comma-separated URLs; none:
+    /// every read on the primary). LISTEN and writes always use DATABASE_URL; a miss reads a
+    /// replica only once it has replayed every invalidation this validator applied.
+    #[arg(long, env = "KEYWARD_REPLICA_URL", value_delimiter = ',')]
+    pub replica_url: Vec<String>,
+
+    /// A replica that has not answered a replay-position poll for this long is skipped (misses
+    /// read the primary).
+    #[arg(long, env = "KEYWARD_REPLICA_MAX_LAG_MS", default_value_t = 1_000)]
+    pub replica_max_lag_ms: u64,
+
     /// Address to serve on.
     #[arg(
         long,
@@ -202,6 +213,8 @@ impl Config {
     pub fn new(database_url: impl Into<String>) -> Config {
         Config {
             database_url: database_url.into(),
+            replica_url: Vec::new(),
+            replica_max_lag_ms: 1_000,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: Default::default(),
             pool_size: 16,

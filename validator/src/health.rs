@@ -24,6 +24,9 @@ pub struct Health {
     outage_since_ms: AtomicU64,
     shutting_down: AtomicBool,
     grace: Duration,
+    /// Changes this validator wrote itself (see `replica::Reads`: reads go to the primary
+    /// until the primary's position after them is known).
+    local_writes: AtomicU64,
 }
 
 /// What a cached entry may be used for right now.
@@ -69,7 +72,17 @@ impl Health {
             outage_since_ms: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
             grace,
+            local_writes: AtomicU64::new(0),
         }
+    }
+
+    /// This validator committed a change and drops what it cached of it.
+    pub fn local_write(&self) {
+        self.local_writes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn local_writes(&self) -> u64 {
+        self.local_writes.load(Ordering::SeqCst)
     }
 
     fn now_ms(&self) -> u64 {

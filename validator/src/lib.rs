@@ -19,6 +19,7 @@ mod metrics;
 pub mod offline;
 mod pace;
 mod rate_limit;
+mod replica;
 mod routes;
 mod self_reset;
 mod server;
@@ -94,6 +95,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         tokio::spawn(maintain(state.clone(), shutdown_rx.clone())),
         tokio::spawn(write_usage(state.clone(), shutdown_rx.clone())),
         tokio::spawn(write_license_stats(state.clone(), shutdown_rx.clone())),
+        tokio::spawn(state.caches.reads.clone().poll(shutdown_rx.clone())),
     ];
     if let Some(tls) = &tls {
         let mut stop = shutdown_rx.clone();
@@ -142,7 +144,20 @@ impl State {
         let pool = keyward_shared::db::pool(pg, cfg.pool_size);
         let health = Arc::new(Health::new(cfg.outage_grace()));
         let metrics = Arc::new(Metrics::new());
-        let caches = Caches::new(&cfg, pool.clone(), health.clone(), metrics.clone());
+        let mut replicas = Vec::new();
+        for url in cfg.replica_url.iter().filter(|u| !u.trim().is_empty()) {
+            let rpg = query_pool_config(url.trim()).context("REPLICA_URL")?;
+            let name = format!("{:?}:{:?}", rpg.get_hosts(), rpg.get_ports());
+            replicas.push((name, keyward_shared::db::pool(rpg, cfg.pool_size)));
+        }
+        let reads = Arc::new(replica::Reads::new(
+            pool.clone(),
+            replicas,
+            Duration::from_millis(cfg.replica_max_lag_ms.max(1)),
+            health.clone(),
+            metrics.clone(),
+        ));
+        let caches = Caches::new(&cfg, pool.clone(), reads, health.clone(), metrics.clone());
         let outbound = outbound::Outbound::new(outbound::OutboundConfig {
             timeout: Duration::from_millis(cfg.webhook_timeout_ms),
             max_response_bytes: cfg.webhook_max_bytes,

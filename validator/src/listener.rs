@@ -70,8 +70,21 @@ async fn subscribe(
     Ok((client, rx))
 }
 
-async fn current_generation(client: &Client) -> Result<i64, ListenError> {
-    let row = with_timeout(client.query_one("SELECT generation FROM cache_epoch", &[])).await?;
+/// The cache generation, and the primary's WAL insert position read with it (at or past the
+/// commit of every change up to that generation: what a replica must have replayed).
+async fn current_generation(client: &Client) -> Result<(i64, i64), ListenError> {
+    let sql = format!(
+        "SELECT generation, {} FROM cache_epoch",
+        crate::replica::PRIMARY_LSN_SQL
+    );
+    let row = with_timeout(client.query_one(&sql, &[])).await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// Where the primary's WAL is now (after notifications were received, so past their commits).
+async fn primary_position(client: &Client) -> Result<i64, ListenError> {
+    let sql = format!("SELECT {}", crate::replica::PRIMARY_LSN_SQL);
+    let row = with_timeout(client.query_one(&sql, &[])).await?;
     Ok(row.try_get(0)?)
 }
 
@@ -106,7 +119,11 @@ pub async fn run(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
             }
         };
         let mut seen = match current_generation(&client).await {
-            Ok(g) => g,
+            Ok((g, lsn)) => {
+                // Before the flush: a miss after it must see everything the flush stands for.
+                state.caches.reads.require(lsn);
+                g
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "invalidation listener cannot read the cache generation");
                 continue;
@@ -135,26 +152,49 @@ pub async fn run(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
             tokio::time::interval(Duration::from_millis(state.cfg.epoch_check_ms.max(10)));
         epoch_check.tick().await;
         // A generation seen in the database, not yet seen in a notification.
-        let mut awaited: Option<i64> = None;
+        // (with the primary's position read with it).
+        let mut awaited: Option<(i64, i64)> = None;
+        let reads = state.caches.reads.clone();
         loop {
             tokio::select! {
                 n = notifications.recv() => match n {
+                    Some(payload) if reads.enabled() => {
+                        // With replicas: one position for every notification already here,
+                        // required before any of them is applied.
+                        let mut batch = vec![payload];
+                        while let Ok(p) = notifications.try_recv() {
+                            batch.push(p);
+                        }
+                        let position = primary_position(&client).await;
+                        match &position {
+                            Ok(lsn) => reads.require(*lsn),
+                            Err(_) => reads.forget_position(),
+                        }
+                        for payload in &batch {
+                            seen = seen.max(apply(&state, payload).await);
+                        }
+                        if let Err(e) = position {
+                            tracing::warn!(error = %e, "cannot read the primary's position; reconnecting the listener");
+                            break;
+                        }
+                    }
                     Some(payload) => seen = seen.max(apply(&state, &payload).await),
                     None => break,
                 },
                 _ = epoch_check.tick() => match current_generation(&client).await {
-                    Ok(g) => {
+                    Ok((g, lsn)) => {
                         // Notifications arrive in commit order, so anything at or below a
                         // generation read one tick ago must have arrived by now.
-                        if let Some(a) = awaited {
+                        if let Some((a, a_lsn)) = awaited {
                             if seen < a {
                                 tracing::warn!(seen, expected = a, "lost invalidation detected; flushing caches");
+                                reads.require(a_lsn);
                                 state.caches.flush_all();
                                 state.metrics.cache_flushes.inc();
                                 seen = a;
                             }
                         }
-                        awaited = (g > seen).then_some(g);
+                        awaited = (g > seen).then_some((g, lsn));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "epoch check failed; reconnecting the listener");

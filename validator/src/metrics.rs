@@ -36,6 +36,10 @@ pub struct Metrics {
     pub validation_counts_dropped: Counter,
     pub validation_counts_write_failures: Counter,
     pub validation_counts_backlog: Gauge,
+    miss_reads: Family<Labels, Counter>,
+    replica_fallbacks: Family<Labels, Counter>,
+    /// How long the most lagging replica has been behind the invalidations applied (ms).
+    pub replica_lag_ms: Gauge,
 }
 
 impl Metrics {
@@ -188,7 +192,28 @@ impl Metrics {
             "Per-minute validation buckets (app, minute, outcome) not yet written",
             validation_counts_backlog.clone(),
         );
+        let miss_reads = Family::<Labels, Counter>::default();
+        registry.register(
+            "miss_reads",
+            "Cache-miss reads by where they ran (replica or primary), with --replica-url",
+            miss_reads.clone(),
+        );
+        let replica_fallbacks = Family::<Labels, Counter>::default();
+        registry.register(
+            "replica_fallbacks",
+            "Misses read from the primary instead of a replica, by reason (behind, down, error)",
+            replica_fallbacks.clone(),
+        );
+        let replica_lag_ms = Gauge::default();
+        registry.register(
+            "replica_lag_ms",
+            "How long the most lagging replica has been behind the applied invalidations",
+            replica_lag_ms.clone(),
+        );
         Metrics {
+            miss_reads,
+            replica_fallbacks,
+            replica_lag_ms,
             validation_counts_dropped,
             validation_counts_write_failures,
             validation_counts_backlog,
@@ -239,6 +264,18 @@ impl Metrics {
     pub fn invalidation(&self, kind: &'static str) {
         self.invalidations
             .get_or_create(&vec![("kind", kind)])
+            .inc();
+    }
+
+    pub fn miss_read(&self, source: &'static str) {
+        self.miss_reads
+            .get_or_create(&vec![("source", source)])
+            .inc();
+    }
+
+    pub fn replica_fallback(&self, reason: &'static str) {
+        self.replica_fallbacks
+            .get_or_create(&vec![("reason", reason)])
             .inc();
     }
 

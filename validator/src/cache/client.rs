@@ -51,9 +51,9 @@ impl ClientCaches {
 
     pub async fn apply(&self, inv: &Invalidation) {
         match inv {
-            Invalidation::Session { app, id } => self.sessions.forget(&InApp(*app, id)),
-            Invalidation::User { app, username } => self.users.forget(&InApp(*app, username)),
-            Invalidation::Vars { app } => self.vars.forget(app),
+            Invalidation::Session { app, id } => self.sessions.invalidate(&InApp(*app, id)),
+            Invalidation::User { app, username } => self.users.invalidate(&InApp(*app, username)),
+            Invalidation::Vars { app } => self.vars.invalidate(app),
             Invalidation::App { app } => {
                 let app = *app;
                 // A renamed or new app may have been cached negatively under its name.
@@ -61,7 +61,7 @@ impl ClientCaches {
                     .forget_if(|_, id| id.is_none_or(|id| *id == app));
                 self.sessions.forget_if(|k, _| k.0 == app);
                 self.users.forget_if(|k, _| k.0 == app);
-                self.vars.forget(&app);
+                self.vars.invalidate(&app);
                 self.stats.invalidate(&app).await;
                 self.online.invalidate(&app).await;
             }

@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
 use keyward_shared::invalidation::Invalidation;
 use keyward_shared::store::license_details::{self, LicenseDetail};
 use uuid::Uuid;
@@ -14,6 +13,7 @@ use uuid::Uuid;
 use super::{CacheError, Guarded};
 use crate::config::Config;
 use crate::health::Health;
+use crate::replica::Reads;
 
 pub struct LicenseDetails {
     by_key: Guarded<String, Vec<Arc<LicenseDetail>>>,
@@ -22,16 +22,16 @@ pub struct LicenseDetails {
     /// License id → its key (the clients' `licenses/{id}/…` calls); checked against the entry
     /// found under that key, so a key changed since is read again.
     keys: Guarded<Uuid, String>,
-    pool: Pool,
+    reads: Arc<Reads>,
 }
 
 impl LicenseDetails {
-    pub fn new(cfg: &Config, pool: Pool, health: Arc<Health>) -> LicenseDetails {
+    pub fn new(cfg: &Config, reads: Arc<Reads>, health: Arc<Health>) -> LicenseDetails {
         LicenseDetails {
             by_key: Guarded::new(cfg, cfg.keygen_cache_capacity, health.clone()),
             accounts: Guarded::new(cfg, 10_000, health.clone()),
             keys: Guarded::new(cfg, cfg.keygen_cache_capacity, health),
-            pool,
+            reads,
         }
     }
 
@@ -40,8 +40,10 @@ impl LicenseDetails {
         let found = self
             .by_key
             .get_or_load(key, || async {
-                let client = keyward_shared::db::checkout(&self.pool).await?;
-                let found = license_details::by_key(&**client, None, key).await?;
+                let found = self
+                    .reads
+                    .read(|c| async move { license_details::by_key(&**c, None, key).await })
+                    .await?;
                 Ok(Some(found.into_iter().map(Arc::new).collect()))
             })
             .await?;
@@ -53,9 +55,9 @@ impl LicenseDetails {
         for _ in 0..2 {
             let key = self
                 .keys
-                .get_or_load(&id, || async {
-                    let client = keyward_shared::db::checkout(&self.pool).await?;
-                    license_details::key_of(&**client, id).await
+                .get_or_load(&id, || {
+                    self.reads
+                        .read(|c| async move { license_details::key_of(&**c, id).await })
                 })
                 .await?;
             let Some(key) = key else { return Ok(None) };
@@ -73,22 +75,23 @@ impl LicenseDetails {
     pub async fn account(&self, reference: &str) -> Result<Option<Uuid>, CacheError> {
         let found = self
             .accounts
-            .get_or_load(reference, || async {
-                let client = keyward_shared::db::checkout(&self.pool).await?;
-                keyward_shared::store::accounts::resolve(&**client, reference).await
+            .get_or_load(reference, || {
+                self.reads.read(|c| async move {
+                    keyward_shared::store::accounts::resolve(&**c, reference).await
+                })
             })
             .await?;
         Ok(found.map(|id| *id))
     }
 
-    /// Drops what this validator itself changed, so its next read sees the new row.
-    pub fn forget(&self, key: &str) {
-        self.by_key.forget(key);
+    /// Drops a key's entry (the caller accounts for who changed it).
+    pub fn invalidate(&self, key: &str) {
+        self.by_key.invalidate(key);
     }
 
     pub fn apply(&self, inv: &Invalidation) {
         match inv {
-            Invalidation::License { key, .. } => self.by_key.forget(key.as_str()),
+            Invalidation::License { key, .. } => self.by_key.invalidate(key.as_str()),
             Invalidation::App { app } | Invalidation::Policy { app } => {
                 let app = *app;
                 self.by_key.forget_if(|_, found| {

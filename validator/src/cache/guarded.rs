@@ -156,7 +156,15 @@ where
         Ok(value)
     }
 
+    /// Drops what this validator itself just changed: also sends its next reads to the primary
+    /// until a replica is known to have the change (see `replica::Reads`).
     pub fn forget<Q: Lookup<K> + ?Sized>(&self, key: &Q) {
+        self.health.local_write();
+        self.invalidate(key);
+    }
+
+    /// Drops an entry someone else changed (the listener's invalidations).
+    pub fn invalidate<Q: Lookup<K> + ?Sized>(&self, key: &Q) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.cache.remove(key);
     }

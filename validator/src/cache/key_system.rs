@@ -9,7 +9,6 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
 use keyward_shared::invalidation::Invalidation;
 use keyward_shared::store::api_keys::{self, ServiceKey};
 use keyward_shared::store::keyless::{self, KeylessEntry};
@@ -22,6 +21,7 @@ use super::guarded::Lookup;
 use super::{CacheError, Guarded, InApp};
 use crate::config::Config;
 use crate::health::Health;
+use crate::replica::Reads;
 
 /// How long a provider's link is trusted (providers' writes send no invalidation).
 pub const LINK_TTL: Duration = Duration::from_secs(10);
@@ -62,7 +62,7 @@ pub struct KeySystemCaches {
     service_keys: Guarded<[u8; 32], ServiceKey>,
     /// (account number, provider number or name) → its get-key link.
     links: moka::future::Cache<(i64, String), Option<Arc<str>>>,
-    pool: Pool,
+    reads: Arc<Reads>,
 }
 
 fn load_err(e: StoreError) -> CacheError {
@@ -70,7 +70,7 @@ fn load_err(e: StoreError) -> CacheError {
 }
 
 impl KeySystemCaches {
-    pub fn new(cfg: &Config, pool: Pool, health: Arc<Health>) -> KeySystemCaches {
+    pub fn new(cfg: &Config, reads: Arc<Reads>, health: Arc<Health>) -> KeySystemCaches {
         let apps = cfg.app_cache_capacity;
         KeySystemCaches {
             services: Guarded::new(cfg, apps, health.clone()),
@@ -82,7 +82,7 @@ impl KeySystemCaches {
                 .max_capacity(apps)
                 .time_to_live(LINK_TTL)
                 .build(),
-            pool,
+            reads,
         }
     }
 
@@ -90,9 +90,9 @@ impl KeySystemCaches {
     pub async fn service(&self, service: &str) -> Result<Option<Uuid>, CacheError> {
         let found = self
             .services
-            .get_or_load(service, || async {
-                let client = keyward_shared::db::checkout(&self.pool).await?;
-                apps::id_by_service(&**client, service).await
+            .get_or_load(service, || {
+                self.reads
+                    .read(|c| async move { apps::id_by_service(&**c, service).await })
             })
             .await?;
         Ok(found.map(|id| *id))
@@ -102,9 +102,9 @@ impl KeySystemCaches {
     pub async fn account(&self, num_id: i64) -> Result<Option<Uuid>, CacheError> {
         let found = self
             .accounts
-            .get_or_load(&num_id, || async {
-                let client = keyward_shared::db::checkout(&self.pool).await?;
-                accounts::id_by_num(&**client, num_id).await
+            .get_or_load(&num_id, || {
+                self.reads
+                    .read(|c| async move { accounts::id_by_num(&**c, num_id).await })
             })
             .await?;
         Ok(found.map(|id| *id))
@@ -118,9 +118,10 @@ impl KeySystemCaches {
     ) -> Result<Option<Uuid>, CacheError> {
         let found = self
             .account_services
-            .get_or_load(&Numbered(account_num_id, service), || async {
-                let client = keyward_shared::db::checkout(&self.pool).await?;
-                apps::id_by_account_service(&**client, account_num_id, service).await
+            .get_or_load(&Numbered(account_num_id, service), || {
+                self.reads.read(|c| async move {
+                    apps::id_by_account_service(&**c, account_num_id, service).await
+                })
             })
             .await?;
         Ok(found.map(|id| *id))
@@ -133,9 +134,9 @@ impl KeySystemCaches {
         hwid: &str,
     ) -> Result<Option<Arc<KeylessEntry>>, CacheError> {
         self.keyless
-            .get_or_load(&InApp(app, hwid), || async {
-                let client = keyward_shared::db::checkout(&self.pool).await?;
-                keyless::find(&**client, app, hwid).await
+            .get_or_load(&InApp(app, hwid), || {
+                self.reads
+                    .read(|c| async move { keyless::find(&**c, app, hwid).await })
             })
             .await
     }
@@ -145,15 +146,19 @@ impl KeySystemCaches {
         self.keyless.forget(&InApp(app, hwid));
     }
 
+    fn invalidate_keyless(&self, app: Uuid, hwid: &str) {
+        self.keyless.invalidate(&InApp(app, hwid));
+    }
+
     /// What a presented Panda `apiKey` opens (a revoked or unknown key: nothing).
     pub async fn service_key(&self, plaintext: &str) -> Result<Option<ServiceKey>, CacheError> {
         let mut hash = [0u8; 32];
         hash.copy_from_slice(&keyward_shared::secrets::sha256(plaintext));
         let found = self
             .service_keys
-            .get_or_load(&hash, || async {
-                let client = keyward_shared::db::checkout(&self.pool).await?;
-                api_keys::find_service_key(&**client, plaintext).await
+            .get_or_load(&hash, || {
+                self.reads
+                    .read(|c| async move { api_keys::find_service_key(&**c, plaintext).await })
             })
             .await?;
         Ok(found.map(|k| *k))
@@ -169,10 +174,9 @@ impl KeySystemCaches {
         if let Some(found) = self.links.get(&key).await {
             return Ok(found);
         }
-        let client = keyward_shared::db::checkout(&self.pool)
-            .await
-            .map_err(load_err)?;
-        let link = key_providers::link_for(&**client, account_num_id, provider)
+        let link = self
+            .reads
+            .read(|c| async move { key_providers::link_for(&**c, account_num_id, provider).await })
             .await
             .map_err(load_err)?
             .map(Arc::from);
@@ -196,7 +200,7 @@ impl KeySystemCaches {
                 self.service_keys
                     .forget_if(|_, key| key.is_none_or(|k| k.app_id == app));
             }
-            Invalidation::Keyless { app, hwid } => self.forget_keyless(*app, hwid),
+            Invalidation::Keyless { app, hwid } => self.invalidate_keyless(*app, hwid),
             Invalidation::All => self.clear(),
             Invalidation::License { .. }
             | Invalidation::Policy { .. }

@@ -9,14 +9,14 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
 use keyward_shared::license_facts::LicenseFacts;
-use keyward_shared::{db, store, StoreError};
+use keyward_shared::{store, StoreError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
 use super::CacheError;
 use crate::metrics::Metrics;
+use crate::replica::Reads;
 
 /// The most keys one statement looks up (a row is ≈ 150 bytes on the wire).
 pub const MAX_BATCH: usize = 256;
@@ -38,10 +38,10 @@ pub struct Loader {
 
 impl Loader {
     /// Starts the dispatcher on the current runtime; it ends when the loader is dropped.
-    pub fn new(pool: Pool, in_flight: usize, metrics: Arc<Metrics>) -> Loader {
+    pub fn new(reads: Arc<Reads>, in_flight: usize, metrics: Arc<Metrics>) -> Loader {
         let (queue, rx) = mpsc::channel(QUEUE);
         let slots = Arc::new(Semaphore::new(in_flight.max(1)));
-        tokio::spawn(dispatch(rx, pool, slots, metrics));
+        tokio::spawn(dispatch(rx, reads, slots, metrics));
         Loader { queue }
     }
 
@@ -69,7 +69,7 @@ impl Loader {
 
 async fn dispatch(
     mut rx: mpsc::Receiver<Lookup>,
-    pool: Pool,
+    reads: Arc<Reads>,
     slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 ) {
@@ -88,9 +88,9 @@ async fn dispatch(
             continue;
         }
         metrics.license_lookups.inc();
-        let pool = pool.clone();
+        let reads = reads.clone();
         tokio::spawn(async move {
-            let found = lookup(&pool, &batch_keys(&batch)).await;
+            let found = lookup(&reads, &batch_keys(&batch)).await;
             answer(batch, found);
             drop(slot);
         });
@@ -102,11 +102,12 @@ fn batch_keys(batch: &[Lookup]) -> Vec<(Uuid, &str)> {
 }
 
 async fn lookup(
-    pool: &Pool,
+    reads: &Reads,
     keys: &[(Uuid, &str)],
 ) -> Result<Vec<Option<LicenseFacts>>, StoreError> {
-    let client = db::checkout(pool).await?;
-    store::licenses::facts_by_keys(&*client, keys).await
+    reads
+        .read(|c| async move { store::licenses::facts_by_keys(&*c, keys).await })
+        .await
 }
 
 fn answer(batch: Vec<Lookup>, found: Result<Vec<Option<LicenseFacts>>, StoreError>) {
@@ -133,6 +134,17 @@ mod tests {
     use keyward_shared::testing::{eventually, generate, tenant, TestDb};
 
     use super::*;
+    use keyward_shared::db;
+
+    fn primary_only(pool: deadpool_postgres::Pool) -> Arc<Reads> {
+        Arc::new(Reads::new(
+            pool,
+            Vec::new(),
+            Duration::from_secs(1),
+            Arc::new(crate::health::Health::new(Duration::from_secs(1))),
+            Arc::new(Metrics::new()),
+        ))
+    }
 
     #[tokio::test]
     async fn misses_waiting_for_a_busy_lookup_go_together_in_the_next() {
@@ -146,7 +158,7 @@ mod tests {
         let made = generate(&mut c, &t, spec).await;
         let pool = db::pool(crate::query_pool_config(&db.url).unwrap(), 1);
         let metrics = Arc::new(Metrics::new());
-        let loader = Arc::new(Loader::new(pool.clone(), 1, metrics.clone()));
+        let loader = Arc::new(Loader::new(primary_only(pool.clone()), 1, metrics.clone()));
 
         // The only connection is taken, so the first lookup stalls at the pool, holding the
         // only slot, while the rest queue behind it.
@@ -211,7 +223,11 @@ mod tests {
             db::pg_config("postgres://keyward@127.0.0.1:1/none", "loader-test").unwrap(),
             1,
         );
-        let loader = Arc::new(Loader::new(nowhere, 1, Arc::new(Metrics::new())));
+        let loader = Arc::new(Loader::new(
+            primary_only(nowhere),
+            1,
+            Arc::new(Metrics::new()),
+        ));
         let answers = futures_util::future::join_all((0..5).map(|i| {
             let loader = loader.clone();
             async move { loader.load(Uuid::new_v4(), &format!("K-{i}")).await }

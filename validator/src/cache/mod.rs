@@ -38,6 +38,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::health::{Freshness, Health};
 use crate::metrics::Metrics;
+use crate::replica::Reads;
 
 /// Why a lookup could not be answered.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -121,16 +122,24 @@ pub struct Caches {
     app_generation: AtomicU64,
     staleness: Staleness,
     pool: Pool,
+    /// Where misses read: the primary, or a replica that has replayed the applied invalidations.
+    pub reads: Arc<Reads>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
 }
 
 impl Caches {
-    pub fn new(cfg: &Config, pool: Pool, health: Arc<Health>, metrics: Arc<Metrics>) -> Caches {
+    pub fn new(
+        cfg: &Config,
+        pool: Pool,
+        reads: Arc<Reads>,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+    ) -> Caches {
         Caches {
             client: ClientCaches::new(cfg, health.clone()),
-            details: LicenseDetails::new(cfg, pool.clone(), health.clone()),
-            key_system: KeySystemCaches::new(cfg, pool.clone(), health.clone()),
+            details: LicenseDetails::new(cfg, reads.clone(), health.clone()),
+            key_system: KeySystemCaches::new(cfg, reads.clone(), health.clone()),
             apps: quick_cache::sync::Cache::new(
                 usize::try_from(cfg.app_cache_capacity)
                     .unwrap_or(usize::MAX)
@@ -141,13 +150,14 @@ impl Caches {
                 usize::try_from(cfg.license_cache_capacity).unwrap_or(usize::MAX),
             ),
             license_loader: loader::Loader::new(
-                pool.clone(),
+                reads.clone(),
                 cfg.miss_queries_in_flight,
                 metrics.clone(),
             ),
             app_generation: AtomicU64::new(0),
             staleness: Staleness::new(cfg),
             pool,
+            reads,
             health,
             metrics,
         }
@@ -216,10 +226,9 @@ impl Caches {
             Ok(entry) => entry,
             Err(guard) => {
                 self.metrics.cache_miss("app");
-                let client = keyward_shared::db::checkout(&self.pool)
-                    .await
-                    .map_err(|e| CacheError::from(&e))?;
-                let app = store::apps::find(&*client, id)
+                let app = self
+                    .reads
+                    .read(|c| async move { store::apps::find(&*c, id).await })
                     .await
                     .map_err(|e| CacheError::from(&e))?;
                 let entry = Cached {
@@ -239,10 +248,9 @@ impl Caches {
     async fn load_blacklist(&self, app: Uuid) -> Result<Arc<BlacklistView>, CacheError> {
         self.metrics.cache_miss("blacklist");
         let before = self.app_generation.load(Ordering::SeqCst);
-        let client = keyward_shared::db::checkout(&self.pool)
-            .await
-            .map_err(|e| CacheError::from(&e))?;
-        let entries = store::blacklist::for_app(&**client, app)
+        let entries = self
+            .reads
+            .read(|c| async move { store::blacklist::for_app(&**c, app).await })
             .await
             .map_err(|e| CacheError::from(&e))?;
         let view = Arc::new(BlacklistView::from_entries(&entries));
@@ -281,15 +289,20 @@ impl Caches {
     }
 
     /// Drops a license after this validator changed it, so the next request of any facade
-    /// reads the new row.
+    /// reads the new row (from the primary until a replica is known to have it).
     pub fn forget_license(&self, app: Uuid, key: &str) {
-        self.details.forget(key);
+        self.health.local_write();
+        self.drop_license(app, key);
+    }
+
+    fn drop_license(&self, app: Uuid, key: &str) {
+        self.details.invalidate(key);
         self.licenses.forget(&self.licenses.slot(app, key));
     }
 
     pub async fn apply(&self, inv: &Invalidation) {
         match inv {
-            Invalidation::License { app, key } => self.forget_license(*app, key),
+            Invalidation::License { app, key } => self.drop_license(*app, key),
             Invalidation::App { app } => {
                 self.app_generation.fetch_add(1, Ordering::SeqCst);
                 self.apps.remove(app);

@@ -65,15 +65,14 @@ pub async fn load_user(ctx: &Ctx<'_>, username: &str) -> Result<Option<Arc<AppUs
         return Ok(None);
     }
     let app = ctx.app().id;
-    let pool = &ctx.state.pool;
+    let reads = &ctx.state.caches.reads;
     Ok(ctx
         .state
         .caches
         .client
         .users
-        .get_or_load(&InApp(app, username), || async {
-            let c = keyward_shared::db::checkout(pool).await?;
-            users::find_by_name(&*c, app, username).await
+        .get_or_load(&InApp(app, username), || {
+            reads.read(|c| async move { users::find_by_name(&*c, app, username).await })
         })
         .await?)
 }

@@ -16,15 +16,14 @@ const MAX_LOG: usize = 275;
 
 pub async fn var(ctx: &Ctx<'_>, s: &Session) -> Answer {
     let app = ctx.app().id;
-    let pool = &ctx.state.pool;
+    let reads = &ctx.state.caches.reads;
     let vars = ctx
         .state
         .caches
         .client
         .vars
-        .get_or_load(&app, || async {
-            let c = keyward_shared::db::checkout(pool).await?;
-            variables::client_vars(&**c, app).await.map(Some)
+        .get_or_load(&app, || {
+            reads.read(|c| async move { variables::client_vars(&**c, app).await.map(Some) })
         })
         .await?;
     let found = ctx

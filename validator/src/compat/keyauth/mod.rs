@@ -412,14 +412,15 @@ fn verdict_code(failure: i64) -> Option<Code> {
 }
 
 async fn find_app(state: &State, owner: &str, name: &str) -> Result<Option<AppView>, Fault> {
-    let pool = &state.pool;
+    let reads = &state.caches.reads;
     let id = state
         .caches
         .client
         .app_ids
-        .get_or_load(&Named(owner, name), || async {
-            let c = keyward_shared::db::checkout(pool).await?;
-            keyward_shared::store::apps::find_by_owner_and_name(&*c, owner, name).await
+        .get_or_load(&Named(owner, name), || {
+            reads.read(|c| async move {
+                keyward_shared::store::apps::find_by_owner_and_name(&*c, owner, name).await
+            })
         })
         .await?;
     match id {
@@ -436,6 +437,8 @@ async fn session_of(ctx: &Ctx<'_>) -> Result<Option<Arc<Session>>, Fault> {
         return Ok(None);
     }
     let app = ctx.app().id;
+    // On the primary even with replicas: a session is written by `init` (here or on another
+    // validator) without an invalidation, and read moments later.
     let pool = &ctx.state.pool;
     let session = ctx
         .state
