@@ -29,6 +29,13 @@ runs_row() { [ ${#only[@]} -eq 0 ] || [[ ",${only[1]}," == *",$1,"* ]]; }
 out=BENCHMARKS.md
 if [ ${#only[@]} -gt 0 ]; then out=$(mktemp /tmp/keyward-bench-rows.XXXXXX.md); fi
 
+# The section deploy/fleet.sh --write keeps in BENCHMARKS.md, carried over the rewrite below.
+fleet_section=""
+if [ ${#only[@]} -eq 0 ] && [ -f BENCHMARKS.md ]; then
+  fleet_section=$(awk -v h='## Fleet on one machine (`deploy/fleet.sh N`)' \
+    '$0 == h { on = 1 } on && /^## / && $0 != h { on = 0 } on' BENCHMARKS.md)
+fi
+
 # wrk: the cross-check of every throughput row and of the generator's own ceiling.
 ensure_debian_tool wrk
 echo "keyward: building (release)"
@@ -124,4 +131,5 @@ PY
   ./deploy/bench-tls.sh 3 10 2>"$dir/bench-tls.log" || { cat "$dir/bench-tls.log" >&2; exit 1; }
 } >>BENCHMARKS.md
 cat deploy/bench-findings.md >> BENCHMARKS.md
+if [ -n "$fleet_section" ]; then printf '\n%s\n' "$fleet_section" >>BENCHMARKS.md; fi
 echo "keyward: wrote BENCHMARKS.md"

@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod compare;
 pub mod cpu;
 pub mod engine;
+pub mod fleet;
 pub mod http1;
 pub mod pacer;
 pub mod probe;

@@ -142,6 +142,46 @@ enum Cmd {
         #[arg(long)]
         criterion_dir: Option<PathBuf>,
     },
+    /// The measurements of `deploy/fleet.sh`: N validators behind a load balancer with a
+    /// streaming replica (throughput and p99 through the balancer, propagation to each
+    /// validator, one validator SIGKILLed and the replica stopped mid-load); writes a markdown
+    /// section of BENCHMARKS.md to --out.
+    Fleet {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        control_plane: String,
+        #[arg(long, default_value = "admin")]
+        username: String,
+        #[arg(long, env = "KEYWARD_ADMIN_PASSWORD")]
+        password: String,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// The load balancer's base URL.
+        #[arg(long)]
+        balancer: String,
+        /// What the balancer is, for the report.
+        #[arg(long, default_value = "a load balancer")]
+        balancer_name: String,
+        /// Validator base URLs behind it (repeatable).
+        #[arg(long = "validator", required = true)]
+        validators: Vec<String>,
+        /// Their process ids, same order (repeatable); the last one is SIGKILLed.
+        #[arg(long = "validator-pid", required = true)]
+        validator_pids: Vec<u32>,
+        /// Shell command that stops the validators' replica (run mid-load); without it, no
+        /// replica row.
+        #[arg(long)]
+        stop_replica: Option<String>,
+        #[arg(short = 'c', long, default_value_t = 32)]
+        connections: usize,
+        /// Short phases and fewer cold keys (a smoke run).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        out: PathBuf,
+        /// How the run was started (recorded in the report).
+        #[arg(long, default_value = "deploy/fleet.sh")]
+        command: String,
+    },
     /// Runs the scenario against A and B in turn (A, B, A, B, …) and prints the A/B throughput
     /// ratio of each pair, their median, and the generator's CPU and ceiling on B: a ratio whose
     /// B ran within 10 % of that ceiling is reported as generator-bound.
@@ -584,6 +624,38 @@ fn main() -> anyhow::Result<()> {
                 criterion_dir,
             };
             rt.block_on(keyward_loadtest::suite::run(&cfg))?;
+        }
+        Cmd::Fleet {
+            control_plane,
+            username,
+            password,
+            database_url,
+            balancer,
+            balancer_name,
+            validators,
+            validator_pids,
+            stop_replica,
+            connections,
+            quick,
+            out,
+            command,
+        } => {
+            let cfg = keyward_loadtest::fleet::FleetConfig {
+                control_plane,
+                username,
+                password,
+                database_url,
+                balancer,
+                balancer_name,
+                validators,
+                validator_pids,
+                stop_replica,
+                connections,
+                quick,
+                out,
+                command,
+            };
+            rt.block_on(keyward_loadtest::fleet::run(&cfg))?;
         }
         Cmd::Compare {
             a,

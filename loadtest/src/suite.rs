@@ -1725,7 +1725,7 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
