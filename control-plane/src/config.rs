@@ -9,6 +9,11 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
 
+    /// Streaming replicas for the native API's read-only GETs. Boxed: it would make `Config` a
+    /// large enum variant of the CLI's commands.
+    #[command(flatten)]
+    pub replicas: Box<ReplicaOptions>,
+
     /// Address to serve the REST API on.
     #[arg(long, env = "KEYWARD_CP_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -68,6 +73,30 @@ pub struct Config {
     /// it would make `Config` a large enum variant of the CLI's commands.
     #[command(flatten)]
     pub discord: Box<DiscordOptions>,
+}
+
+/// Read replicas (`--replica-url`), with the validator's names and semantics.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplicaOptions {
+    /// Streaming replicas of that database for the native API's read-only GETs (comma-separated
+    /// URLs; none: every read on the primary). Auth, writes, the compat facades, exports and the
+    /// workers always use DATABASE_URL; a read uses a replica only once it has replayed this
+    /// process's own writes.
+    #[arg(
+        long = "replica-url",
+        env = "KEYWARD_REPLICA_URL",
+        value_delimiter = ','
+    )]
+    pub url: Vec<String>,
+
+    /// A replica more stale than this (or that has not answered a poll for this long) is
+    /// skipped: reads use the primary.
+    #[arg(
+        long = "replica-max-lag-ms",
+        env = "KEYWARD_REPLICA_MAX_LAG_MS",
+        default_value_t = 1_000
+    )]
+    pub max_lag_ms: u64,
 }
 
 /// Discord OAuth2 login (`/v1/auth/discord`): the application's credentials and redirect URL
@@ -251,6 +280,10 @@ impl Config {
     pub fn new(database_url: impl Into<String>) -> Config {
         Config {
             database_url: database_url.into(),
+            replicas: Box::new(ReplicaOptions {
+                url: Vec::new(),
+                max_lag_ms: 1_000,
+            }),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: Default::default(),
             jwt_secret: None,

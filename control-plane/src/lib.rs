@@ -13,6 +13,7 @@ mod export;
 mod extract;
 mod input;
 mod metrics;
+mod replica;
 mod routes;
 pub mod ui;
 mod webhooks;
@@ -47,7 +48,9 @@ struct Inner {
     jwt: JwtKeys,
     login_limiter: DefaultKeyedRateLimiter<IpAddr>,
     clock: DefaultClock,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
+    /// Where read-only GETs read (`--replica-url`).
+    reads: Arc<replica::Reads>,
     /// The Ed25519 keys that sign Keygen answers and webhook deliveries.
     signers: keyward_shared::signers::Signers,
     /// Which webhook URLs tenants may register.
@@ -61,6 +64,17 @@ struct Inner {
 impl AppState {
     pub(crate) async fn client(&self) -> ApiResult<deadpool_postgres::Client> {
         Ok(db::checkout(&self.0.pool).await?)
+    }
+
+    /// A connection for a handler that only reads: a replica that has replayed this process's
+    /// writes and is within the lag bound, else the primary (see `replica`). Never for a
+    /// handler that writes, nor for auth: `client` is the primary.
+    pub(crate) async fn read_client(&self) -> ApiResult<deadpool_postgres::Client> {
+        Ok(self.0.reads.client().await?)
+    }
+
+    fn reads(&self) -> &replica::Reads {
+        &self.0.reads
     }
 
     pub(crate) fn pool(&self) -> &Pool {
@@ -152,6 +166,19 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             "primary Ed25519 signing key (KeyAuth 1.3 clients verify with this public key)");
     }
     let pool = db::pool(pg, cfg.pool_size);
+    let metrics = Arc::new(Metrics::new());
+    let mut replicas = Vec::new();
+    for url in cfg.replicas.url.iter().filter(|u| !u.trim().is_empty()) {
+        let rpg = db::pg_config(url.trim(), "keyward-control-plane").context("REPLICA_URL")?;
+        let name = format!("{:?}:{:?}", rpg.get_hosts(), rpg.get_ports());
+        replicas.push((name, db::pool(rpg, cfg.pool_size)));
+    }
+    let reads = Arc::new(replica::Reads::new(
+        pool.clone(),
+        replicas,
+        Duration::from_millis(cfg.replicas.max_lag_ms),
+        metrics.clone(),
+    ));
     let secret = match &cfg.jwt_secret {
         Some(s) if s.len() >= 32 => s.as_bytes().to_vec(),
         Some(_) => anyhow::bail!("KEYWARD_JWT_SECRET must be at least 32 bytes"),
@@ -173,7 +200,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         jwt: JwtKeys::new(&secret, Duration::from_secs(cfg.jwt_ttl_secs)),
         login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
         clock: DefaultClock::default(),
-        metrics: Metrics::new(),
+        metrics,
+        reads: reads.clone(),
         signers: keyward_shared::signers::Signers::default(),
         webhook_urls: store::webhook_endpoints::UrlPolicy {
             allow_http: cfg.webhooks.allow_http,
@@ -189,6 +217,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let server = tokio::spawn(serve(listener, tls.clone(), app, shutdown_rx.clone()));
+    tokio::spawn(reads.poll(shutdown_rx.clone()));
     if let Some(tls) = &tls {
         let mut stop = shutdown_rx;
         tokio::spawn(tls.clone().watch(cfg.tls.reload_check(), async move {

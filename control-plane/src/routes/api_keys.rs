@@ -44,7 +44,7 @@ pub async fn create(
 
 pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Items<ApiKey>>> {
     auth.require(SCOPE)?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(Items {
         items: api_keys::list(&**client, auth.account_id()).await?,
     }))

@@ -32,7 +32,7 @@ pub async fn create(
 
 pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Items<App>>> {
     auth.require("apps:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(Items {
         items: apps::list(&**client, auth.account_id()).await?,
     }))
@@ -44,7 +44,7 @@ pub async fn get(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<App>> {
     auth.require("apps:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(apps::get(&**client, auth.account_id(), id).await?))
 }
 

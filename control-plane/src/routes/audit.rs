@@ -21,7 +21,7 @@ pub async fn list(
     Query(filter): Query<AuditFilter>,
 ) -> ApiResult<Json<AuditPage>> {
     auth.require("audit:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     let items = audit::list(&**client, auth.account_id(), &filter).await?;
     let limit = keyward_shared::store::page_size(filter.limit, 50, 500) as usize;
     let next_before = (items.len() == limit)

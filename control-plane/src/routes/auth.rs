@@ -155,7 +155,7 @@ pub struct AccountView {
 }
 
 pub async fn account(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<AccountView>> {
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     let account = accounts::get(&**client, auth.account_id()).await?;
     let num_id = accounts::num_id(&**client, account.id).await?;
     let discord_id = accounts::discord_id(&**client, account.id).await?;

@@ -31,7 +31,7 @@ pub async fn list(
     Path(app_id): Path<Uuid>,
 ) -> ApiResult<Json<Items<BlacklistEntry>>> {
     auth.require("blacklist:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     // Another tenant's app is "not found", not an empty list.
     apps::get(&**client, auth.account_id(), app_id).await?;
     Ok(Json(Items {

@@ -37,7 +37,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Page<ClientLog>>> {
     auth.require(READ)?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     apps::get(&**client, auth.account_id(), app_id).await?;
     let page = client_logs::page(
         &**client,

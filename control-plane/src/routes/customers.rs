@@ -151,7 +151,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Page>> {
     auth.require(READ)?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     let page = account_users::page(
         &**client,
         auth.account_id(),
@@ -173,7 +173,7 @@ pub async fn get(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Customer>> {
     auth.require(READ)?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     let u = account_users::find(&**client, auth.account_id(), &id.to_string())
         .await
         .map_err(named)?;

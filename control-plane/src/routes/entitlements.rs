@@ -30,7 +30,7 @@ pub async fn list(
     auth: Auth,
 ) -> ApiResult<Json<Items<Entitlement>>> {
     auth.require("entitlements:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(Items {
         items: entitlements::list(&**client, auth.account_id()).await?,
     }))
@@ -42,7 +42,7 @@ pub async fn get(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Entitlement>> {
     auth.require("entitlements:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(
         entitlements::get(&**client, auth.account_id(), id).await?,
     ))
@@ -97,7 +97,7 @@ async fn attached(
     holder: Holder,
 ) -> ApiResult<Json<Items<Entitlement>>> {
     auth.require(scope(holder, false))?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(Items {
         items: entitlements::attached(&**client, auth.account_id(), holder).await?,
     }))

@@ -55,7 +55,7 @@ pub async fn list_service_keys(
     Path(app): Path<Uuid>,
 ) -> ApiResult<Json<Items<ApiKey>>> {
     auth.require("apps:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     // Another tenant's app is a 404, not an empty list.
     apps::get(&**client, auth.account_id(), app).await?;
     Ok(Json(Items {
@@ -82,7 +82,7 @@ pub async fn list_keyless(
     Path(app): Path<Uuid>,
 ) -> ApiResult<Json<Items<KeylessEntry>>> {
     auth.require("apps:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     apps::get(&**client, auth.account_id(), app).await?;
     Ok(Json(Items {
         items: keyless::list(&**client, auth.account_id(), app).await?,

@@ -56,7 +56,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Page>> {
     auth.require("licenses:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     let page = licenses::list(&**client, auth.account_id(), &q).await?;
     Ok(Json(Page {
         items: page.items,
@@ -71,7 +71,7 @@ pub async fn count(
     Query(q): Query<CountQuery>,
 ) -> ApiResult<Json<Count>> {
     auth.require("licenses:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(
         licenses::count(&**client, auth.account_id(), &q).await?,
     ))
@@ -91,7 +91,7 @@ pub async fn get(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Detail>> {
     auth.require("licenses:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     let license = licenses::get(&**client, auth.account_id(), id).await?;
     let metadata = licenses::metadata(&**client, auth.account_id(), id).await?;
     Ok(Json(Detail { license, metadata }))

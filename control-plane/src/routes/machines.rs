@@ -33,7 +33,7 @@ pub async fn list(
     Path(license_id): Path<Uuid>,
 ) -> ApiResult<Json<Items<Machine>>> {
     auth.require("licenses:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(Items {
         items: machines::list_for_license(&**client, auth.account_id(), license_id).await?,
     }))
@@ -52,7 +52,7 @@ pub async fn list_all(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page>> {
     auth.require("licenses:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     let (items, next_cursor) = machines::page(&**client, auth.account_id(), &q).await?;
     Ok(Json(Page { items, next_cursor }))
 }
@@ -63,7 +63,7 @@ pub async fn get(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Machine>> {
     auth.require("licenses:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(machines::get(&**client, auth.account_id(), id).await?))
 }
 

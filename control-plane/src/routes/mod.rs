@@ -281,6 +281,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             },
             crate::input::guard,
         ))
+        // Around the handlers (inside the metrics): a request that may have written raises the
+        // position replicas must have replayed before its answer leaves.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::replica::track,
+        ))
         // Outside the guard, so that its refusals are signed too.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

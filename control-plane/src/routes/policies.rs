@@ -32,7 +32,7 @@ pub async fn list_for_app(
     Path(app_id): Path<Uuid>,
 ) -> ApiResult<Json<Items<Policy>>> {
     auth.require("policies:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     // Another tenant's app is "not found", not an empty list.
     keyward_shared::store::apps::get(&**client, auth.account_id(), app_id).await?;
     Ok(Json(Items {
@@ -52,7 +52,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Items<Policy>>> {
     auth.require("policies:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(Items {
         items: policies::list(&**client, auth.account_id(), q.app_id).await?,
     }))
@@ -64,7 +64,7 @@ pub async fn get(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Policy>> {
     auth.require("policies:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(policies::get(&**client, auth.account_id(), id).await?))
 }
 

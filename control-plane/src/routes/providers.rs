@@ -50,7 +50,7 @@ pub async fn list(
     auth: Auth,
 ) -> ApiResult<Json<Items<KeyProvider>>> {
     auth.require("licenses:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(Items {
         items: key_providers::list(&**client, auth.account_id()).await?,
     }))
@@ -62,7 +62,7 @@ pub async fn get(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<KeyProvider>> {
     auth.require("licenses:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(
         key_providers::get(&**client, auth.account_id(), id).await?,
     ))

@@ -58,7 +58,7 @@ pub struct NewKey {
 /// `GET /v1/seller-keys`: newest first.
 pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Items<SellerKey>>> {
     auth.require(SCOPE)?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     let keys = api_keys::list_seller(&**client, auth.account_id()).await?;
     Ok(Json(Items {
         items: keys.into_iter().map(SellerKey::from).collect(),

@@ -37,7 +37,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Page<SessionView>>> {
     auth.require(READ)?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     apps::get(&**client, auth.account_id(), app_id).await?;
     let page = sessions::list(
         &**client,

@@ -48,7 +48,7 @@ pub struct AppRef {
 /// Any authenticated caller may read this: public keys are public, and only the caller's own
 /// apps are listed.
 pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<SigningKeys>> {
-    let mut client = state.client().await?;
+    let mut client = state.read_client().await?;
     // One snapshot, so a rotation in between cannot show a primary the apps disagree with.
     let tx = client
         .build_transaction()

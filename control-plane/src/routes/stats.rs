@@ -34,7 +34,7 @@ pub async fn overview(
     Query(q): Query<OverviewQuery>,
 ) -> ApiResult<Json<Overview>> {
     auth.require("licenses:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     let counts = stats::overview(&**client, auth.account_id(), q.app_id, Utc::now()).await?;
     Ok(Json(counts))
 }
@@ -46,7 +46,7 @@ pub async fn validations(
     Query(q): Query<SeriesQuery>,
 ) -> ApiResult<Json<Series>> {
     auth.require("licenses:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     let minutes = q.minutes.unwrap_or(180);
     let series =
         validation_buckets::series(&**client, auth.account_id(), q.app_id, minutes, Utc::now())

@@ -26,7 +26,7 @@ pub async fn list(
     Path(app_id): Path<Uuid>,
 ) -> ApiResult<Json<Items<Subscription>>> {
     auth.require(READ)?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     apps::get(&**client, auth.account_id(), app_id).await?;
     Ok(Json(Items {
         items: subscriptions::list(&**client, auth.account_id(), app_id).await?,
@@ -55,7 +55,7 @@ pub async fn get(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Subscription>> {
     auth.require(READ)?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(
         subscriptions::get(&**client, auth.account_id(), id).await?,
     ))

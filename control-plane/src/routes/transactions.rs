@@ -41,7 +41,7 @@ pub async fn list(
     Query(f): Query<TransactionFilter>,
 ) -> ApiResult<Json<Page>> {
     auth.require("transactions:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     let page = transactions::list(&**client, auth.account_id(), &f).await?;
     Ok(Json(Page {
         items: page.items,
@@ -55,7 +55,7 @@ pub async fn get(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Transaction>> {
     auth.require("transactions:read")?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(
         transactions::get(&**client, auth.account_id(), id).await?,
     ))

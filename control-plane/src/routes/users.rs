@@ -65,7 +65,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Page<User>>> {
     auth.require(READ)?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     // Another tenant's app is "not found", not an empty list.
     apps::get(&**client, auth.account_id(), app_id).await?;
     let page = users::page(
@@ -145,7 +145,7 @@ pub async fn create(
 
 /// The user with its subscriptions and variables.
 async fn read(state: &AppState, account: Uuid, id: Uuid) -> ApiResult<User> {
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     let app = users::app_of(&**client, account, id).await?;
     let user = users::get(&**client, account, app, id).await?;
     let vars = variables::list_user(&**client, account, app, Some(id)).await?;
@@ -383,7 +383,7 @@ pub async fn list_variables(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Items<Variable>>> {
     auth.require(READ)?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     let app = users::app_of(&**client, auth.account_id(), id).await?;
     Ok(Json(Items {
         items: variables::list_user(&**client, auth.account_id(), app, Some(id)).await?,

@@ -26,7 +26,7 @@ pub async fn list(
     Path(app_id): Path<Uuid>,
 ) -> ApiResult<Json<Items<Variable>>> {
     auth.require(READ)?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     apps::get(&**client, auth.account_id(), app_id).await?;
     Ok(Json(Items {
         items: variables::list_global(&**client, auth.account_id(), app_id).await?,

@@ -43,7 +43,7 @@ pub async fn list_endpoints(
     Query(q): Query<EndpointQuery>,
 ) -> ApiResult<Json<Items<WebhookEndpoint>>> {
     auth.require(READ)?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(Items {
         items: webhook_endpoints::list(&**client, auth.account_id(), q.app_id).await?,
     }))
@@ -55,7 +55,7 @@ pub async fn get_endpoint(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<WebhookEndpoint>> {
     auth.require(READ)?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(
         webhook_endpoints::get(&**client, auth.account_id(), id).await?,
     ))
@@ -101,7 +101,7 @@ pub async fn list_events(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<EventPage>> {
     auth.require(READ)?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     let page = webhook_events::list(&**client, auth.account_id(), &q).await?;
     Ok(Json(EventPage {
         items: page.items,
@@ -115,7 +115,7 @@ pub async fn get_event(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<WebhookEvent>> {
     auth.require(READ)?;
-    let client = state.client().await?;
+    let client = state.read_client().await?;
     Ok(Json(
         webhook_events::get(&**client, auth.account_id(), id).await?,
     ))
