@@ -54,10 +54,12 @@ trap fleet_cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 pg_port=${FLEET_PG_PORT:-$(pg_free_port)}
+# fleet-process: postgres (deploy/docker/compose.yaml runs the same; a test compares them)
 pg_start "$dir/pg" "$pg_port" bench
 pg_as_user "$(pg_bin_dir)/createdb" -h 127.0.0.1 -p "$pg_port" -U keyward keyward
 export DATABASE_URL="postgres://keyward@127.0.0.1:$pg_port/keyward"
 replica_port=${FLEET_REPLICA_PORT:-$(pg_free_port)}
+# fleet-process: postgres-replica (deploy/docker/compose.yaml runs the same; a test compares them)
 pg_start_replica "$dir/replica" "$replica_port" "$pg_port" bench
 replica_url="postgres://keyward@127.0.0.1:$replica_port/keyward"
 
@@ -69,9 +71,11 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
 fi
 
 export KEYWARD_ADMIN_PASSWORD="fleet-$(date +%s)-pw"
+# fleet-process: migrate (deploy/docker/compose.yaml runs the same; a test compares them)
 "$t/control-plane" migrate >/dev/null
 "$t/control-plane" create-admin --username admin >/dev/null
 cp_port=$(pg_free_port)
+# fleet-process: control-plane (deploy/docker/compose.yaml runs the same; a test compares them)
 KEYWARD_CP_LISTEN="127.0.0.1:$cp_port" setsid "${server[@]}" "$t/control-plane" serve \
   >"$dir/control-plane.log" 2>&1 &
 pids+=($!)
@@ -82,6 +86,7 @@ for i in $(seq 1 "$n"); do
   port=$(pg_free_port)
   # The balancer is a trusted proxy (its X-Forwarded-For names the client); the one load
   # generator is still one client address and one app, so the limits are off for the run.
+  # fleet-process: validator (deploy/docker/compose.yaml runs the same; a test compares them)
   KEYWARD_VALIDATOR_LISTEN="127.0.0.1:$port" KEYWARD_REPLICA_URL="$replica_url" \
     KEYWARD_TRUSTED_PROXIES=127.0.0.1/32 KEYWARD_RATE_LIMIT_PER_SEC=0 \
     KEYWARD_APP_RATE_LIMIT_PER_SEC=0 KEYWARD_CYBERLICENSE_RATE_LIMIT=0 \
@@ -135,6 +140,7 @@ backend validators
 $servers
 EOF
 haproxy -c -q -f "$dir/haproxy.cfg"
+# fleet-process: lb (deploy/docker/compose.yaml runs the same; a test compares them)
 setsid "${server[@]}" haproxy -db -f "$dir/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
 pids+=($!)
 wait_ready "$lb_port" haproxy "$dir/haproxy.log"

@@ -175,6 +175,23 @@ fn compose_services_are_the_fleet_processes_wired_as_documented() {
     let services = c["services"].as_object().unwrap();
     let names: Vec<String> = services.keys().cloned().collect();
     assert_eq!(names, readme_processes(), "compose services vs README.md");
+    // The kinds of process deploy/fleet.sh starts (tagged `# fleet-process: NAME` where each
+    // starts), with compose's numbered validators as one kind.
+    let kind = |n: &str| match n.strip_prefix("validator-") {
+        Some(i) if i.parse::<u32>().is_ok() => "validator".to_string(),
+        _ => n.to_string(),
+    };
+    let compose_kinds: std::collections::BTreeSet<String> = names.iter().map(|n| kind(n)).collect();
+    let fleet = std::fs::read_to_string(docker_dir().join("../fleet.sh")).expect("deploy/fleet.sh");
+    let fleet_kinds: std::collections::BTreeSet<String> = fleet
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("# fleet-process: "))
+        .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        compose_kinds, fleet_kinds,
+        "compose services vs the processes deploy/fleet.sh starts"
+    );
 
     let keyward = |s: &Value| s["image"].as_str().unwrap().contains("keyward");
     for (name, s) in services {
