@@ -54,65 +54,6 @@ async fn metric(cp: &Cp, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let cfg = keyward_shared::db::pg_config(url, "keyward-test").expect("url");
-    keyward_shared::db::connect(&cfg).await.expect("connect")
-}
-
-/// Pauses WAL replay on the replica; resumes it when dropped (even when the test fails, as the
-/// replica is shared by every test of the run).
-struct ReplayPaused(String);
-
-impl ReplayPaused {
-    async fn new(replica_url: &str) -> ReplayPaused {
-        let c = connect(replica_url).await;
-        let guard = ReplayPaused(replica_url.to_string());
-        c.batch_execute("SELECT pg_wal_replay_pause()")
-            .await
-            .expect("pause replay");
-        // Requested is not yet paused: a write could still be replayed.
-        eventually(DEADLINE, "replay to pause", || {
-            let c = &c;
-            async move { paused_at(c).await }
-        })
-        .await;
-        guard
-    }
-}
-
-/// The replay position while replay is paused (`None`: not paused).
-async fn paused_at(c: &tokio_postgres::Client) -> Option<i64> {
-    let row = c
-        .query_one(
-            "SELECT pg_get_wal_replay_pause_state() = 'paused',
-                    (pg_last_wal_replay_lsn() - '0/0')::bigint",
-            &[],
-        )
-        .await
-        .expect("replay state");
-    row.get::<_, bool>(0).then(|| row.get(1))
-}
-
-impl Drop for ReplayPaused {
-    fn drop(&mut self) {
-        let url = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                connect(&url)
-                    .await
-                    .batch_execute("SELECT pg_wal_replay_resume()")
-                    .await
-                    .expect("resume replay");
-            });
-        })
-        .join();
-    }
-}
-
 fn ids(page: &Value) -> Vec<String> {
     page["items"]
         .as_array()
@@ -229,13 +170,13 @@ async fn reads_right_after_a_write_see_it_while_the_replica_is_paused() {
     // The replica serves reads before the pause.
     served_by_replica(&cp, &t, &format!("/v1/licenses?app_id={app}"), 200).await;
 
-    let observer = connect(&replica_url).await;
+    let observer = keyward_shared::testing::connect_to(&replica_url).await;
     // Another test of the run may resume replay while this one has it paused (it is one
     // replica): a round is conclusive about where reads ran only if replay stayed paused.
     for round in 0.. {
         assert!(round < 10, "replay never stayed paused for a whole round");
-        let paused = ReplayPaused::new(&replica_url).await;
-        let at = paused_at(&observer).await;
+        let paused = keyward_shared::testing::ReplayPaused::new(&replica_url).await;
+        let at = keyward_shared::testing::replay_paused_at(&observer).await;
         let (replica0, primary0) = (
             metric(&cp, REPLICA_READS).await,
             metric(&cp, PRIMARY_READS).await,
@@ -287,7 +228,7 @@ async fn reads_right_after_a_write_see_it_while_the_replica_is_paused() {
             metric(&cp, REPLICA_READS).await,
             metric(&cp, PRIMARY_READS).await,
         );
-        if at.is_none() || paused_at(&observer).await != at {
+        if at.is_none() || keyward_shared::testing::replay_paused_at(&observer).await != at {
             drop(paused);
             continue;
         }

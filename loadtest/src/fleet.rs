@@ -13,10 +13,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::compare;
 use crate::engine::{LoadConfig, Mode};
 use crate::report::Report;
 use crate::scenario::Scenario;
+use crate::suite::measure;
 
 /// The section's heading, fixed so that `deploy/fleet.sh --write` and `deploy/bench.sh` find it.
 pub const HEADING: &str = "## Fleet on one machine (`deploy/fleet.sh N`)";
@@ -72,17 +72,6 @@ impl FleetConfig {
             stop: None,
         }
     }
-}
-
-async fn measure(
-    url: &str,
-    scenario: &Scenario,
-    cfg: &LoadConfig,
-    label: &str,
-) -> anyhow::Result<Report> {
-    let r = compare::measure(url, scenario, cfg, label, false).await?;
-    eprint!("{}", r.human());
-    Ok(r)
 }
 
 fn ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {

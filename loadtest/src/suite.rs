@@ -222,7 +222,7 @@ impl SuiteConfig {
     }
 }
 
-async fn measure(
+pub(crate) async fn measure(
     url: &str,
     scenario: &Scenario,
     cfg: &LoadConfig,

@@ -314,3 +314,65 @@ pub async fn generate(
     w.commit().await.expect("commit");
     out
 }
+
+/// Connects to `url` (a test cluster's primary or replica) as the tests do.
+pub async fn connect_to(url: &str) -> tokio_postgres::Client {
+    let cfg = db::pg_config(url, "keyward-test").expect("database url");
+    db::connect(&cfg).await.expect("connect")
+}
+
+/// The replica's replay position while its replay is paused (`None`: not paused).
+pub async fn replay_paused_at(replica: &tokio_postgres::Client) -> Option<i64> {
+    let row = replica
+        .query_one(
+            "SELECT pg_get_wal_replay_pause_state() = 'paused',
+                    (pg_last_wal_replay_lsn() - '0/0')::bigint",
+            &[],
+        )
+        .await
+        .expect("replay state");
+    row.get::<_, bool>(0).then(|| row.get(1))
+}
+
+/// Pauses WAL replay on the test replica; resumes it when dropped, even when the test fails, as
+/// the replica is shared by every test of the run (those that pause it take turns: the
+/// `replica-pause` group in `.config/nextest.toml`).
+pub struct ReplayPaused(String);
+
+impl ReplayPaused {
+    pub async fn new(replica_url: &str) -> ReplayPaused {
+        let c = connect_to(replica_url).await;
+        let guard = ReplayPaused(replica_url.to_string());
+        c.batch_execute("SELECT pg_wal_replay_pause()")
+            .await
+            .expect("pause replay");
+        // Requested is not yet paused: a record could still be replayed.
+        eventually(Duration::from_secs(10), "replay to pause", || {
+            let c = &c;
+            async move { replay_paused_at(c).await }
+        })
+        .await;
+        guard
+    }
+}
+
+impl Drop for ReplayPaused {
+    fn drop(&mut self) {
+        let url = self.0.clone();
+        // Drop cannot await, and may run on a runtime's worker: resume from a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                connect_to(&url)
+                    .await
+                    .batch_execute("SELECT pg_wal_replay_resume()")
+                    .await
+                    .expect("resume replay");
+            });
+        })
+        .join();
+    }
+}

@@ -16,45 +16,6 @@ const REPLICA_READS: &str = r#"keyward_validator_miss_reads_total{source="replic
 const PRIMARY_READS: &str = r#"keyward_validator_miss_reads_total{source="primary"}"#;
 const LICENSE_INVALIDATIONS: &str = r#"keyward_validator_invalidations_total{kind="license"}"#;
 
-/// Pauses WAL replay on the replica; resumes it when dropped (even when the test fails, as the
-/// replica is shared by every test of the run).
-struct ReplayPaused(String);
-
-impl ReplayPaused {
-    async fn new(replica_url: &str) -> ReplayPaused {
-        let c = connect(replica_url).await;
-        c.batch_execute("SELECT pg_wal_replay_pause()")
-            .await
-            .expect("pause replay");
-        ReplayPaused(replica_url.to_string())
-    }
-}
-
-impl Drop for ReplayPaused {
-    fn drop(&mut self) {
-        let url = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                connect(&url)
-                    .await
-                    .batch_execute("SELECT pg_wal_replay_resume()")
-                    .await
-                    .expect("resume replay");
-            });
-        })
-        .join();
-    }
-}
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let cfg = keyward_shared::db::pg_config(url, "keyward-test").expect("url");
-    keyward_shared::db::connect(&cfg).await.expect("connect")
-}
-
 /// Misses (of keys that do not exist) until one is read from the replica.
 async fn until_a_miss_reads_the_replica(http: &reqwest::Client, addr: SocketAddr, app: uuid::Uuid) {
     let before = metric(http, addr, REPLICA_READS).await;
@@ -111,14 +72,14 @@ async fn a_ban_is_never_answered_valid_while_the_replica_lags() {
     );
 
     // The replica stops replaying: it still says the license is active.
-    let paused = ReplayPaused::new(&replica).await;
+    let paused = keyward_shared::testing::ReplayPaused::new(&replica).await;
     let invalidations = metric(&http, addr, LICENSE_INVALIDATIONS).await;
     let mut w = WriteTx::begin(&mut c, t.actor.clone()).await.unwrap();
     licenses::ban(&mut w, license.id, Some("chargeback"))
         .await
         .unwrap();
     w.commit().await.unwrap();
-    let stale = connect(&replica)
+    let stale = keyward_shared::testing::connect_to(&replica)
         .await
         .query_one(
             "SELECT status::text FROM licenses WHERE id = $1",
